@@ -1,0 +1,348 @@
+//! The subcommands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use neurogen_data::{npy, DataError, SignalKind};
+use neurogen_train::{
+    load_run, sample_signals, train_experiment, Backend, ConfigError, Experiment, FitOptions,
+    RunDir, TrainError, Verbosity,
+};
+use serde_json::json;
+
+use crate::{device_for, EXIT_USAGE};
+
+/// Train deep generative models of neural signals and sample synthetic data from them.
+#[derive(Debug, Parser)]
+#[command(name = "neurogen", version, about)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors: no progress, no summaries.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train the model an experiment file describes.
+    Train {
+        /// The experiment (TOML).
+        config: PathBuf,
+        /// Run directory; default runs/<name>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Backend, overriding the config's.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// Override any key before checks, e.g. --set train.steps=200 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Continue from the newest checkpoint in the run directory.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Sample synthetic windows from a trained run.
+    Sample {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Number of windows.
+        #[arg(short = 'n', default_value_t = 100)]
+        n: usize,
+        /// Seed of the latents and observation noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file (.npy); default RUN_DIR/samples.npy.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Backend, overriding the run's.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
+    /// Write every window an experiment's [data] builds, in physical units.
+    Data {
+        /// The experiment (TOML).
+        config: PathBuf,
+        /// Output file (.npy); default <name>-data.npy.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Override any key, as for train.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Show a run's resolved experiment, newest checkpoint and last metrics.
+    Inspect {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    Ndarray,
+    Flex,
+    Wgpu,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Ndarray => Backend::Ndarray,
+            BackendArg::Flex => Backend::Flex,
+            BackendArg::Wgpu => Backend::Wgpu,
+        }
+    }
+}
+
+pub(crate) fn dispatch(cli: &Cli) -> Result<()> {
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::Normal
+    };
+    match &cli.command {
+        Command::Train {
+            config,
+            out,
+            backend,
+            set,
+            resume,
+        } => train(config, out.as_deref(), *backend, set, *resume, verbosity),
+        Command::Sample {
+            run_dir,
+            n,
+            seed,
+            out,
+            backend,
+        } => sample(run_dir, *n, *seed, out.as_deref(), *backend, cli.quiet),
+        Command::Data { config, out, set } => data(config, out.as_deref(), set, cli.quiet),
+        Command::Inspect { run_dir } => inspect(run_dir),
+    }
+}
+
+fn train(
+    config: &Path,
+    out: Option<&Path>,
+    backend: Option<BackendArg>,
+    set: &[String],
+    resume: bool,
+    verbosity: Verbosity,
+) -> Result<()> {
+    let mut exp = Experiment::load(config, set)?;
+    if let Some(b) = backend {
+        exp.backend = b.into();
+    }
+    let run = RunDir::new(
+        out.map(Path::to_path_buf)
+            .unwrap_or_else(|| Path::new("runs").join(&exp.name)),
+    );
+    tracing::info!(run = %run.root().display(), backend = exp.backend.name(), "training");
+    let device = device_for(exp.backend);
+    let report = train_experiment(
+        &exp,
+        config,
+        &run,
+        &device,
+        FitOptions { resume, verbosity },
+    )?;
+    if verbosity != Verbosity::Quiet {
+        let valid = report
+            .valid_loss
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| "n/a".into());
+        println!(
+            "trained {} steps ({}..{}) on {} in {:.1} s: train loss {:.4}, valid loss {valid}; run in {}",
+            report.steps - report.start_step,
+            report.start_step,
+            report.steps,
+            exp.backend.name(),
+            report.wall_s,
+            report.train_loss,
+            run.root().display()
+        );
+    }
+    Ok(())
+}
+
+/// `x.npy` → `x.json`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}{suffix}"))
+}
+
+fn check_npy(path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("npy") => Ok(()),
+        _ => Err(UsageError(format!(
+            "{}: unsupported output format; this version writes .npy",
+            path.display()
+        ))
+        .into()),
+    }
+}
+
+fn sample(
+    run_dir: &Path,
+    n: usize,
+    seed: u64,
+    out: Option<&Path>,
+    backend: Option<BackendArg>,
+    quiet: bool,
+) -> Result<()> {
+    if n == 0 {
+        bail!(UsageError("-n: must be at least 1".into()));
+    }
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| run_dir.join("samples.npy"));
+    check_npy(&out)?;
+    let run = RunDir::new(run_dir);
+    let exp = run.read_experiment()?;
+    let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
+    let loaded = load_run(&run, &device)?;
+    let s = sample_signals(&loaded, n, seed, &device)?;
+    let shape = [s.n, s.channels, s.time];
+    npy::write_f32(&out, &shape, &s.values)?;
+    let meta = json!({
+        "shape": shape,
+        "sfreq": s.sfreq,
+        "channel_names": s.channel_names,
+        "kind": s.kind,
+        "unit": s.unit,
+        "model": loaded.exp.model.kind(),
+        "checkpoint_step": loaded.checkpoint.step,
+        "seed": seed,
+        "run_dir": run_dir.display().to_string(),
+    });
+    let meta_path = sidecar(&out, ".json");
+    npy::write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
+    if !quiet {
+        let stats = neurogen_eval::channel_stats(&s.values, s.channels, s.time);
+        let mean = stats.iter().map(|c| c.mean).sum::<f64>() / stats.len() as f64;
+        let sd = stats.iter().map(|c| c.std).sum::<f64>() / stats.len() as f64;
+        let data_mean =
+            loaded.info.norm.mean.iter().map(|&m| m as f64).sum::<f64>() / stats.len() as f64;
+        let data_sd =
+            loaded.info.norm.std.iter().map(|&m| m as f64).sum::<f64>() / stats.len() as f64;
+        let unit = if s.kind == SignalKind::Counts {
+            "count/bin"
+        } else {
+            s.unit.as_str()
+        };
+        if s.kind == SignalKind::Continuous {
+            println!("samples: channel mean {mean:.3} {unit}, sd {sd:.3} {unit} (training data: mean {data_mean:.3}, sd {data_sd:.3})");
+        } else {
+            println!("samples: mean {mean:.3} {unit} ({:.2} Hz)", mean * s.sfreq);
+        }
+        println!(
+            "wrote {} windows [{} × {} × {}] ({}) to {} and {}",
+            s.n,
+            s.n,
+            s.channels,
+            s.time,
+            if s.kind == SignalKind::Counts {
+                "counts"
+            } else {
+                s.unit.as_str()
+            },
+            out.display(),
+            meta_path.display()
+        );
+    }
+    Ok(())
+}
+
+fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Result<()> {
+    let exp = Experiment::load(config, set)?;
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(format!("{}-data.npy", exp.name)));
+    check_npy(&out)?;
+    let windows = exp.data.build(exp.seed).map_err(|e| match e {
+        DataError::Invalid { key, message } => anyhow::Error::from(ConfigError::Invalid {
+            path: config.to_path_buf(),
+            key: format!("data.{key}"),
+            message,
+        }),
+        other => other.into(),
+    })?;
+    let s = &windows.signals;
+    npy::write_f32(&out, &[s.n, s.channels, s.time], &s.values)?;
+    let mut meta = json!({
+        "shape": [s.n, s.channels, s.time],
+        "sfreq": s.sfreq,
+        "channel_names": s.channel_names,
+        "kind": s.kind,
+        "unit": s.unit,
+        "windows": windows.info,
+    });
+    if let Some((lat, dim)) = &s.latents {
+        let lat_path = sidecar(&out, "_latents.npy");
+        npy::write_f32(&lat_path, &[s.n, *dim, s.time], lat)?;
+        meta["latents"] = json!({ "file": lat_path.file_name().map(|f| f.to_string_lossy().into_owned()), "shape": [s.n, dim, s.time] });
+    }
+    let meta_path = sidecar(&out, ".json");
+    npy::write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
+    if !quiet {
+        println!(
+            "wrote {} windows [{} × {} × {}] to {} and {}",
+            s.n,
+            s.n,
+            s.channels,
+            s.time,
+            out.display(),
+            meta_path.display()
+        );
+    }
+    Ok(())
+}
+
+fn inspect(run_dir: &Path) -> Result<()> {
+    let run = RunDir::new(run_dir);
+    let exp = run.read_experiment()?;
+    println!("# run {}\n", run_dir.display());
+    println!("{}", exp.to_toml().map_err(anyhow::Error::msg)?);
+    match run.latest_checkpoint()? {
+        Some(c) => println!("newest checkpoint: step {} ({})", c.step, c.dir.display()),
+        None => println!("newest checkpoint: none"),
+    }
+    for split in ["train", "valid"] {
+        if let Some(line) = run.last_metrics(Some(split), 1)?.pop() {
+            println!("last {split} metrics: {line}");
+        }
+    }
+    Ok(())
+}
+
+/// A usage error found after argument parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub String);
+
+pub(crate) fn describe(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+}
+
+pub(crate) fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
+        return EXIT_USAGE;
+    }
+    if let Some(t) = e.downcast_ref::<TrainError>() {
+        return if t.is_user_error() { EXIT_USAGE } else { 1 };
+    }
+    match e.downcast_ref::<DataError>() {
+        Some(DataError::Invalid { .. }) => EXIT_USAGE,
+        // An output path in a directory that does not exist is the user's input too.
+        Some(DataError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            EXIT_USAGE
+        }
+        _ => 1,
+    }
+}

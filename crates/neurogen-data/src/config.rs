@@ -1,0 +1,190 @@
+//! The `[data]` table.
+//!
+//! `source` picks the variant; `window`, `stride`, `normalize`, `split` and `split_by` are shared
+//! by every source. serde's internally tagged enums buffer their content and lose the key path
+//! of an error, so the table is taken apart by hand here and every error names its key.
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::sim::{KuramotoConfig, LorenzConfig};
+
+/// One variant per built-in simulator or file format, chosen by `source`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum Source {
+    /// Poisson spike counts driven by a Lorenz attractor (the LFADS benchmark).
+    LorenzSpikes(LorenzConfig),
+    /// Coupled phase oscillators mixed into EEG-like channels with 1/f background.
+    Kuramoto(KuramotoConfig),
+}
+
+impl Source {
+    const NAMES: &'static [&'static str] = &["lorenz_spikes", "kuramoto"];
+}
+
+/// How windows are scaled before the model sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Subtract each channel's training mean and divide by its training standard deviation.
+    Channel,
+    /// Leave values as they are (required for spike counts under a Poisson likelihood).
+    None,
+}
+
+/// How windows are assigned to train / valid / test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitBy {
+    /// Whole trials (recordings) go to one split.
+    Trial,
+    /// Each recording is cut into contiguous blocks: train first, then valid, then test.
+    Time,
+}
+
+/// Fractions of the data in each split; they must sum to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitFractions {
+    /// Training fraction.
+    pub train: f64,
+    /// Validation fraction.
+    pub valid: f64,
+    /// Test fraction.
+    pub test: f64,
+}
+
+impl Default for SplitFractions {
+    fn default() -> Self {
+        SplitFractions {
+            train: 0.8,
+            valid: 0.1,
+            test: 0.1,
+        }
+    }
+}
+
+/// The `[data]` table: a source plus the keys every source shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    /// Where the signals come from.
+    pub source: Source,
+    /// Window length in samples; default: a whole trial for trial data, 256 otherwise.
+    pub window: Option<usize>,
+    /// Hop between window starts in samples; default: `window` (no overlap).
+    pub stride: Option<usize>,
+    /// Scaling; default `channel` for continuous data, `none` for counts.
+    pub normalize: Option<Normalize>,
+    /// Split fractions.
+    pub split: SplitFractions,
+    /// Split unit; default `trial` when there are several recordings, `time` otherwise.
+    pub split_by: Option<SplitBy>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Shared {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stride: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    normalize: Option<Normalize>,
+    #[serde(default)]
+    split: SplitFractions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split_by: Option<SplitBy>,
+}
+
+const SHARED_KEYS: &[&str] = &["window", "stride", "normalize", "split", "split_by"];
+
+/// Deserialises `T` from a TOML table; an error reads `key.path: what was wrong`.
+///
+/// Used for the tagged tables (`[data]`, `[model]`) so their errors keep the key path.
+pub fn from_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path.is_empty() || path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+/// Removes the tag key (`source`, `kind`) from `table` and returns its value.
+pub fn take_tag(table: &mut toml::Table, tag: &str, expected: &[&str]) -> Result<String, String> {
+    let list = expected
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match table.remove(tag) {
+        Some(toml::Value::String(s)) if expected.contains(&s.as_str()) => Ok(s),
+        Some(toml::Value::String(s)) => Err(format!(
+            "{tag}: unknown {tag} \"{s}\", expected one of {list}"
+        )),
+        Some(other) => Err(format!(
+            "{tag}: expected a string (one of {list}), found {}",
+            other.type_str()
+        )),
+        None => Err(format!("{tag}: missing; expected one of {list}")),
+    }
+}
+
+impl<'de> Deserialize<'de> for DataConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(d)?;
+        let name = take_tag(&mut table, "source", Source::NAMES).map_err(D::Error::custom)?;
+        let mut shared = toml::Table::new();
+        for key in SHARED_KEYS {
+            if let Some(v) = table.remove(*key) {
+                shared.insert((*key).to_string(), v);
+            }
+        }
+        let hint = |e: String| {
+            if e.contains("unknown field") {
+                format!(
+                    "{e} (or one shared by every source: {})",
+                    SHARED_KEYS.join(", ")
+                )
+            } else {
+                e
+            }
+        };
+        let source = match name.as_str() {
+            "lorenz_spikes" => from_table(table).map(Source::LorenzSpikes),
+            "kuramoto" => from_table(table).map(Source::Kuramoto),
+            other => Err(format!("source: no data source \"{other}\"")),
+        }
+        .map_err(|e| D::Error::custom(hint(e)))?;
+        let shared: Shared = from_table(shared).map_err(D::Error::custom)?;
+        Ok(DataConfig {
+            source,
+            window: shared.window,
+            stride: shared.stride,
+            normalize: shared.normalize,
+            split: shared.split,
+            split_by: shared.split_by,
+        })
+    }
+}
+
+impl Serialize for DataConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut table = toml::Table::try_from(&self.source).map_err(S::Error::custom)?;
+        let shared = toml::Table::try_from(Shared {
+            window: self.window,
+            stride: self.stride,
+            normalize: self.normalize,
+            split: self.split,
+            split_by: self.split_by,
+        })
+        .map_err(S::Error::custom)?;
+        table.extend(shared);
+        table.serialize(s)
+    }
+}

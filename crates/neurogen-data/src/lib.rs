@@ -1,0 +1,23 @@
+//! Signals and where they come from.
+//!
+//! The one design decision of this crate: **everything here lives on the host**. Simulators,
+//! windowing, splits and normalisation produce plain `Vec<f32>` arrays laid out
+//! `[n, channels, time]`; only [`Signals::batch`] turns a selection of windows into a burn tensor.
+//! That keeps data preparation identical across backends (a run on `ndarray` and one on `wgpu`
+//! see the same bytes) and lets the evaluation crate judge any sample file without burn.
+//!
+//! Flow: a [`DataConfig`] is built with a seed into [`Windows`] (every window in recording
+//! order, physical units, each tagged with its split), then [`Windows::into_dataset`] cuts the
+//! splits and normalises them with statistics taken from the training split alone.
+
+pub mod config;
+mod error;
+pub mod npy;
+mod signals;
+pub mod sim;
+mod windows;
+
+pub use config::{from_table, take_tag, DataConfig, Normalize, Source, SplitBy, SplitFractions};
+pub use error::DataError;
+pub use signals::{SignalKind, Signals};
+pub use windows::{Dataset, Normalization, SplitName, WindowInfo, Windows};

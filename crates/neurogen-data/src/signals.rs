@@ -1,0 +1,82 @@
+use serde::{Deserialize, Serialize};
+
+/// What the numbers in a [`Signals`] are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// Real-valued series (EEG, LFP) in physical units.
+    Continuous,
+    /// Non-negative integer spike counts per time bin.
+    Counts,
+}
+
+/// A set of equally shaped windows on the host.
+///
+/// # Shapes
+/// - `values`: `[n, channels, time]`, row-major.
+/// - `latents`: `[n, latent_dim, time]` when the source knows its ground truth.
+#[derive(Debug, Clone)]
+pub struct Signals {
+    /// Samples, `[n, channels, time]` row-major.
+    pub values: Vec<f32>,
+    /// Number of windows.
+    pub n: usize,
+    /// Channels (or neurons) per window.
+    pub channels: usize,
+    /// Samples (or bins) per window.
+    pub time: usize,
+    /// Sampling rate in Hz (bins per second for counts).
+    pub sfreq: f64,
+    /// One name per channel.
+    pub channel_names: Vec<String>,
+    /// Continuous or counts.
+    pub kind: SignalKind,
+    /// Physical unit of the values (`"uV"`, `"count"`).
+    pub unit: String,
+    /// Ground-truth latents `[n, latent_dim, time]` and `latent_dim`, for simulators.
+    pub latents: Option<(Vec<f32>, usize)>,
+    /// Optional per-window labels (condition, stimulus) for conditional models.
+    pub labels: Option<Vec<u32>>,
+}
+
+impl Signals {
+    /// Elements in one window (`channels * time`).
+    pub fn window_len(&self) -> usize {
+        self.channels * self.time
+    }
+
+    /// The samples of window `i`, `[channels, time]`.
+    pub fn window(&self, i: usize) -> &[f32] {
+        let len = self.window_len();
+        &self.values[i * len..(i + 1) * len]
+    }
+
+    /// A copy holding only the windows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Signals {
+        let len = self.window_len();
+        let mut values = Vec::with_capacity(indices.len() * len);
+        for &i in indices {
+            values.extend_from_slice(self.window(i));
+        }
+        let latents = self.latents.as_ref().map(|(lat, dim)| {
+            let llen = dim * self.time;
+            let mut out = Vec::with_capacity(indices.len() * llen);
+            for &i in indices {
+                out.extend_from_slice(&lat[i * llen..(i + 1) * llen]);
+            }
+            (out, *dim)
+        });
+        Signals {
+            values,
+            n: indices.len(),
+            latents,
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| indices.iter().map(|&i| l[i]).collect()),
+            channel_names: self.channel_names.clone(),
+            unit: self.unit.clone(),
+            ..*self
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `lorenz_spikes`: the LFADS synthetic benchmark.
+//!
+//! A Lorenz system (σ = 10, ρ = 28, β = 8/3) is integrated per trial from a random point on the
+//! attractor; the 3-D state is standardised over all trials, mapped through a random readout
+//! to the log-rates of N neurons around a baseline rate, and Poisson counts are drawn per bin.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal, Poisson};
+use serde::{Deserialize, Serialize};
+
+use super::{rk4_step, Recordings};
+use crate::{DataError, SignalKind};
+
+/// `[data] source = "lorenz_spikes"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LorenzConfig {
+    /// Number of trials.
+    pub n_trials: usize,
+    /// Number of simulated neurons (channels).
+    pub n_neurons: usize,
+    /// Time bins per trial.
+    pub n_bins: usize,
+    /// Bin width in milliseconds (sets `sfreq = 1000 / bin_ms`).
+    pub bin_ms: f64,
+    /// Lorenz time units advanced per bin.
+    pub dt: f64,
+    /// Baseline firing rate in Hz, the rate at the standardised state's origin.
+    pub base_rate_hz: f64,
+    /// Scale of the random readout from the 3-D state to log-rates.
+    pub gain: f64,
+    /// Lorenz σ.
+    pub sigma: f64,
+    /// Lorenz ρ.
+    pub rho: f64,
+    /// Lorenz β.
+    pub beta: f64,
+}
+
+impl Default for LorenzConfig {
+    fn default() -> Self {
+        LorenzConfig {
+            n_trials: 1000,
+            n_neurons: 30,
+            n_bins: 100,
+            bin_ms: 10.0,
+            dt: 0.01,
+            base_rate_hz: 15.0,
+            gain: 1.0,
+            sigma: 10.0,
+            rho: 28.0,
+            beta: 8.0 / 3.0,
+        }
+    }
+}
+
+/// RK4 sub-steps per bin: keeps the integration error far below the Poisson noise.
+const SUBSTEPS: usize = 4;
+/// Steps run from a random start before recording, so every trial starts on the attractor.
+const BURN_IN: usize = 500;
+
+impl LorenzConfig {
+    pub(crate) fn check(&self) -> Result<(), DataError> {
+        let positive = [
+            ("n_trials", self.n_trials as f64),
+            ("n_neurons", self.n_neurons as f64),
+            ("n_bins", self.n_bins as f64),
+            ("bin_ms", self.bin_ms),
+            ("dt", self.dt),
+            ("base_rate_hz", self.base_rate_hz),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(DataError::invalid(
+                    key,
+                    format!("must be positive, got {v}"),
+                ));
+            }
+        }
+        if !self.gain.is_finite() || self.gain < 0.0 {
+            return Err(DataError::invalid("gain", "must be a finite number ≥ 0"));
+        }
+        Ok(())
+    }
+
+    /// Simulates every trial.
+    ///
+    /// # Shapes
+    /// - data: `n_trials` × `[n_neurons, n_bins]` counts.
+    /// - latents: `n_trials` × `[3, n_bins]` standardised Lorenz state.
+    pub fn simulate(&self, seed: u64) -> Result<Recordings, DataError> {
+        self.simulate_with_rates(seed).map(|(recs, _)| recs)
+    }
+
+    /// [`simulate`](Self::simulate), also returning the Poisson rate of every count.
+    pub(crate) fn simulate_with_rates(
+        &self,
+        seed: u64,
+    ) -> Result<(Recordings, Vec<Vec<f32>>), DataError> {
+        self.check()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (s, r, b) = (self.sigma, self.rho, self.beta);
+        let field = |y: &[f64; 3]| {
+            [
+                s * (y[1] - y[0]),
+                y[0] * (r - y[2]) - y[1],
+                y[0] * y[1] - b * y[2],
+            ]
+        };
+        let h = self.dt / SUBSTEPS as f64;
+
+        // Raw trajectories, [trial][bin] -> state.
+        let mut traj: Vec<Vec<[f64; 3]>> = Vec::with_capacity(self.n_trials);
+        for _ in 0..self.n_trials {
+            let mut y = [
+                rng.random_range(-15.0..15.0),
+                rng.random_range(-15.0..15.0),
+                rng.random_range(5.0..40.0),
+            ];
+            for _ in 0..BURN_IN {
+                y = rk4_step(field, &y, h);
+            }
+            let mut t = Vec::with_capacity(self.n_bins);
+            for _ in 0..self.n_bins {
+                t.push(y);
+                for _ in 0..SUBSTEPS {
+                    y = rk4_step(field, &y, h);
+                }
+            }
+            traj.push(t);
+        }
+
+        // Standardise each state dimension over all trials and bins.
+        let count = (self.n_trials * self.n_bins) as f64;
+        let mut mean = [0.0; 3];
+        let mut var = [0.0; 3];
+        for p in traj.iter().flatten() {
+            for d in 0..3 {
+                mean[d] += p[d] / count;
+            }
+        }
+        for p in traj.iter().flatten() {
+            for d in 0..3 {
+                var[d] += (p[d] - mean[d]).powi(2) / count;
+            }
+        }
+        let std = var.map(|v| v.sqrt().max(1e-12));
+
+        // Random readout: log-rate = log(base · bin) + gain · W z, W ~ N(0, 1/3).
+        let normal = Normal::new(0.0, (1.0f64 / 3.0).sqrt())
+            .map_err(|e| DataError::invalid("gain", e.to_string()))?;
+        let w: Vec<[f64; 3]> = (0..self.n_neurons)
+            .map(|_| {
+                [
+                    normal.sample(&mut rng),
+                    normal.sample(&mut rng),
+                    normal.sample(&mut rng),
+                ]
+            })
+            .collect();
+        let log_base = (self.base_rate_hz * self.bin_ms / 1000.0).ln();
+
+        let mut data = Vec::with_capacity(self.n_trials);
+        let mut latents = Vec::with_capacity(self.n_trials);
+        let mut rates = Vec::with_capacity(self.n_trials);
+        for t in &traj {
+            let mut counts = vec![0f32; self.n_neurons * self.n_bins];
+            let mut rate = vec![0f32; self.n_neurons * self.n_bins];
+            let mut lat = vec![0f32; 3 * self.n_bins];
+            for (bin, p) in t.iter().enumerate() {
+                let z = [0, 1, 2].map(|d| (p[d] - mean[d]) / std[d]);
+                for d in 0..3 {
+                    lat[d * self.n_bins + bin] = z[d] as f32;
+                }
+                for (n, wn) in w.iter().enumerate() {
+                    let lambda =
+                        (log_base + self.gain * (wn[0] * z[0] + wn[1] * z[1] + wn[2] * z[2])).exp();
+                    counts[n * self.n_bins + bin] = poisson(&mut rng, lambda);
+                    rate[n * self.n_bins + bin] = lambda as f32;
+                }
+            }
+            data.push(counts);
+            latents.push(lat);
+            rates.push(rate);
+        }
+        let recs = Recordings {
+            data,
+            samples: vec![self.n_bins; self.n_trials],
+            channel_names: (0..self.n_neurons).map(|i| format!("n{i:03}")).collect(),
+            sfreq: 1000.0 / self.bin_ms,
+            kind: SignalKind::Counts,
+            unit: "count".into(),
+            latents: Some((latents, 3)),
+        };
+        Ok((recs, rates))
+    }
+}
+
+/// One Poisson draw; rates too small for `rand_distr` are zero counts.
+pub fn poisson(rng: &mut StdRng, lambda: f64) -> f32 {
+    match Poisson::new(lambda) {
+        Ok(p) => p.sample(rng) as f32,
+        Err(_) => 0.0,
+    }
+}

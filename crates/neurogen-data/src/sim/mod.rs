@@ -1,0 +1,242 @@
+//! Built-in simulators with known ground truth.
+//!
+//! Each is a pure function of its config and a seed: the same seed gives the same bytes on every
+//! machine (host `StdRng`, no threads), and each keeps the latent state that produced its data.
+
+mod kuramoto;
+mod lorenz;
+
+pub use kuramoto::KuramotoConfig;
+pub use lorenz::{poisson, LorenzConfig};
+
+use crate::SignalKind;
+
+/// Continuous recordings (or trials) as a simulator or reader produces them.
+///
+/// # Shapes
+/// - `data[r]`: `[channels, samples_r]` row-major.
+/// - `latents[r]`: `[latent_dim, samples_r]` row-major.
+#[derive(Debug, Clone)]
+pub struct Recordings {
+    /// One `[channels, samples]` array per recording.
+    pub data: Vec<Vec<f32>>,
+    /// Samples in each recording.
+    pub samples: Vec<usize>,
+    /// Channel names.
+    pub channel_names: Vec<String>,
+    /// Sampling rate in Hz.
+    pub sfreq: f64,
+    /// Continuous or counts.
+    pub kind: SignalKind,
+    /// Physical unit.
+    pub unit: String,
+    /// Ground truth, `[latent_dim, samples]` per recording, and `latent_dim`.
+    pub latents: Option<(Vec<Vec<f32>>, usize)>,
+}
+
+impl Recordings {
+    /// Number of channels.
+    pub fn channels(&self) -> usize {
+        self.channel_names.len()
+    }
+}
+
+/// Classic fourth-order Runge–Kutta step for a small host ODE.
+pub(crate) fn rk4_step<const N: usize>(
+    f: impl Fn(&[f64; N]) -> [f64; N],
+    y: &[f64; N],
+    h: f64,
+) -> [f64; N] {
+    let add = |a: &[f64; N], b: &[f64; N], s: f64| -> [f64; N] {
+        let mut out = *a;
+        for i in 0..N {
+            out[i] += s * b[i];
+        }
+        out
+    };
+    let k1 = f(y);
+    let k2 = f(&add(y, &k1, h / 2.0));
+    let k3 = f(&add(y, &k2, h / 2.0));
+    let k4 = f(&add(y, &k3, h));
+    let mut out = *y;
+    for i in 0..N {
+        out[i] += h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_lorenz() -> LorenzConfig {
+        LorenzConfig {
+            n_trials: 40,
+            n_neurons: 12,
+            n_bins: 50,
+            ..LorenzConfig::default()
+        }
+    }
+
+    #[test]
+    fn same_seed_same_data_other_seed_other_data() {
+        let a = small_lorenz().simulate(3).unwrap();
+        let b = small_lorenz().simulate(3).unwrap();
+        let c = small_lorenz().simulate(4).unwrap();
+        assert_eq!(a.data, b.data);
+        assert_eq!(a.latents.as_ref().unwrap().0, b.latents.as_ref().unwrap().0);
+        assert_ne!(a.data, c.data);
+
+        let k = KuramotoConfig {
+            duration_s: 5.0,
+            ..KuramotoConfig::default()
+        };
+        let (x, y, z) = (
+            k.simulate(9).unwrap(),
+            k.simulate(9).unwrap(),
+            k.simulate(10).unwrap(),
+        );
+        assert_eq!(x.data, y.data);
+        assert_ne!(x.data, z.data);
+    }
+
+    #[test]
+    fn poisson_counts_match_their_rates() {
+        let cfg = LorenzConfig {
+            n_trials: 200,
+            ..small_lorenz()
+        };
+        let (recs, rates) = cfg.simulate_with_rates(1).unwrap();
+        assert!(recs
+            .data
+            .iter()
+            .flatten()
+            .all(|&c| c >= 0.0 && c.fract() == 0.0));
+        // Per neuron, the mean count over 10,000 bins must match the mean rate: the standard
+        // error of the mean is sqrt(rate / 10,000), so 5 standard errors is a loose bound.
+        let (n, t) = (cfg.n_neurons, cfg.n_bins);
+        for neuron in 0..n {
+            let (mut count, mut rate) = (0f64, 0f64);
+            for (d, r) in recs.data.iter().zip(&rates) {
+                count += d[neuron * t..(neuron + 1) * t]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
+                rate += r[neuron * t..(neuron + 1) * t]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
+            }
+            let bins = (cfg.n_trials * t) as f64;
+            let (mc, mr) = (count / bins, rate / bins);
+            let se = (mr / bins).sqrt();
+            assert!(
+                (mc - mr).abs() < 5.0 * se,
+                "neuron {neuron}: mean count {mc} vs rate {mr}"
+            );
+        }
+        // With gain 0 every rate is the baseline: 15 Hz × 10 ms = 0.15 per bin.
+        let flat = LorenzConfig { gain: 0.0, ..cfg };
+        let (_, rates) = flat.simulate_with_rates(1).unwrap();
+        assert!(rates.iter().flatten().all(|&r| (r - 0.15).abs() < 1e-6));
+    }
+
+    #[test]
+    fn lorenz_latents_are_standardised() {
+        let recs = small_lorenz().simulate(2).unwrap();
+        let (lat, dim) = recs.latents.unwrap();
+        assert_eq!(dim, 3);
+        let t = 50;
+        for d in 0..3 {
+            let vals: Vec<f64> = lat
+                .iter()
+                .flat_map(|r| r[d * t..(d + 1) * t].iter().map(|&v| v as f64))
+                .collect();
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            let v = vals.iter().map(|x| (x - m).powi(2)).sum::<f64>() / vals.len() as f64;
+            assert!(
+                m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3,
+                "dim {d}: mean {m}, var {v}"
+            );
+        }
+    }
+
+    /// Power at frequency `f` of `x` sampled at `fs` (plain DFT, Hann window).
+    fn power_at(x: &[f32], fs: f64, f: f64) -> f64 {
+        let n = x.len();
+        let (mut re, mut im) = (0f64, 0f64);
+        for (i, &v) in x.iter().enumerate() {
+            let w = 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos();
+            let ph = std::f64::consts::TAU * f * i as f64 / fs;
+            re += w * v as f64 * ph.cos();
+            im -= w * v as f64 * ph.sin();
+        }
+        (re * re + im * im) / n as f64
+    }
+
+    #[test]
+    fn kuramoto_spectrum_peaks_in_the_configured_bands() {
+        let cfg = KuramotoConfig {
+            duration_s: 40.0,
+            bands: vec![[9.0, 11.0], [20.0, 22.0]],
+            ..KuramotoConfig::default()
+        };
+        let recs = cfg.simulate(5).unwrap();
+        let t = recs.samples[0];
+        // Average over channels, in 0.25 Hz steps from 2 to 40 Hz, averaged over 1 s segments.
+        let freqs: Vec<f64> = (8..=160).map(|i| i as f64 * 0.25).collect();
+        let seg = 128;
+        let mut psd = vec![0f64; freqs.len()];
+        for c in 0..cfg.n_channels {
+            let x = &recs.data[0][c * t..(c + 1) * t];
+            for s in x.chunks_exact(seg) {
+                for (p, &f) in psd.iter_mut().zip(&freqs) {
+                    *p += power_at(s, cfg.sfreq, f);
+                }
+            }
+        }
+        let band_mean = |lo: f64, hi: f64| {
+            let v: Vec<f64> = freqs
+                .iter()
+                .zip(&psd)
+                .filter(|(f, _)| **f >= lo && **f <= hi)
+                .map(|(_, p)| *p)
+                .collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let (peak_f, _) =
+            freqs
+                .iter()
+                .zip(&psd)
+                .fold((0.0, 0.0), |a, (f, p)| if *p > a.1 { (*f, *p) } else { a });
+        assert!(
+            (8.0..=12.0).contains(&peak_f) || (19.0..=23.0).contains(&peak_f),
+            "peak at {peak_f} Hz"
+        );
+        // Both bands stand far above the background between and beyond them.
+        let background = band_mean(14.0, 17.0).max(band_mean(30.0, 38.0));
+        assert!(band_mean(9.0, 11.0) > 5.0 * background);
+        assert!(band_mean(20.0, 22.0) > 5.0 * background);
+    }
+
+    #[test]
+    fn bad_simulator_settings_name_their_key() {
+        let e = LorenzConfig {
+            n_neurons: 0,
+            ..small_lorenz()
+        }
+        .simulate(0)
+        .unwrap_err();
+        assert!(e.to_string().contains("n_neurons"), "{e}");
+        let e = KuramotoConfig {
+            bands: vec![[10.0, 80.0]],
+            ..KuramotoConfig::default()
+        }
+        .simulate(0)
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("bands") && e.to_string().contains("Nyquist"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,519 @@
+//! Windows, splits and normalisation.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DataConfig, Normalize, Source, SplitBy};
+use crate::sim::Recordings;
+use crate::{DataError, SignalKind, Signals};
+
+/// Which split a window belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitName {
+    /// Training windows (and the normalisation statistics).
+    Train,
+    /// Validation windows.
+    Valid,
+    /// Held-out test windows.
+    Test,
+}
+
+/// Where one window came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowInfo {
+    /// Index of the recording (trial) in source order.
+    pub recording: usize,
+    /// First sample of the window in that recording.
+    pub start: usize,
+    /// The split it was assigned to.
+    pub split: SplitName,
+}
+
+/// Every window a `[data]` table builds, in recording order and physical units.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    /// The windows, `[n, channels, time]`.
+    pub signals: Signals,
+    /// One entry per window.
+    pub info: Vec<WindowInfo>,
+    /// The normalisation the config asks for.
+    pub normalize: Normalize,
+}
+
+/// Per-channel affine scaling: `normalised = (physical - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Per-channel offset (physical units).
+    pub mean: Vec<f32>,
+    /// Per-channel scale (physical units).
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// The identity for `channels` channels.
+    pub fn identity(channels: usize) -> Self {
+        Normalization {
+            mean: vec![0.0; channels],
+            std: vec![1.0; channels],
+        }
+    }
+
+    /// Statistics of each channel over every window and time step of `s`.
+    pub fn fit(s: &Signals) -> Self {
+        let mut mean = vec![0f64; s.channels];
+        let mut sq = vec![0f64; s.channels];
+        for w in 0..s.n {
+            for (c, row) in s.window(w).chunks(s.time).enumerate() {
+                for &v in row {
+                    mean[c] += v as f64;
+                    sq[c] += (v as f64) * (v as f64);
+                }
+            }
+        }
+        let count = (s.n * s.time).max(1) as f64;
+        let (mean, std) = mean
+            .iter()
+            .zip(&sq)
+            .map(|(m, q)| {
+                let m = m / count;
+                let var = (q / count - m * m).max(0.0);
+                // A flat channel keeps scale 1 instead of dividing by zero.
+                let sd = if var.sqrt() > 1e-8 { var.sqrt() } else { 1.0 };
+                (m as f32, sd as f32)
+            })
+            .unzip();
+        Normalization { mean, std }
+    }
+
+    /// Physical → normalised, in place.
+    pub fn apply(&self, s: &mut Signals) {
+        self.map(s, |v, m, sd| (v - m) / sd);
+    }
+
+    /// Normalised → physical, in place.
+    pub fn invert(&self, s: &mut Signals) {
+        self.map(s, |v, m, sd| v * sd + m);
+    }
+
+    fn map(&self, s: &mut Signals, f: impl Fn(f32, f32, f32) -> f32) {
+        let time = s.time;
+        for (i, v) in s.values.iter_mut().enumerate() {
+            let c = (i / time) % self.mean.len();
+            *v = f(*v, self.mean[c], self.std[c]);
+        }
+    }
+}
+
+/// The three splits, normalised, plus the statistics that undo the normalisation.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Training windows.
+    pub train: Signals,
+    /// Validation windows.
+    pub valid: Signals,
+    /// Test windows.
+    pub test: Signals,
+    /// Statistics from the training split.
+    pub norm: Normalization,
+}
+
+impl Signals {
+    /// The windows at `indices` as a tensor.
+    ///
+    /// # Shapes
+    /// - output: `[indices.len(), channels, time]`
+    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<3> {
+        let len = self.window_len();
+        let mut buf = Vec::with_capacity(indices.len() * len);
+        for &i in indices {
+            buf.extend_from_slice(self.window(i));
+        }
+        Tensor::from_data(
+            TensorData::new(buf, [indices.len(), self.channels, self.time]),
+            device,
+        )
+    }
+}
+
+impl DataConfig {
+    /// A copy with every default filled in, as written to a run's resolved experiment.
+    pub fn resolved(&self) -> DataConfig {
+        let window = self.window.unwrap_or(match &self.source {
+            Source::LorenzSpikes(c) => c.n_bins,
+            Source::Kuramoto(_) => 256,
+        });
+        let trials = match &self.source {
+            Source::LorenzSpikes(c) => c.n_trials,
+            Source::Kuramoto(c) => c.n_recordings,
+        };
+        let kind = match &self.source {
+            Source::LorenzSpikes(_) => SignalKind::Counts,
+            Source::Kuramoto(_) => SignalKind::Continuous,
+        };
+        DataConfig {
+            window: Some(window),
+            stride: Some(self.stride.unwrap_or(window)),
+            normalize: Some(self.normalize.unwrap_or(match kind {
+                SignalKind::Continuous => Normalize::Channel,
+                SignalKind::Counts => Normalize::None,
+            })),
+            split_by: Some(self.split_by.unwrap_or(if trials >= 3 {
+                SplitBy::Trial
+            } else {
+                SplitBy::Time
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// The signal kind this source produces.
+    pub fn kind(&self) -> SignalKind {
+        match &self.source {
+            Source::LorenzSpikes(_) => SignalKind::Counts,
+            Source::Kuramoto(_) => SignalKind::Continuous,
+        }
+    }
+
+    /// Checks the shared keys that need no data.
+    pub fn check(&self) -> Result<(), DataError> {
+        let s = &self.split;
+        for (name, f) in [("train", s.train), ("valid", s.valid), ("test", s.test)] {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(DataError::invalid(
+                    "split",
+                    format!("{name} = {f} must lie in [0, 1]"),
+                ));
+            }
+        }
+        if s.train <= 0.0 {
+            return Err(DataError::invalid("split", "train must be > 0"));
+        }
+        if ((s.train + s.valid + s.test) - 1.0).abs() > 1e-6 {
+            return Err(DataError::invalid(
+                "split",
+                format!(
+                    "train + valid + test must be 1, got {}",
+                    s.train + s.valid + s.test
+                ),
+            ));
+        }
+        if self.window == Some(0) {
+            return Err(DataError::invalid("window", "must be at least 1 sample"));
+        }
+        if self.stride == Some(0) {
+            return Err(DataError::invalid("stride", "must be at least 1 sample"));
+        }
+        if self.kind() == SignalKind::Counts && self.normalize == Some(Normalize::Channel) {
+            return Err(DataError::invalid(
+                "normalize",
+                "spike counts cannot be normalised (a Poisson likelihood needs counts); use \"none\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Simulates or reads the source and cuts every window.
+    pub fn build(&self, seed: u64) -> Result<Windows, DataError> {
+        self.check()?;
+        let cfg = self.resolved();
+        let recs = match &cfg.source {
+            Source::LorenzSpikes(c) => c.simulate(seed)?,
+            Source::Kuramoto(c) => c.simulate(seed)?,
+        };
+        cut_windows(&cfg, &recs, seed)
+    }
+}
+
+/// Assigns recordings (or time blocks) to splits and cuts windows that never straddle two.
+fn cut_windows(cfg: &DataConfig, recs: &Recordings, seed: u64) -> Result<Windows, DataError> {
+    // resolved() filled every option.
+    let window = cfg.window.unwrap_or(1);
+    let stride = cfg.stride.unwrap_or(window);
+    let split_by = cfg.split_by.unwrap_or(SplitBy::Trial);
+    let f = cfg.split;
+    let n_rec = recs.data.len();
+    let channels = recs.channels();
+
+    // Segments: (recording, first sample, end sample, split).
+    let mut segments = Vec::new();
+    match split_by {
+        SplitBy::Trial => {
+            let mut order: Vec<usize> = (0..n_rec).collect();
+            order.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5eed_5917));
+            let n_train = ((f.train * n_rec as f64).round() as usize).clamp(1, n_rec);
+            let n_valid = ((f.valid * n_rec as f64).round() as usize).min(n_rec - n_train);
+            let mut split_of = vec![SplitName::Test; n_rec];
+            for (rank, &r) in order.iter().enumerate() {
+                split_of[r] = if rank < n_train {
+                    SplitName::Train
+                } else if rank < n_train + n_valid {
+                    SplitName::Valid
+                } else {
+                    SplitName::Test
+                };
+            }
+            for r in 0..n_rec {
+                segments.push((r, 0, recs.samples[r], split_of[r]));
+            }
+        }
+        SplitBy::Time => {
+            for r in 0..n_rec {
+                let t = recs.samples[r];
+                let a = (f.train * t as f64).round() as usize;
+                let b = ((f.train + f.valid) * t as f64).round() as usize;
+                for (lo, hi, s) in [
+                    (0, a, SplitName::Train),
+                    (a, b, SplitName::Valid),
+                    (b, t, SplitName::Test),
+                ] {
+                    if hi > lo {
+                        segments.push((r, lo, hi, s));
+                    }
+                }
+            }
+        }
+    }
+
+    let longest = segments.iter().map(|s| s.2 - s.1).max().unwrap_or(0);
+    if window > longest {
+        return Err(DataError::invalid(
+            "window",
+            format!(
+                "{window} samples is longer than the longest split segment ({longest} samples)"
+            ),
+        ));
+    }
+
+    let mut values = Vec::new();
+    let mut lat_values = Vec::new();
+    let mut info = Vec::new();
+    for &(r, lo, hi, split) in &segments {
+        let t = recs.samples[r];
+        let mut start = lo;
+        while start + window <= hi {
+            for c in 0..channels {
+                values.extend_from_slice(&recs.data[r][c * t + start..c * t + start + window]);
+            }
+            if let Some((lat, dim)) = &recs.latents {
+                for d in 0..*dim {
+                    lat_values.extend_from_slice(&lat[r][d * t + start..d * t + start + window]);
+                }
+            }
+            info.push(WindowInfo {
+                recording: r,
+                start,
+                split,
+            });
+            start += stride;
+        }
+    }
+    for split in [SplitName::Train, SplitName::Valid, SplitName::Test] {
+        let wanted = match split {
+            SplitName::Train => f.train,
+            SplitName::Valid => f.valid,
+            SplitName::Test => f.test,
+        };
+        if wanted > 0.0 && !info.iter().any(|w| w.split == split) {
+            return Err(DataError::invalid(
+                "split",
+                format!("the {split:?} split got no window of {window} samples; use more data, a shorter window or other fractions").to_lowercase(),
+            ));
+        }
+    }
+    let n = info.len();
+    Ok(Windows {
+        signals: Signals {
+            values,
+            n,
+            channels,
+            time: window,
+            sfreq: recs.sfreq,
+            channel_names: recs.channel_names.clone(),
+            kind: recs.kind,
+            unit: recs.unit.clone(),
+            latents: recs.latents.as_ref().map(|(_, d)| (lat_values, *d)),
+            labels: None,
+        },
+        info,
+        normalize: cfg.normalize.unwrap_or(Normalize::None),
+    })
+}
+
+impl Windows {
+    /// Indices of the windows in `split`, in recording order.
+    pub fn indices(&self, split: SplitName) -> Vec<usize> {
+        (0..self.info.len())
+            .filter(|&i| self.info[i].split == split)
+            .collect()
+    }
+
+    /// Cuts the splits and normalises them with statistics of the training split.
+    pub fn into_dataset(self) -> Dataset {
+        let mut train = self.signals.select(&self.indices(SplitName::Train));
+        let mut valid = self.signals.select(&self.indices(SplitName::Valid));
+        let mut test = self.signals.select(&self.indices(SplitName::Test));
+        let norm = match self.normalize {
+            Normalize::Channel => Normalization::fit(&train),
+            Normalize::None => Normalization::identity(self.signals.channels),
+        };
+        for s in [&mut train, &mut valid, &mut test] {
+            norm.apply(s);
+        }
+        Dataset {
+            train,
+            valid,
+            test,
+            norm,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{KuramotoConfig, LorenzConfig};
+    use crate::SplitFractions;
+
+    fn lorenz(n_trials: usize) -> DataConfig {
+        DataConfig {
+            source: Source::LorenzSpikes(LorenzConfig {
+                n_trials,
+                n_neurons: 5,
+                n_bins: 40,
+                ..Default::default()
+            }),
+            window: None,
+            stride: None,
+            normalize: None,
+            split: SplitFractions::default(),
+            split_by: None,
+        }
+    }
+
+    #[test]
+    fn trial_split_keeps_every_trial_in_one_split() {
+        let w = lorenz(50).build(1).unwrap();
+        assert_eq!(w.info.len(), 50);
+        assert_eq!(w.indices(SplitName::Train).len(), 40);
+        assert_eq!(w.indices(SplitName::Valid).len(), 5);
+        assert_eq!(w.indices(SplitName::Test).len(), 5);
+        // Windows of 20 with stride 10 overlap, but never across trials of different splits.
+        let cfg = DataConfig {
+            window: Some(20),
+            stride: Some(10),
+            ..lorenz(50)
+        };
+        let w = cfg.build(1).unwrap();
+        for r in 0..50 {
+            let splits: Vec<_> = w
+                .info
+                .iter()
+                .filter(|i| i.recording == r)
+                .map(|i| i.split)
+                .collect();
+            assert_eq!(splits.len(), 3);
+            assert!(splits.iter().all(|s| *s == splits[0]));
+        }
+    }
+
+    #[test]
+    fn time_split_blocks_do_not_overlap() {
+        let cfg = DataConfig {
+            source: Source::Kuramoto(KuramotoConfig {
+                duration_s: 20.0,
+                ..Default::default()
+            }),
+            window: Some(128),
+            stride: Some(32),
+            normalize: None,
+            split: SplitFractions::default(),
+            split_by: None,
+        };
+        let w = cfg.build(3).unwrap();
+        let t = 20 * 128;
+        let (a, b) = ((0.8 * t as f64) as usize, (0.9 * t as f64) as usize);
+        for i in &w.info {
+            let (lo, hi) = match i.split {
+                SplitName::Train => (0, a),
+                SplitName::Valid => (a, b),
+                SplitName::Test => (b, t),
+            };
+            assert!(i.start >= lo && i.start + 128 <= hi, "{i:?}");
+        }
+        // Train first, test last.
+        assert_eq!(w.info.first().unwrap().split, SplitName::Train);
+        assert_eq!(w.info.last().unwrap().split, SplitName::Test);
+    }
+
+    #[test]
+    fn normalisation_uses_train_statistics_and_inverts() {
+        let cfg = DataConfig {
+            source: Source::Kuramoto(KuramotoConfig {
+                duration_s: 20.0,
+                ..Default::default()
+            }),
+            window: Some(128),
+            stride: None,
+            normalize: None,
+            split: SplitFractions::default(),
+            split_by: None,
+        };
+        let windows = cfg.build(3).unwrap();
+        let physical_train = windows.signals.select(&windows.indices(SplitName::Train));
+        let ds = windows.into_dataset();
+        let refit = Normalization::fit(&ds.train);
+        for c in 0..ds.train.channels {
+            assert!(refit.mean[c].abs() < 1e-4 && (refit.std[c] - 1.0).abs() < 1e-4);
+        }
+        let mut back = ds.train.clone();
+        ds.norm.invert(&mut back);
+        for (x, y) in back.values.iter().zip(&physical_train.values) {
+            assert!((x - y).abs() < 1e-3 * (1.0 + y.abs()));
+        }
+    }
+
+    #[test]
+    fn bad_windows_and_splits_say_what_is_wrong() {
+        let e = DataConfig {
+            window: Some(41),
+            ..lorenz(20)
+        }
+        .build(0)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("window") && e.contains("longer"), "{e}");
+        let e = DataConfig {
+            split: SplitFractions {
+                train: 0.5,
+                valid: 0.1,
+                test: 0.1,
+            },
+            ..lorenz(20)
+        }
+        .build(0)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("split") && e.contains("must be 1"), "{e}");
+        let e = DataConfig {
+            normalize: Some(Normalize::Channel),
+            ..lorenz(20)
+        }
+        .build(0)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("normalize"), "{e}");
+    }
+
+    #[test]
+    fn npy_header_is_padded_and_parsable() {
+        let h = crate::npy::header(&[3, 4, 5]);
+        assert_eq!(h.len() % 64, 0);
+        assert_eq!(&h[..8], b"\x93NUMPY\x01\x00");
+        let dict = std::str::from_utf8(&h[10..]).unwrap();
+        assert!(dict.contains("'shape': (3, 4, 5)") && dict.ends_with('\n'));
+    }
+}

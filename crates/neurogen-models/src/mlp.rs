@@ -1,0 +1,29 @@
+//! A stack of linear layers with ReLU between them.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// Linear layers `sizes[0] → sizes[1] → …`, each followed by ReLU.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+}
+
+impl Mlp {
+    /// Builds layers between consecutive `sizes`; fewer than two sizes is the identity.
+    pub fn init(sizes: &[usize], device: &Device) -> Self {
+        let layers = sizes
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .collect();
+        Mlp { layers }
+    }
+
+    /// # Shapes
+    /// - `x`: `[batch, sizes[0]]` → `[batch, sizes.last()]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.layers.iter().fold(x, |h, l| relu(l.forward(h)))
+    }
+}

@@ -1,0 +1,335 @@
+//! The experiment file: parse, apply `--set` overrides, check, resolve defaults.
+
+use std::path::Path;
+
+use neurogen_data::{DataConfig, DataError};
+use neurogen_models::{ModelConfig, ModelError};
+use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+
+/// Which burn backend runs the model. The CLI maps it to a `Device` in one function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// burn-ndarray on the CPU.
+    #[default]
+    Ndarray,
+    /// burn-flex, burn's pure-Rust CPU backend.
+    Flex,
+    /// burn-wgpu: Vulkan/Metal/DX12 GPU (or Mesa's software Vulkan).
+    Wgpu,
+}
+
+impl Backend {
+    /// The name as written in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Ndarray => "ndarray",
+            Backend::Flex => "flex",
+            Backend::Wgpu => "wgpu",
+        }
+    }
+}
+
+/// The `[train]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimiser steps.
+    pub steps: u64,
+    /// Windows per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Adam β₁ and β₂.
+    pub betas: [f64; 2],
+    /// Adam ε.
+    pub eps: f64,
+    /// Steps over which the KL weight ramps linearly from 0 to the model's β (0 = no ramp).
+    pub kl_warmup_steps: u64,
+    /// Log a training line to `metrics.jsonl` every this many steps.
+    pub log_every: u64,
+    /// Evaluate the validation split every this many steps.
+    pub valid_every: u64,
+    /// Write a checkpoint every this many steps (and always at the last step).
+    pub checkpoint_every: u64,
+    /// Keep this many newest checkpoints.
+    pub keep_checkpoints: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 2000,
+            batch_size: 64,
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            kl_warmup_steps: 0,
+            log_every: 10,
+            valid_every: 100,
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+        }
+    }
+}
+
+/// Where a run came from; written into the run's resolved experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// neurogen version that trained the run.
+    pub neurogen_version: String,
+    /// burn version it was built with.
+    pub burn_version: String,
+    /// Backend that ran it.
+    pub backend: Backend,
+    /// Seed.
+    pub seed: u64,
+    /// The experiment file it was launched from.
+    pub config_file: String,
+    /// Unix time (seconds) the run directory was created.
+    pub created_unix: u64,
+}
+
+/// A whole experiment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Run name; default: the file's stem. Names the default run directory `runs/<name>`.
+    #[serde(default)]
+    pub name: String,
+    /// Backend; default `ndarray`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// Seed of every random draw in the run.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `[data]`.
+    pub data: DataConfig,
+    /// `[model]`.
+    pub model: ModelConfig,
+    /// `[train]`.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Present only in a run directory's resolved copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+fn default_seed() -> u64 {
+    7
+}
+
+/// The version of burn this build links (kept in step with the workspace pin).
+pub const BURN_VERSION: &str = "0.22.1";
+
+impl Experiment {
+    /// Reads, overrides, parses, resolves and checks an experiment file.
+    ///
+    /// `overrides` are `key.path=value` strings applied to the TOML before any check; the value
+    /// is read as a TOML value (`200`, `1e-3`, `"gaussian"`, `[64, 32]`) and otherwise as a string.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.to_string().trim_end().to_string(),
+                })?;
+        for arg in overrides {
+            apply_override(&mut table, arg)?;
+        }
+        let mut exp = Self::from_table(table, path)?;
+        if exp.name.is_empty() {
+            exp.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
+        }
+        exp = exp.resolved();
+        exp.check(path)?;
+        Ok(exp)
+    }
+
+    /// Parses a table (e.g. a run directory's resolved copy) without resolving or checking.
+    pub fn from_table(table: toml::Table, path: &Path) -> Result<Experiment, ConfigError> {
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let outer = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let (key, message) = join_key(&outer, &inner);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            }
+        })
+    }
+
+    /// A copy with every default filled in.
+    pub fn resolved(&self) -> Experiment {
+        let data = self.data.resolved();
+        let model = match &self.model {
+            ModelConfig::Vae(c) => ModelConfig::Vae(c.resolved(data.kind())),
+        };
+        Experiment {
+            data,
+            model,
+            ..self.clone()
+        }
+    }
+
+    /// Range and consistency checks that need no data.
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        if let Err(DataError::Invalid { key, message }) = self.data.check() {
+            return Err(invalid(format!("data.{key}"), message));
+        }
+        let kind = self.data.kind();
+        let model_check = match &self.model {
+            ModelConfig::Vae(c) => c.check(kind),
+        };
+        if let Err(ModelError::Invalid { key, message }) = model_check {
+            return Err(invalid(format!("model.{key}"), message));
+        }
+        let t = &self.train;
+        let positive = [
+            ("steps", t.steps as f64),
+            ("batch_size", t.batch_size as f64),
+            ("lr", t.lr),
+            ("eps", t.eps),
+            ("log_every", t.log_every as f64),
+            ("valid_every", t.valid_every as f64),
+            ("checkpoint_every", t.checkpoint_every as f64),
+            ("keep_checkpoints", t.keep_checkpoints as f64),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(
+                    format!("train.{key}"),
+                    format!("must be positive, got {v}"),
+                ));
+            }
+        }
+        for b in t.betas {
+            if !(0.0..1.0).contains(&b) {
+                return Err(invalid(
+                    "train.betas".into(),
+                    format!("each must lie in [0, 1), got {b}"),
+                ));
+            }
+        }
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(invalid(
+                "name".into(),
+                format!("\"{}\" must be a plain directory name", self.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that need the built data: the batch must fit in the training split.
+    pub fn check_against(&self, path: &Path, n_train: usize) -> Result<(), ConfigError> {
+        if self.train.batch_size > n_train {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "train.batch_size".into(),
+                message: format!(
+                    "{} is larger than the training set ({n_train} windows); lower it or add data",
+                    self.train.batch_size
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The resolved experiment as TOML.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string_pretty(self).map_err(|e| e.to_string())
+    }
+
+    /// The parts that must not change when a run is resumed: everything but `train.steps`,
+    /// `backend`, `name` and the provenance.
+    pub fn resume_key(&self) -> Experiment {
+        Experiment {
+            name: String::new(),
+            backend: Backend::Ndarray,
+            train: TrainConfig {
+                steps: 0,
+                ..self.train.clone()
+            },
+            provenance: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Joins the outer key path with an inner `key: message` from a tagged table.
+fn join_key(outer: &str, inner: &str) -> (String, String) {
+    let outer = if outer == "." { "" } else { outer };
+    if let Some((k, rest)) = inner.split_once(": ") {
+        if !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '[' || c == ']')
+        {
+            let key = if outer.is_empty() {
+                k.to_string()
+            } else {
+                format!("{outer}.{k}")
+            };
+            return (key, rest.to_string());
+        }
+    }
+    let key = if outer.is_empty() {
+        "(top level)".to_string()
+    } else {
+        outer.to_string()
+    };
+    (key, inner.to_string())
+}
+
+/// Applies one `key.path=value` override to the parsed table.
+fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+    let err = |message: String| ConfigError::Override {
+        arg: arg.to_string(),
+        message,
+    };
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected key.path=value".into()))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err(format!("\"{key}\" is not a dotted key path")));
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = parts.split_last().ok_or_else(|| err("empty key".into()))?;
+    let mut node = table;
+    for p in parents {
+        let entry = node
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(t) => t,
+            other => {
+                return Err(err(format!(
+                    "\"{p}\" is a {}, not a table",
+                    other.type_str()
+                )))
+            }
+        };
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}

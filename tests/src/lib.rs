@@ -1,0 +1,124 @@
+//! Helpers for the end-to-end tests: find and run the real `neurogen` binary, read NPY files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root (where `configs/` lives).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `neurogen` binary built beside this test executable (`cargo test --workspace` builds it).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join(format!("neurogen{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not found: run the tests with `cargo test --release --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// The result of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+}
+
+/// Runs `neurogen args…` in `cwd` and captures everything.
+pub fn neurogen(cwd: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("NEUROGEN_LOG")
+        .output()
+        .expect("spawn neurogen");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs and asserts exit 0, returning the run.
+pub fn ok(cwd: &Path, args: &[&str]) -> Run {
+    let r = neurogen(cwd, args);
+    assert_eq!(
+        r.code, 0,
+        "neurogen {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+/// A parsed `.npy` file of float32 values.
+#[derive(Debug)]
+pub struct Npy {
+    /// The shape from the header.
+    pub shape: Vec<usize>,
+    /// The values.
+    pub values: Vec<f32>,
+}
+
+/// Reads a little-endian float32 C-order `.npy` file, checking its header field by field.
+pub fn read_npy(path: &Path) -> Npy {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "magic");
+    assert_eq!(bytes[6], 1, "major version");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + hlen) % 64, 0, "header must be padded to 64 bytes");
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).expect("ascii header");
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    assert!(header.ends_with('\n'));
+    let inner = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("shape");
+    let shape: Vec<usize> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("dim"))
+        .collect();
+    let data = &bytes[10 + hlen..];
+    assert_eq!(
+        data.len(),
+        shape.iter().product::<usize>() * 4,
+        "data length"
+    );
+    let values = data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Npy { shape, values }
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// The metric lines of a run, with the timing field removed (it differs between runs).
+pub fn metrics_without_timing(run_dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v.as_object_mut().expect("object").remove("samples_per_s");
+            v
+        })
+        .collect()
+}
