@@ -256,8 +256,8 @@ fn cut_windows(cfg: &DataConfig, recs: &Recordings, seed: u64) -> Result<Windows
                     SplitName::Test
                 };
             }
-            for r in 0..n_rec {
-                segments.push((r, 0, recs.samples[r], split_of[r]));
+            for (r, split) in split_of.into_iter().enumerate() {
+                segments.push((r, 0, recs.samples[r], split));
             }
         }
         SplitBy::Time => {

@@ -62,6 +62,9 @@ pub struct LossContext {
 
 /// The observation distribution a model decodes to; the caller draws from it on the host.
 #[derive(Debug, Clone)]
+// burn's Tensor is a large opaque value; one Observation exists per sampling call, so boxing
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Observation {
     /// Independent Gaussians: `mean` `[n, channels, time]`, `sigma` `[channels]`.
     Gaussian {

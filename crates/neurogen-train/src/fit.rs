@@ -132,7 +132,7 @@ where
         let eta = (t.steps - step) as f64 * elapsed / *count as f64;
         progress.update(step, *sum / *count as f64, rate, eta);
 
-        if step % t.log_every == 0 || step == t.steps {
+        if step.is_multiple_of(t.log_every) || step == t.steps {
             let mut line = Map::new();
             line.insert("step".into(), json!(step));
             line.insert("split".into(), json!("train"));
@@ -147,7 +147,7 @@ where
             report.train_loss = *sum / *count as f64;
             interval = (Instant::now(), 0, 0.0, Map::new());
         }
-        if (step % t.valid_every == 0 || step == t.steps) && data.valid.n > 0 {
+        if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 0 {
             let started = Instant::now();
             let mut line = evaluate(&model.valid(), &data.valid, exp.seed, batch, ctx, device);
             let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
@@ -161,7 +161,7 @@ where
             progress.println(&format!("step {step}: valid loss {loss:.4}"));
             report.valid_loss = Some(loss);
         }
-        if step % t.checkpoint_every == 0 || step == t.steps {
+        if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
             let state = CheckpointState {
                 step,
                 seed: exp.seed,

@@ -56,7 +56,7 @@ impl Progress {
                 bar.set_message(msg);
             }
             Progress::Lines { total, every } => {
-                if step % every == 0 || step == *total {
+                if step.is_multiple_of(*every) || step == *total {
                     println!("step {step}/{total} {msg} · ETA {eta_s:.0}s");
                 }
             }
