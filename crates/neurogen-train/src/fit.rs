@@ -75,6 +75,7 @@ where
             .load(ckpt.optim_file())
             .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
         start = run.read_state(&ckpt)?.step;
+        tracing::info!(step = start, dir = %ckpt.dir.display(), "resuming");
     }
     let metrics_path = run.metrics_file();
     let mut metrics = run.open_metrics(start)?;
@@ -171,6 +172,7 @@ where
                 neurogen_version: env!("CARGO_PKG_VERSION").into(),
             };
             let to_save = model.clone();
+            tracing::debug!(step, "writing checkpoint");
             run.save_checkpoint(
                 &state,
                 |c| {

@@ -84,6 +84,14 @@ pub fn train_experiment(
         other => TrainError::from(other),
     })?;
     let data = windows.into_dataset();
+    tracing::info!(
+        train = data.train.n,
+        valid = data.valid.n,
+        test = data.test.n,
+        channels = data.train.channels,
+        time = data.train.time,
+        "data built"
+    );
     exp.check_against(config_path, data.train.n)?;
 
     run.create()?;
