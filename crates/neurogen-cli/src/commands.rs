@@ -208,14 +208,14 @@ fn sample(
     let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
     let loaded = load_run(&run, &device)?;
     let s = sample_signals(&loaded, n, seed, &device)?;
-    let shape = [s.n, s.channels, s.time];
+    let shape = [s.n, s.meta.channels, s.meta.time];
     npy::write_f32(&out, &shape, &s.values)?;
     let meta = json!({
         "shape": shape,
-        "sfreq": s.sfreq,
-        "channel_names": s.channel_names,
-        "kind": s.kind,
-        "unit": s.unit,
+        "sfreq": s.meta.sfreq,
+        "channel_names": s.meta.channel_names,
+        "kind": s.meta.kind,
+        "unit": s.meta.unit,
         "model": loaded.exp.model.kind(),
         "checkpoint_step": loaded.checkpoint.step,
         "seed": seed,
@@ -224,33 +224,36 @@ fn sample(
     let meta_path = sidecar(&out, ".json");
     npy::write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
     if !quiet {
-        let stats = neurogen_eval::channel_stats(&s.values, s.channels, s.time);
+        let stats = neurogen_eval::channel_stats(&s.values, s.meta.channels, s.meta.time);
         let mean = stats.iter().map(|c| c.mean).sum::<f64>() / stats.len() as f64;
         let sd = stats.iter().map(|c| c.std).sum::<f64>() / stats.len() as f64;
         let data_mean =
             loaded.info.norm.mean.iter().map(|&m| m as f64).sum::<f64>() / stats.len() as f64;
         let data_sd =
             loaded.info.norm.std.iter().map(|&m| m as f64).sum::<f64>() / stats.len() as f64;
-        let unit = if s.kind == SignalKind::Counts {
+        let unit = if s.meta.kind == SignalKind::Counts {
             "count/bin"
         } else {
-            s.unit.as_str()
+            s.meta.unit.as_str()
         };
-        if s.kind == SignalKind::Continuous {
+        if s.meta.kind == SignalKind::Continuous {
             println!("samples: channel mean {mean:.3} {unit}, sd {sd:.3} {unit} (training data: mean {data_mean:.3}, sd {data_sd:.3})");
         } else {
-            println!("samples: mean {mean:.3} {unit} ({:.2} Hz)", mean * s.sfreq);
+            println!(
+                "samples: mean {mean:.3} {unit} ({:.2} Hz)",
+                mean * s.meta.sfreq
+            );
         }
         println!(
             "wrote {} windows [{} × {} × {}] ({}) to {} and {}",
             s.n,
             s.n,
-            s.channels,
-            s.time,
-            if s.kind == SignalKind::Counts {
+            s.meta.channels,
+            s.meta.time,
+            if s.meta.kind == SignalKind::Counts {
                 "counts"
             } else {
-                s.unit.as_str()
+                s.meta.unit.as_str()
             },
             out.display(),
             meta_path.display()
@@ -274,19 +277,19 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
         other => other.into(),
     })?;
     let s = &windows.signals;
-    npy::write_f32(&out, &[s.n, s.channels, s.time], &s.values)?;
+    npy::write_f32(&out, &[s.n, s.meta.channels, s.meta.time], &s.values)?;
     let mut meta = json!({
-        "shape": [s.n, s.channels, s.time],
-        "sfreq": s.sfreq,
-        "channel_names": s.channel_names,
-        "kind": s.kind,
-        "unit": s.unit,
+        "shape": [s.n, s.meta.channels, s.meta.time],
+        "sfreq": s.meta.sfreq,
+        "channel_names": s.meta.channel_names,
+        "kind": s.meta.kind,
+        "unit": s.meta.unit,
         "windows": windows.info,
     });
     if let Some((lat, dim)) = &s.latents {
         let lat_path = sidecar(&out, "_latents.npy");
-        npy::write_f32(&lat_path, &[s.n, *dim, s.time], lat)?;
-        meta["latents"] = json!({ "file": lat_path.file_name().map(|f| f.to_string_lossy().into_owned()), "shape": [s.n, dim, s.time] });
+        npy::write_f32(&lat_path, &[s.n, *dim, s.meta.time], lat)?;
+        meta["latents"] = json!({ "file": lat_path.file_name().map(|f| f.to_string_lossy().into_owned()), "shape": [s.n, dim, s.meta.time] });
     }
     let meta_path = sidecar(&out, ".json");
     npy::write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
@@ -295,8 +298,8 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
             "wrote {} windows [{} × {} × {}] to {} and {}",
             s.n,
             s.n,
-            s.channels,
-            s.time,
+            s.meta.channels,
+            s.meta.time,
             out.display(),
             meta_path.display()
         );

@@ -19,5 +19,5 @@ mod windows;
 
 pub use config::{from_table, take_tag, DataConfig, Normalize, Source, SplitBy, SplitFractions};
 pub use error::DataError;
-pub use signals::{SignalKind, Signals};
+pub use signals::{SignalKind, SignalMeta, Signals};
 pub use windows::{Dataset, Normalization, SplitName, WindowInfo, Windows};

@@ -10,17 +10,9 @@ pub enum SignalKind {
     Counts,
 }
 
-/// A set of equally shaped windows on the host.
-///
-/// # Shapes
-/// - `values`: `[n, channels, time]`, row-major.
-/// - `latents`: `[n, latent_dim, time]` when the source knows its ground truth.
-#[derive(Debug, Clone)]
-pub struct Signals {
-    /// Samples, `[n, channels, time]` row-major.
-    pub values: Vec<f32>,
-    /// Number of windows.
-    pub n: usize,
+/// What the numbers of a set of windows are: shape of one window, rate, names, kind, unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalMeta {
     /// Channels (or neurons) per window.
     pub channels: usize,
     /// Samples (or bins) per window.
@@ -33,6 +25,21 @@ pub struct Signals {
     pub kind: SignalKind,
     /// Physical unit of the values (`"uV"`, `"count"`).
     pub unit: String,
+}
+
+/// A set of equally shaped windows on the host.
+///
+/// # Shapes
+/// - `values`: `[n, channels, time]`, row-major.
+/// - `latents`: `[n, latent_dim, time]` when the source knows its ground truth.
+#[derive(Debug, Clone)]
+pub struct Signals {
+    /// Samples, `[n, channels, time]` row-major.
+    pub values: Vec<f32>,
+    /// Number of windows.
+    pub n: usize,
+    /// Shape of one window, rate, names, kind and unit.
+    pub meta: SignalMeta,
     /// Ground-truth latents `[n, latent_dim, time]` and `latent_dim`, for simulators.
     pub latents: Option<(Vec<f32>, usize)>,
     /// Optional per-window labels (condition, stimulus) for conditional models.
@@ -42,7 +49,7 @@ pub struct Signals {
 impl Signals {
     /// Elements in one window (`channels * time`).
     pub fn window_len(&self) -> usize {
-        self.channels * self.time
+        self.meta.channels * self.meta.time
     }
 
     /// The samples of window `i`, `[channels, time]`.
@@ -59,7 +66,7 @@ impl Signals {
             values.extend_from_slice(self.window(i));
         }
         let latents = self.latents.as_ref().map(|(lat, dim)| {
-            let llen = dim * self.time;
+            let llen = dim * self.meta.time;
             let mut out = Vec::with_capacity(indices.len() * llen);
             for &i in indices {
                 out.extend_from_slice(&lat[i * llen..(i + 1) * llen]);
@@ -74,9 +81,7 @@ impl Signals {
                 .labels
                 .as_ref()
                 .map(|l| indices.iter().map(|&i| l[i]).collect()),
-            channel_names: self.channel_names.clone(),
-            unit: self.unit.clone(),
-            ..*self
+            meta: self.meta.clone(),
         }
     }
 }

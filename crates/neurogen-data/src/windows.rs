@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{DataConfig, Normalize, Source, SplitBy};
 use crate::sim::Recordings;
-use crate::{DataError, SignalKind, Signals};
+use crate::{DataError, SignalKind, SignalMeta, Signals};
 
 /// Which split a window belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,17 +64,17 @@ impl Normalization {
 
     /// Statistics of each channel over every window and time step of `s`.
     pub fn fit(s: &Signals) -> Self {
-        let mut mean = vec![0f64; s.channels];
-        let mut sq = vec![0f64; s.channels];
+        let mut mean = vec![0f64; s.meta.channels];
+        let mut sq = vec![0f64; s.meta.channels];
         for w in 0..s.n {
-            for (c, row) in s.window(w).chunks(s.time).enumerate() {
+            for (c, row) in s.window(w).chunks(s.meta.time).enumerate() {
                 for &v in row {
                     mean[c] += v as f64;
                     sq[c] += (v as f64) * (v as f64);
                 }
             }
         }
-        let count = (s.n * s.time).max(1) as f64;
+        let count = (s.n * s.meta.time).max(1) as f64;
         let (mean, std) = mean
             .iter()
             .zip(&sq)
@@ -100,7 +100,7 @@ impl Normalization {
     }
 
     fn map(&self, s: &mut Signals, f: impl Fn(f32, f32, f32) -> f32) {
-        let time = s.time;
+        let time = s.meta.time;
         for (i, v) in s.values.iter_mut().enumerate() {
             let c = (i / time) % self.mean.len();
             *v = f(*v, self.mean[c], self.std[c]);
@@ -133,7 +133,7 @@ impl Signals {
             buf.extend_from_slice(self.window(i));
         }
         Tensor::from_data(
-            TensorData::new(buf, [indices.len(), self.channels, self.time]),
+            TensorData::new(buf, [indices.len(), self.meta.channels, self.meta.time]),
             device,
         )
     }
@@ -329,12 +329,14 @@ fn cut_windows(cfg: &DataConfig, recs: &Recordings, seed: u64) -> Result<Windows
         signals: Signals {
             values,
             n,
-            channels,
-            time: window,
-            sfreq: recs.sfreq,
-            channel_names: recs.channel_names.clone(),
-            kind: recs.kind,
-            unit: recs.unit.clone(),
+            meta: SignalMeta {
+                channels,
+                time: window,
+                sfreq: recs.sfreq,
+                channel_names: recs.channel_names.clone(),
+                kind: recs.kind,
+                unit: recs.unit.clone(),
+            },
             latents: recs.latents.as_ref().map(|(_, d)| (lat_values, *d)),
             labels: None,
         },
@@ -358,7 +360,7 @@ impl Windows {
         let mut test = self.signals.select(&self.indices(SplitName::Test));
         let norm = match self.normalize {
             Normalize::Channel => Normalization::fit(&train),
-            Normalize::None => Normalization::identity(self.signals.channels),
+            Normalize::None => Normalization::identity(self.signals.meta.channels),
         };
         for s in [&mut train, &mut valid, &mut test] {
             norm.apply(s);
@@ -466,7 +468,7 @@ mod tests {
         let physical_train = windows.signals.select(&windows.indices(SplitName::Train));
         let ds = windows.into_dataset();
         let refit = Normalization::fit(&ds.train);
-        for c in 0..ds.train.channels {
+        for c in 0..ds.train.meta.channels {
             assert!(refit.mean[c].abs() < 1e-4 && (refit.std[c] - 1.0).abs() < 1e-4);
         }
         let mut back = ds.train.clone();

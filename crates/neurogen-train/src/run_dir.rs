@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use neurogen_data::npy::write_atomic;
-use neurogen_data::{Normalization, SignalKind};
+use neurogen_data::{Normalization, SignalMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::{Experiment, TrainError};
@@ -20,18 +20,9 @@ use crate::{Experiment, TrainError};
 /// What a run needs to know about its data to sample in physical units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
-    /// Channels per window.
-    pub channels: usize,
-    /// Samples per window.
-    pub time: usize,
-    /// Sampling rate, Hz.
-    pub sfreq: f64,
-    /// Channel names.
-    pub channel_names: Vec<String>,
-    /// Continuous or counts.
-    pub kind: SignalKind,
-    /// Physical unit.
-    pub unit: String,
+    /// Shape of one window, rate, names, kind and unit.
+    #[serde(flatten)]
+    pub meta: SignalMeta,
     /// Training-split statistics used for normalisation.
     pub norm: Normalization,
     /// Windows per split: train, valid, test.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use neurogen_data::{SignalKind, Signals};
+use neurogen_data::{SignalKind, SignalMeta, Signals};
 use neurogen_models::{GenerativeModel, ModelConfig, Observation, Vae, WindowShape};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -88,8 +88,8 @@ pub fn train_experiment(
         train = data.train.n,
         valid = data.valid.n,
         test = data.test.n,
-        channels = data.train.channels,
-        time = data.train.time,
+        channels = data.train.meta.channels,
+        time = data.train.meta.time,
         "data built"
     );
     exp.check_against(config_path, data.train.n)?;
@@ -97,20 +97,15 @@ pub fn train_experiment(
     run.create()?;
     run.write_experiment(&exp)?;
     run.write_data_info(&DataInfo {
-        channels: data.train.channels,
-        time: data.train.time,
-        sfreq: data.train.sfreq,
-        channel_names: data.train.channel_names.clone(),
-        kind: data.train.kind,
-        unit: data.train.unit.clone(),
+        meta: data.train.meta.clone(),
         norm: data.norm.clone(),
         windows: [data.train.n, data.valid.n, data.test.n],
     })?;
 
     device.seed(exp.seed);
     let shape = WindowShape {
-        channels: data.train.channels,
-        time: data.train.time,
+        channels: data.train.meta.channels,
+        time: data.train.meta.time,
     };
     // Parameters must be created on the autodiff device to be tracked.
     match build_model(&exp, shape, &device.clone().autodiff()) {
@@ -140,8 +135,8 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
         message: "holds no complete checkpoint yet".into(),
     })?;
     let shape = WindowShape {
-        channels: info.channels,
-        time: info.time,
+        channels: info.meta.channels,
+        time: info.meta.time,
     };
     let file = checkpoint.model_file();
     let load_err = |e: burn::store::RecordError| TrainError::Checkpoint {
@@ -169,9 +164,9 @@ pub fn sample_signals(
     seed: u64,
     device: &Device,
 ) -> Result<Signals, TrainError> {
-    let info = &run.info;
+    let meta = &run.info.meta;
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut values = Vec::with_capacity(n * info.channels * info.time);
+    let mut values = Vec::with_capacity(n * meta.channels * meta.time);
     let chunk = 256;
     let mut done = 0;
     while done < n {
@@ -186,23 +181,18 @@ pub fn sample_signals(
                 v.generate(z)
             }
         };
-        draw(obs, info, &mut rng, &mut values)?;
+        draw(obs, meta, &mut rng, &mut values)?;
         done += m;
     }
     let mut out = Signals {
         values,
         n,
-        channels: info.channels,
-        time: info.time,
-        sfreq: info.sfreq,
-        channel_names: info.channel_names.clone(),
-        kind: info.kind,
-        unit: info.unit.clone(),
+        meta: meta.clone(),
         latents: None,
         labels: None,
     };
-    info.norm.invert(&mut out);
-    if info.kind == SignalKind::Counts {
+    run.info.norm.invert(&mut out);
+    if meta.kind == SignalKind::Counts {
         // Counts are drawn as integers; undoing an identity normalisation keeps them so.
         for v in &mut out.values {
             *v = v.round().max(0.0);
@@ -214,7 +204,7 @@ pub fn sample_signals(
 /// Draws one observation per element on the host and appends them to `out`.
 fn draw(
     obs: Observation,
-    info: &DataInfo,
+    meta: &SignalMeta,
     rng: &mut StdRng,
     out: &mut Vec<f32>,
 ) -> Result<(), TrainError> {
@@ -230,7 +220,7 @@ fn draw(
             let sigma = read(sigma.into_data())?;
             let eps = normals(rng, mean.len());
             for (i, (m, e)) in mean.iter().zip(eps).enumerate() {
-                let c = (i / info.time) % info.channels;
+                let c = (i / meta.time) % meta.channels;
                 out.push(m + sigma[c] * e);
             }
         }
