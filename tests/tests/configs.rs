@@ -1,6 +1,8 @@
 //! Every shipped config loads, and every bad config fails through the binary with its own message.
 
-use neurogen_tests::{neurogen, root};
+mod common;
+
+use common::{neurogen, root};
 use neurogen_train::Experiment;
 
 #[test]

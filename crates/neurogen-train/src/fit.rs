@@ -1,12 +1,14 @@
 //! The single-optimiser training loop.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use neurogen_data::{Dataset, Signals};
-use neurogen_models::{GenerativeModel, LossContext};
+use neurogen_models::{GenerativeModel, Loss, LossContext};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::progress::Progress;
@@ -43,7 +45,7 @@ pub struct FitReport {
 /// `model` must live on `device.autodiff()` (create it there: parameters moved onto an autodiff
 /// device afterwards are not tracked); validation runs on the plain `device`.
 pub fn fit<M>(
-    model: M,
+    mut model: M,
     data: &Dataset,
     exp: &Experiment,
     run: &RunDir,
@@ -55,14 +57,12 @@ where
 {
     let t = &exp.train;
     let ad = device.clone().autodiff();
-    let mut model = model;
     let mut optim = AdamConfig::new()
         .with_beta_1(t.betas[0] as f32)
         .with_beta_2(t.betas[1] as f32)
         .with_epsilon(t.eps as f32)
         .init();
-
-    let mut start = 0;
+    let (mut start, mut interval) = (0, Interval::default());
     if opts.resume {
         let ckpt = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
             path: run.root().to_path_buf(),
@@ -74,25 +74,19 @@ where
         optim = optim
             .load(ckpt.optim_file())
             .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
-        start = run.read_state(&ckpt)?.step;
+        let state = run.read_state(&ckpt)?;
+        (start, interval) = (state.step, state.interval);
         tracing::info!(step = start, dir = %ckpt.dir.display(), "resuming");
     }
     let metrics_path = run.metrics_file();
-    let mut metrics = run.open_metrics(start)?;
-
-    let n_train = data.train.n;
-    let batch = t.batch_size;
-    let noise_dim = model.noise_dim();
-    let warmup = |step: u64| {
-        if t.kl_warmup_steps == 0 {
-            1.0
-        } else {
-            (step as f64 / t.kl_warmup_steps as f64).min(1.0)
-        }
+    let mut metrics = run.open_metrics(start, t.log_every, t.valid_every)?;
+    let (n_train, batch, noise_dim) = (data.train.n, t.batch_size, model.noise_dim());
+    let warmup = |step: u64| match t.kl_warmup_steps {
+        0 => 1.0,
+        w => (step as f64 / w as f64).min(1.0),
     };
     let progress = Progress::new(opts.verbosity, start, t.steps);
-    let began = Instant::now();
-    let mut interval = (Instant::now(), 0u64, 0f64, Map::new());
+    let (began, mut since) = (Instant::now(), Instant::now());
     let mut report = FitReport {
         start_step: start,
         steps: start,
@@ -105,14 +99,11 @@ where
         let x = data
             .train
             .batch(&batch_indices(exp.seed, step, n_train, batch), &ad); // [batch, channels, time]
-        let eps = host_tensor(
-            normals(
-                &mut rng(exp.seed, Stream::TrainNoise, step),
-                batch * noise_dim,
-            ),
-            [batch, noise_dim],
-            &ad,
+        let eps = normals(
+            &mut rng(exp.seed, Stream::TrainNoise, step),
+            batch * noise_dim,
         );
+        let eps = host_tensor(eps, [batch, noise_dim], &ad); // [batch, noise_dim]
         let ctx = LossContext {
             kl_warmup: warmup(step) as f32,
         };
@@ -120,77 +111,114 @@ where
         let grads = GradientsParams::from_grads(loss.total.backward(), &model);
         model = optim.step(t.lr, model, grads);
 
-        // Accumulate the interval's mean of every term.
-        let (ref mut since, ref mut count, ref mut sum, ref mut terms) = interval;
-        *count += 1;
-        *sum += scalar(&loss.total);
-        for (name, v) in &loss.terms {
-            let e = terms.entry(name.to_string()).or_insert(json!(0.0));
-            *e = json!(e.as_f64().unwrap_or(0.0) + scalar(v));
-        }
+        interval.add(&loss);
         let elapsed = since.elapsed().as_secs_f64().max(1e-9);
-        let rate = (*count as usize * batch) as f64 / elapsed;
-        let eta = (t.steps - step) as f64 * elapsed / *count as f64;
-        progress.update(step, *sum / *count as f64, rate, eta);
-
-        if step.is_multiple_of(t.log_every) || step == t.steps {
-            let mut line = Map::new();
-            line.insert("step".into(), json!(step));
-            line.insert("split".into(), json!("train"));
-            line.insert("loss".into(), json!(*sum / *count as f64));
-            for (k, v) in terms.iter() {
-                line.insert(k.clone(), json!(v.as_f64().unwrap_or(0.0) / *count as f64));
-            }
-            line.insert("kl_warmup".into(), json!(ctx.kl_warmup));
-            line.insert("lr".into(), json!(t.lr));
-            line.insert("samples_per_s".into(), json!(rate));
+        let steps_timed = (interval.steps as f64).max(1.0);
+        let rate = steps_timed * batch as f64 / elapsed;
+        progress.update(
+            step,
+            interval.mean("loss"),
+            rate,
+            (t.steps - step) as f64 * elapsed / steps_timed,
+        );
+        // The last step always logs; off the log_every grid it keeps its interval, so a run
+        // resumed from it averages the same steps as an uninterrupted one.
+        let on_grid = step.is_multiple_of(t.log_every);
+        if on_grid || step == t.steps {
+            let mut line = interval.means();
+            line.extend(
+                [
+                    ("step", json!(step)),
+                    ("split", json!("train")),
+                    ("kl_warmup", json!(ctx.kl_warmup)),
+                    ("lr", json!(t.lr)),
+                    ("samples_per_s", json!(rate)),
+                ]
+                .map(|(k, v)| (k.to_string(), v)),
+            );
             write_line(&mut metrics, &metrics_path, &Value::Object(line))?;
-            report.train_loss = *sum / *count as f64;
-            interval = (Instant::now(), 0, 0.0, Map::new());
+            report.train_loss = interval.mean("loss");
+            if on_grid {
+                (interval, since) = (Interval::default(), Instant::now());
+            }
         }
         if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 0 {
-            let started = Instant::now();
+            let timer = Instant::now();
             let mut line = evaluate(&model.valid(), &data.valid, exp.seed, batch, ctx, device);
-            let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
-            line.insert("step".into(), json!(step));
-            line.insert("split".into(), json!("valid"));
-            line.insert(
-                "samples_per_s".into(),
-                json!(data.valid.n as f64 / started.elapsed().as_secs_f64().max(1e-9)),
+            let rate = data.valid.n as f64 / timer.elapsed().as_secs_f64().max(1e-9);
+            line.extend(
+                [
+                    ("step", json!(step)),
+                    ("split", json!("valid")),
+                    ("samples_per_s", json!(rate)),
+                ]
+                .map(|(k, v)| (k.to_string(), v)),
             );
+            let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
             write_line(&mut metrics, &metrics_path, &Value::Object(line))?;
             progress.println(&format!("step {step}: valid loss {loss:.4}"));
             report.valid_loss = Some(loss);
         }
         if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
+            let per_epoch = (n_train / batch).max(1) as u64;
             let state = CheckpointState {
                 step,
                 seed: exp.seed,
-                epoch: step / (n_train / batch).max(1) as u64,
-                batch_in_epoch: step % (n_train / batch).max(1) as u64,
+                epoch: step / per_epoch,
+                batch_in_epoch: step % per_epoch,
                 kl_warmup: warmup(step),
                 neurogen_version: env!("CARGO_PKG_VERSION").into(),
+                interval: interval.clone(),
             };
-            let to_save = model.clone();
             tracing::debug!(step, "writing checkpoint");
-            run.save_checkpoint(
-                &state,
-                |c| {
-                    to_save
-                        .save_file(c.model_file())
-                        .map_err(|e| ckpt_err(&c.model_file(), e))?;
-                    optim
-                        .save(c.optim_file())
-                        .map_err(|e| ckpt_err(&c.optim_file(), e))
-                },
-                t.keep_checkpoints,
-            )?;
+            let to_save = model.clone();
+            run.save_checkpoint(&state, t.keep_checkpoints, |c| {
+                to_save
+                    .save_file(c.model_file())
+                    .map_err(|e| ckpt_err(&c.model_file(), e))?;
+                optim
+                    .save(c.optim_file())
+                    .map_err(|e| ckpt_err(&c.optim_file(), e))
+            })?;
         }
         report.steps = step;
     }
     progress.finish();
     report.wall_s = began.elapsed().as_secs_f64();
     Ok((model, report))
+}
+
+/// Sums of the loss terms since the last `train` line of `metrics.jsonl`.
+///
+/// Saved in each checkpoint, so a resumed run's next line averages the same steps as the
+/// uninterrupted run's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Steps accumulated.
+    pub steps: u64,
+    /// Sum of each term over those steps; `loss` is the total minimised.
+    pub sums: BTreeMap<String, f64>,
+}
+
+impl Interval {
+    fn add(&mut self, loss: &Loss) {
+        self.steps += 1;
+        *self.sums.entry("loss".into()).or_default() += scalar(&loss.total);
+        for (name, v) in &loss.terms {
+            *self.sums.entry(name.to_string()).or_default() += scalar(v);
+        }
+    }
+
+    fn mean(&self, key: &str) -> f64 {
+        self.sums.get(key).copied().unwrap_or(f64::NAN) / self.steps.max(1) as f64
+    }
+
+    fn means(&self) -> Map<String, Value> {
+        self.sums
+            .keys()
+            .map(|k| (k.clone(), json!(self.mean(k))))
+            .collect()
+    }
 }
 
 /// Mean of every loss term over `split`, in batches, with fixed noise.

@@ -65,6 +65,8 @@ pub struct CheckpointState {
     pub kl_warmup: f64,
     /// neurogen version that wrote it.
     pub neurogen_version: String,
+    /// Loss sums since the last logged training line.
+    pub interval: crate::fit::Interval,
 }
 
 /// A run directory.
@@ -200,8 +202,8 @@ impl RunDir {
     pub fn save_checkpoint(
         &self,
         state: &CheckpointState,
-        write: impl FnOnce(&Checkpoint) -> Result<(), TrainError>,
         keep: usize,
+        write: impl FnOnce(&Checkpoint) -> Result<(), TrainError>,
     ) -> Result<Checkpoint, TrainError> {
         let tmp = Checkpoint {
             step: state.step,
@@ -244,19 +246,28 @@ impl RunDir {
         })
     }
 
-    /// Drops metric lines after `step` (a resumed run rewrites them) and opens the file for
-    /// appending.
-    pub fn open_metrics(&self, keep_through: u64) -> Result<std::fs::File, TrainError> {
+    /// Keeps the metric lines a run resumed at `start` would have written by then and opens the
+    /// file for appending: lines after `start` go, and so do lines at `start` that lie off the
+    /// `log_every` / `valid_every` grid (written only because `start` was the last step).
+    pub fn open_metrics(
+        &self,
+        start: u64,
+        log_every: u64,
+        valid_every: u64,
+    ) -> Result<std::fs::File, TrainError> {
+        let keep = |line: &serde_json::Value| {
+            let step = line.get("step").and_then(|s| s.as_u64());
+            let every = match line.get("split").and_then(|s| s.as_str()) {
+                Some("valid") => valid_every,
+                _ => log_every,
+            };
+            step.is_some_and(|s| s < start || (s == start && s.is_multiple_of(every.max(1))))
+        };
         let path = self.metrics_file();
         let kept: Vec<String> = match std::fs::read_to_string(&path) {
             Ok(text) => text
                 .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                        .is_some_and(|s| s <= keep_through)
-                })
+                .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| keep(&v)))
                 .map(str::to_string)
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),

@@ -1,4 +1,7 @@
-//! Helpers for the end-to-end tests: find and run the real `neurogen` binary, read NPY files.
+//! Helpers for the end-to-end tests: run the real `neurogen` command line, read NPY files.
+
+// Each test file uses its own subset of the helpers.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -8,20 +11,9 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The `neurogen` binary built beside this test executable (`cargo test --workspace` builds it).
+/// The command line under test: `src/bin/neurogen-e2e.rs`, which cargo builds for these tests.
 pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let bin = dir.join(format!("neurogen{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} not found: run the tests with `cargo test --release --workspace` so the binary is built",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_neurogen-e2e"))
 }
 
 /// The result of one run of the binary.
