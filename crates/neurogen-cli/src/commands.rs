@@ -329,8 +329,17 @@ fn inspect(run_dir: &Path) -> Result<()> {
 #[error("{0}")]
 pub(crate) struct UsageError(pub String);
 
+/// The error and its causes on one line, each cause once: our error types already print their
+/// source, so a cause whose text is already there is skipped.
 pub(crate) fn describe(e: &anyhow::Error) -> String {
-    format!("{e:#}")
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out = format!("{out}: {c}");
+        }
+    }
+    out
 }
 
 pub(crate) fn exit_code(e: &anyhow::Error) -> i32 {
