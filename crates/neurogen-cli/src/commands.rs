@@ -268,14 +268,7 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(format!("{}-data.npy", exp.name)));
     check_npy(&out)?;
-    let windows = exp.data.build(exp.seed).map_err(|e| match e {
-        DataError::Invalid { key, message } => anyhow::Error::from(ConfigError::Invalid {
-            path: config.to_path_buf(),
-            key: format!("data.{key}"),
-            message,
-        }),
-        other => other.into(),
-    })?;
+    let windows = exp.build_data(config)?;
     let s = &windows.signals;
     npy::write_f32(&out, &[s.n, s.meta.channels, s.meta.time], &s.values)?;
     let mut meta = json!({

@@ -236,6 +236,20 @@ impl Experiment {
         Ok(())
     }
 
+    /// Simulates or reads `[data]` and cuts its windows; a bad value is reported against the
+    /// experiment file as `data.<key>`.
+    pub fn build_data(&self, path: &Path) -> Result<neurogen_data::Windows, crate::TrainError> {
+        self.data.build(self.seed).map_err(|e| match e {
+            DataError::Invalid { key, message } => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: format!("data.{key}"),
+                message,
+            }
+            .into(),
+            other => other.into(),
+        })
+    }
+
     /// Checks that need the built data: the batch must fit in the training split.
     pub fn check_against(&self, path: &Path, n_train: usize) -> Result<(), ConfigError> {
         if self.train.batch_size > n_train {

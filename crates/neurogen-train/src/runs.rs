@@ -74,15 +74,7 @@ pub fn train_experiment(
     }
     exp.provenance = Some(provenance);
 
-    let windows = exp.data.build(exp.seed).map_err(|e| match e {
-        neurogen_data::DataError::Invalid { key, message } => crate::ConfigError::Invalid {
-            path: config_path.to_path_buf(),
-            key: format!("data.{key}"),
-            message,
-        }
-        .into(),
-        other => TrainError::from(other),
-    })?;
+    let windows = exp.build_data(config_path)?;
     let data = windows.into_dataset();
     tracing::info!(
         train = data.train.n,
