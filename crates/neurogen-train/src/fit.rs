@@ -62,7 +62,7 @@ where
         .with_beta_2(t.betas[1] as f32)
         .with_epsilon(t.eps as f32)
         .init();
-    let (mut start, mut interval) = (0, Interval::default());
+    let (mut start, mut interval) = (0, LossSums::default());
     if opts.resume {
         let ckpt = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
             path: run.root().to_path_buf(),
@@ -111,9 +111,9 @@ where
         let grads = GradientsParams::from_grads(loss.total.backward(), &model);
         model = optim.step(t.lr, model, grads);
 
-        interval.add(&loss);
+        interval.add(&loss, 1.0);
         let elapsed = since.elapsed().as_secs_f64().max(1e-9);
-        let steps_timed = (interval.steps as f64).max(1.0);
+        let steps_timed = interval.weight.max(1.0);
         let rate = steps_timed * batch as f64 / elapsed;
         progress.update(
             step,
@@ -139,7 +139,7 @@ where
             write_line(&mut metrics, &metrics_path, &Value::Object(line))?;
             report.train_loss = interval.mean("loss");
             if on_grid {
-                (interval, since) = (Interval::default(), Instant::now());
+                (interval, since) = (LossSums::default(), Instant::now());
             }
         }
         if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 0 {
@@ -188,29 +188,30 @@ where
     Ok((model, report))
 }
 
-/// Sums of the loss terms since the last `train` line of `metrics.jsonl`.
+/// Weighted sums of the loss terms; `mean` divides by the total weight.
 ///
-/// Saved in each checkpoint, so a resumed run's next line averages the same steps as the
-/// uninterrupted run's.
+/// Training adds each step with weight 1 and writes the means every `log_every` steps; the
+/// sums since the last line are saved in each checkpoint, so a resumed run's next line averages
+/// the same steps as the uninterrupted run's. Validation adds each batch weighted by its size.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    /// Steps accumulated.
-    pub steps: u64,
-    /// Sum of each term over those steps; `loss` is the total minimised.
+pub struct LossSums {
+    /// Total weight added (steps, or windows for validation).
+    pub weight: f64,
+    /// Weighted sum of each term; `loss` is the total minimised.
     pub sums: BTreeMap<String, f64>,
 }
 
-impl Interval {
-    fn add(&mut self, loss: &Loss) {
-        self.steps += 1;
-        *self.sums.entry("loss".into()).or_default() += scalar(&loss.total);
+impl LossSums {
+    fn add(&mut self, loss: &Loss, weight: f64) {
+        self.weight += weight;
+        *self.sums.entry("loss".into()).or_default() += weight * scalar(&loss.total);
         for (name, v) in &loss.terms {
-            *self.sums.entry(name.to_string()).or_default() += scalar(v);
+            *self.sums.entry(name.to_string()).or_default() += weight * scalar(v);
         }
     }
 
     fn mean(&self, key: &str) -> f64 {
-        self.sums.get(key).copied().unwrap_or(f64::NAN) / self.steps.max(1) as f64
+        self.sums.get(key).copied().unwrap_or(f64::NAN) / self.weight.max(1e-12)
     }
 
     fn means(&self) -> Map<String, Value> {
@@ -231,35 +232,18 @@ pub(crate) fn evaluate<M: GenerativeModel>(
     device: &Device,
 ) -> Map<String, Value> {
     let noise_dim = model.noise_dim();
-    let mut sums: Vec<(String, f64)> = Vec::new();
-    let mut total = 0f64;
+    let mut acc = LossSums::default();
     let indices: Vec<usize> = (0..split.n).collect();
     for (i, chunk) in indices.chunks(batch.max(1)).enumerate() {
-        let x = split.batch(chunk, device);
-        let eps = host_tensor(
-            normals(
-                &mut rng(seed, Stream::ValidNoise, i as u64),
-                chunk.len() * noise_dim,
-            ),
-            [chunk.len(), noise_dim],
-            device,
+        let x = split.batch(chunk, device); // [chunk, channels, time]
+        let eps = normals(
+            &mut rng(seed, Stream::ValidNoise, i as u64),
+            chunk.len() * noise_dim,
         );
-        let loss = model.loss(x, eps, &ctx);
-        let w = chunk.len() as f64 / split.n as f64;
-        total += w * scalar(&loss.total);
-        for (j, (name, v)) in loss.terms.iter().enumerate() {
-            if sums.len() <= j {
-                sums.push((name.to_string(), 0.0));
-            }
-            sums[j].1 += w * scalar(v);
-        }
+        let eps = host_tensor(eps, [chunk.len(), noise_dim], device); // [chunk, noise_dim]
+        acc.add(&model.loss(x, eps, &ctx), chunk.len() as f64);
     }
-    let mut out = Map::new();
-    out.insert("loss".into(), json!(total));
-    for (k, v) in sums {
-        out.insert(k, json!(v));
-    }
-    out
+    acc.means()
 }
 
 /// A host vector as a tensor on `device`.

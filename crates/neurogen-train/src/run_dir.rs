@@ -66,7 +66,7 @@ pub struct CheckpointState {
     /// neurogen version that wrote it.
     pub neurogen_version: String,
     /// Loss sums since the last logged training line.
-    pub interval: crate::fit::Interval,
+    pub interval: crate::fit::LossSums,
 }
 
 /// A run directory.
