@@ -31,6 +31,15 @@ pub struct WindowShape {
     pub time: usize,
 }
 
+impl From<&neurogen_data::SignalMeta> for WindowShape {
+    fn from(meta: &neurogen_data::SignalMeta) -> Self {
+        WindowShape {
+            channels: meta.channels,
+            time: meta.time,
+        }
+    }
+}
+
 /// Errors from building a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -191,7 +191,7 @@ impl Experiment {
             message,
         };
         if let Err(DataError::Invalid { key, message }) = self.data.check() {
-            return Err(invalid(format!("data.{key}"), message));
+            return Err(invalid_data(path, key, message));
         }
         let kind = self.data.kind();
         let model_check = match &self.model {
@@ -240,12 +240,7 @@ impl Experiment {
     /// experiment file as `data.<key>`.
     pub fn build_data(&self, path: &Path) -> Result<neurogen_data::Windows, crate::TrainError> {
         self.data.build(self.seed).map_err(|e| match e {
-            DataError::Invalid { key, message } => ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key: format!("data.{key}"),
-                message,
-            }
-            .into(),
+            DataError::Invalid { key, message } => invalid_data(path, key, message).into(),
             other => other.into(),
         })
     }
@@ -346,4 +341,13 @@ fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError>
     }
     node.insert(last.to_string(), value);
     Ok(())
+}
+
+/// A bad `[data]` value, reported against the experiment file as `data.<key>`.
+fn invalid_data(path: &Path, key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: format!("data.{key}"),
+        message,
+    }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use neurogen_data::{SignalKind, SignalMeta, Signals};
+use neurogen_data::{SignalMeta, Signals};
 use neurogen_models::{GenerativeModel, ModelConfig, Observation, Vae, WindowShape};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -95,10 +95,7 @@ pub fn train_experiment(
     })?;
 
     device.seed(exp.seed);
-    let shape = WindowShape {
-        channels: data.train.meta.channels,
-        time: data.train.meta.time,
-    };
+    let shape = WindowShape::from(&data.train.meta);
     // Parameters must be created on the autodiff device to be tracked.
     match build_model(&exp, shape, &device.clone().autodiff()) {
         Model::Vae(m) => fit(m, &data, &exp, run, device, opts).map(|(_, r)| r),
@@ -126,10 +123,7 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
         path: run.root().to_path_buf(),
         message: "holds no complete checkpoint yet".into(),
     })?;
-    let shape = WindowShape {
-        channels: info.meta.channels,
-        time: info.meta.time,
-    };
+    let shape = WindowShape::from(&info.meta);
     let file = checkpoint.model_file();
     let load_err = |e: burn::store::RecordError| TrainError::Checkpoint {
         path: file.clone(),
@@ -183,13 +177,8 @@ pub fn sample_signals(
         latents: None,
         labels: None,
     };
+    // Counts are never normalised (the config check refuses it), so they stay integers.
     run.info.norm.invert(&mut out);
-    if meta.kind == SignalKind::Counts {
-        // Counts are drawn as integers; undoing an identity normalisation keeps them so.
-        for v in &mut out.values {
-            *v = v.round().max(0.0);
-        }
-    }
     Ok(out)
 }
 
