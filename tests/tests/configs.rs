@@ -24,7 +24,7 @@ fn every_shipped_config_loads_and_round_trips() {
         assert_eq!(Experiment::from_table(table, &path).unwrap(), exp);
         seen += 1;
     }
-    assert!(seen >= 2, "expected the shipped configs, found {seen}");
+    assert!(seen >= 8, "expected the shipped configs, found {seen}");
 }
 
 #[test]
@@ -98,6 +98,25 @@ const BAD: &[(&str, &[&str])] = &[
     ("missing_model", &["missing field `model`"]),
     ("unknown_top_key", &["unknown field `epochs`"]),
     ("zero_neurons", &["data.n_neurons", "must be positive"]),
+    (
+        "wgan_gp",
+        &[
+            "model.loss",
+            "double backward",
+            "zero gradient",
+            "wgan_clip",
+        ],
+    ),
+    ("zero_flow_layers", &["model.n_layers", "at least 1"]),
+    ("extrapolate_everything", &["model.extrapolate", "[0, 1)"]),
+    (
+        "unknown_solver",
+        &["model.solver", "unknown variant `rk45`", "dopri5"],
+    ),
+    (
+        "gan_unknown_arch",
+        &["model.arch", "unknown variant `transformer`", "conv"],
+    ),
 ];
 
 #[test]

@@ -6,8 +6,8 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use neurogen_data::{npy, DataError, SignalKind};
 use neurogen_train::{
-    load_run, sample_signals, train_experiment, Backend, ConfigError, Experiment, FitOptions,
-    RunDir, TrainError, Verbosity,
+    load_run, sample_signals, score_signals, train_experiment, Backend, ConfigError, Experiment,
+    FitOptions, RunDir, TrainError, Verbosity,
 };
 use serde_json::json;
 
@@ -74,6 +74,29 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Score windows by their likelihood under a trained run (low = anomalous).
+    ///
+    /// RealNVP gives the exact log-likelihood; the VAE and the latent ODE give the IWAE bound
+    /// with K samples (and the ELBO). Scores are in nats in the run's normalised units.
+    Score {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Windows to score: an .npy of [n, channels, time] in physical units, or an
+        /// experiment .toml whose [data] is built and scored whole.
+        data: PathBuf,
+        /// Output CSV; default RUN_DIR/scores.csv.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Importance samples for the IWAE bound.
+        #[arg(short = 'k', default_value_t = 64)]
+        k: usize,
+        /// Seed of the importance samples (and of the dequantisation of counts).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Backend, overriding the run's.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
     /// Show a run's resolved experiment, newest checkpoint and last metrics.
     Inspect {
         /// The run directory.
@@ -120,6 +143,22 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<()> {
             backend,
         } => sample(run_dir, *n, *seed, out.as_deref(), *backend, cli.quiet),
         Command::Data { config, out, set } => data(config, out.as_deref(), set, cli.quiet),
+        Command::Score {
+            run_dir,
+            data,
+            out,
+            k,
+            seed,
+            backend,
+        } => score(
+            run_dir,
+            data,
+            out.as_deref(),
+            *k,
+            *seed,
+            *backend,
+            cli.quiet,
+        ),
         Command::Inspect { run_dir } => inspect(run_dir),
     }
 }
@@ -150,10 +189,22 @@ fn train(
         FitOptions { resume, verbosity },
     )?;
     if verbosity != Verbosity::Quiet {
-        let valid = report
+        let mut valid = report
             .valid_loss
             .map(|v| format!("{v:.4}"))
             .unwrap_or_else(|| "n/a".into());
+        // Figures a user looks for beside the loss: bits/dim (flows), forecast error (latent
+        // ODE in extrapolation mode), sample quality (GAN).
+        for key in ["bits_per_dim", "forecast_mse", "nfe", "mmd2", "diversity"] {
+            if let Some(v) = report
+                .valid
+                .as_ref()
+                .and_then(|l| l.get(key))
+                .and_then(|v| v.as_f64())
+            {
+                valid.push_str(&format!(", {key} {v:.4}"));
+            }
+        }
         println!(
             "trained {} steps ({}..{}) on {} in {:.1} s: train loss {:.4}, valid loss {valid}; run in {}",
             report.steps - report.start_step,
@@ -300,6 +351,93 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+fn score(
+    run_dir: &Path,
+    data: &Path,
+    out: Option<&Path>,
+    k: usize,
+    seed: u64,
+    backend: Option<BackendArg>,
+    quiet: bool,
+) -> Result<()> {
+    if k == 0 {
+        bail!(UsageError("-k: must be at least 1".into()));
+    }
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| run_dir.join("scores.csv"));
+    let run = RunDir::new(run_dir);
+    let exp = run.read_experiment()?;
+    let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
+    let loaded = load_run(&run, &device)?;
+    if matches!(loaded.model, neurogen_train::Model::Gan(_)) {
+        bail!(UsageError(format!(
+            "{}: a gan run has no likelihood to score with; score works for vae, realnvp and latent_ode runs",
+            run_dir.display()
+        )));
+    }
+    let ext = data.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let windows = if ext.eq_ignore_ascii_case("toml") {
+        let e = Experiment::load(data, &[])?;
+        e.build_data(data)?.signals
+    } else if ext.eq_ignore_ascii_case("npy") {
+        let (shape, values) = npy::read_f32(data)?;
+        let [n, c, t] = match shape[..] {
+            [n, c, t] => [n, c, t],
+            [c, t] => [1, c, t],
+            _ => bail!(UsageError(format!(
+                "{}: shape {shape:?}: expected windows [n, channels, time]",
+                data.display()
+            ))),
+        };
+        let mut meta = loaded.info.meta.clone();
+        (meta.channels, meta.time) = (c, t);
+        neurogen_data::Signals {
+            values,
+            n,
+            meta,
+            latents: None,
+            labels: None,
+        }
+    } else {
+        bail!(UsageError(format!(
+            "{}: DATA must be an .npy of windows or an experiment .toml",
+            data.display()
+        )));
+    };
+    let scores = score_signals(&loaded, &windows, k, seed, &device)
+        .map_err(|e| anyhow::Error::new(e).context(data.display().to_string()))?;
+    let bits = |ll: f64| -ll / (scores.dim as f64 * std::f64::consts::LN_2);
+    let mut csv = String::from("window,bound,log_likelihood,bits_per_dim");
+    csv.push_str(if scores.elbo.is_some() {
+        ",elbo\n"
+    } else {
+        "\n"
+    });
+    for (i, ll) in scores.log_likelihood.iter().enumerate() {
+        csv.push_str(&format!("{i},{},{ll},{}", scores.bound, bits(*ll)));
+        match &scores.elbo {
+            Some(e) => csv.push_str(&format!(",{}\n", e[i])),
+            None => csv.push('\n'),
+        }
+    }
+    npy::write_atomic(&out, csv.as_bytes())?;
+    if !quiet {
+        let mut sorted = scores.log_likelihood.clone();
+        sorted.sort_by(f64::total_cmp);
+        let med = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+        println!(
+            "scored {} windows ({}, nats in the run's normalised units): median {med:.2}, lowest {:.2}; wrote {}",
+            sorted.len(),
+            scores.bound,
+            sorted.first().copied().unwrap_or(f64::NAN),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 fn inspect(run_dir: &Path) -> Result<()> {
     let run = RunDir::new(run_dir);
     let exp = run.read_experiment()?;
@@ -343,7 +481,7 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> i32 {
         return if t.is_user_error() { EXIT_USAGE } else { 1 };
     }
     match e.downcast_ref::<DataError>() {
-        Some(DataError::Invalid { .. }) => EXIT_USAGE,
+        Some(DataError::Invalid { .. } | DataError::Format { .. }) => EXIT_USAGE,
         // An output path in a directory that does not exist is the user's input too.
         Some(DataError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             EXIT_USAGE

@@ -11,6 +11,14 @@ pub enum DataError {
         /// What was expected.
         message: String,
     },
+    /// A file's content is malformed or unusable.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The field or part that is wrong, and what was expected.
+        message: String,
+    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

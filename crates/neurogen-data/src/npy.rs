@@ -1,8 +1,10 @@
-//! NumPy `.npy` (format 1.0) writing for float32 arrays.
+//! NumPy `.npy` files of windows: writing float32 (format 1.0), reading float32 or float64.
 //!
-//! Only what `neurogen sample` and `neurogen data` emit: little-endian `<f4`, C order. The file
-//! is written beside its final name and renamed into place, so a crash never leaves a
-//! half-written file that looks complete.
+//! Writing covers what `neurogen sample` and `neurogen data` emit: little-endian `<f4`, C
+//! order. The file is written beside its final name and renamed into place, so a crash never
+//! leaves a half-written file that looks complete. Reading takes little-endian `<f4`/`<f8` in C
+//! order (what NumPy writes by default), checks every header field against the file's size
+//! before allocating, and names the field that is wrong.
 
 use std::io::Write;
 use std::path::Path;
@@ -63,4 +65,136 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads an `.npy` array of little-endian `<f4` or `<f8` in C order as f32, with its shape.
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&bytes).map_err(|message| DataError::Format {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+fn parse(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not an NPY file (magic \\x93NUMPY missing)".into());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => {
+            return Err(format!(
+                "NPY format version {v} is not supported (1, 2, 3 are)"
+            ))
+        }
+    };
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or("header: its length runs past the end of the file")?;
+    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header: not text")?;
+    let field = |key: &str| -> Result<&str, String> {
+        let at = header
+            .find(&format!("'{key}'"))
+            .ok_or(format!("header: no '{key}' field"))?;
+        let rest = header[at + key.len() + 2..].trim_start();
+        rest.strip_prefix(':')
+            .map(str::trim_start)
+            .ok_or(format!("header: '{key}' has no value"))
+    };
+    let descr = field("descr")?;
+    let size = if descr.starts_with("'<f4'") {
+        4
+    } else if descr.starts_with("'<f8'") {
+        8
+    } else {
+        let d: String = descr.chars().take_while(|c| *c != ',').collect();
+        return Err(format!(
+            "descr: dtype {d} is not supported (little-endian float32 '<f4' or float64 '<f8')"
+        ));
+    };
+    if !field("fortran_order")?.starts_with("False") {
+        return Err("fortran_order: Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into());
+    }
+    let shape_text = field("shape")?;
+    let inner = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or("shape: expected a tuple")?;
+    let shape = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("shape: \"{s}\" is not a size"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape: the sizes overflow")?;
+    let data = &bytes[end..];
+    if count.checked_mul(size) != Some(data.len()) {
+        return Err(format!(
+            "shape: {shape:?} of {size}-byte values needs {} bytes of data, the file has {}",
+            count.saturating_mul(size),
+            data.len()
+        ));
+    }
+    let values = if size == 4 {
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    } else {
+        data.chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect()
+    };
+    Ok((shape, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_we_write_we_read_and_bad_headers_name_their_field() {
+        let dir = std::env::temp_dir().join(format!("neurogen-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.npy");
+        let v: Vec<f32> = (0..24).map(|i| i as f32 * 0.5).collect();
+        write_f32(&p, &[2, 3, 4], &v).unwrap();
+        assert_eq!(read_f32(&p).unwrap(), (vec![2, 3, 4], v));
+        let good = std::fs::read(&p).unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"hello".to_vec(), "magic"),
+            (good[..good.len() - 4].to_vec(), "needs 96 bytes"),
+            (
+                String::from_utf8_lossy(&good)
+                    .replace("<f4", ">i2")
+                    .into_bytes(),
+                "descr",
+            ),
+            (
+                String::from_utf8_lossy(&good[..128])
+                    .replace("(2, 3, 4)", "(9999999999, 99999999999, 4)")
+                    .into_bytes(),
+                "shape",
+            ),
+        ];
+        for (bytes, want) in cases {
+            std::fs::write(&p, &bytes).unwrap();
+            let e = read_f32(&p).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("a.npy"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

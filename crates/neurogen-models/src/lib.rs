@@ -10,25 +10,44 @@
 //! config → `init(shape, &device)` → `loss` / `generate`.
 
 mod config;
+pub mod conv;
+pub mod flow;
+pub mod gan;
+pub mod latent_ode;
 pub mod likelihood;
 mod mlp;
+pub mod ode;
+pub mod spectral;
 pub mod vae;
 
 pub use config::ModelConfig;
+pub use flow::{RealNvp, RealNvpConfig, Transform};
+pub use gan::{Critic, GanConfig, GanLoss, Generator};
+pub use latent_ode::{LatentOde, LatentOdeConfig};
 pub use likelihood::Likelihood;
-pub use mlp::Mlp;
+pub use mlp::{Mlp, MlpHead};
+pub use ode::{odeint, OdeOptions, OdeStats, Solver, VectorField};
 pub use vae::{Vae, VaeConfig};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 /// The shape of one window a model is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowShape {
     /// Channels (neurons).
     pub channels: usize,
     /// Samples (bins).
     pub time: usize,
+    /// Samples per second (time grids of the latent ODE).
+    pub sfreq: f64,
+}
+
+impl WindowShape {
+    /// Values per window, `channels × time`.
+    pub fn dim(&self) -> usize {
+        self.channels * self.time
+    }
 }
 
 impl From<&neurogen_data::SignalMeta> for WindowShape {
@@ -36,6 +55,7 @@ impl From<&neurogen_data::SignalMeta> for WindowShape {
         WindowShape {
             channels: meta.channels,
             time: meta.time,
+            sfreq: meta.sfreq,
         }
     }
 }
@@ -60,6 +80,8 @@ pub struct Loss {
     pub total: Tensor<1>,
     /// Named parts (each `[1]`), e.g. `nll`, `kl`, `neg_elbo`.
     pub terms: Vec<(&'static str, Tensor<1>)>,
+    /// Host-side figures of the step, e.g. the ODE solver's function evaluations `nfe`.
+    pub stats: Vec<(&'static str, f64)>,
 }
 
 /// Step-dependent settings a loss needs (schedules live in the trainer, not the model).
@@ -87,6 +109,11 @@ pub enum Observation {
         /// Expected count per bin, `[n, channels, time]`.
         rate: Tensor<3>,
     },
+    /// The samples themselves (flows and GANs map noise straight to data), `[n, channels, time]`.
+    Point {
+        /// The values.
+        values: Tensor<3>,
+    },
 }
 
 /// A model trained by the single-optimiser loop `fit`.
@@ -109,6 +136,15 @@ pub trait GenerativeModel: Module + Clone + core::fmt::Debug + Send + 'static {
     /// # Shapes
     /// - `z`: `[n, noise_dim]`, standard normal
     fn generate(&self, z: Tensor<2>) -> Observation;
+
+    /// Data-dependent initialisation from a first batch (e.g. ActNorm); default: none.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `noise`: `[batch, noise_dim]`
+    fn init_from_data(self, x: Tensor<3>, noise: Tensor<2>) -> Self {
+        let _ = (x, noise);
+        self
+    }
 }
 
 /// The device the parameters of `module` live on (the first one found).

@@ -22,9 +22,13 @@ const HALF_LN_2PI: f32 = 0.918_938_5;
 /// - `log_sigma`: broadcastable to `x`, e.g. `[1, channels, 1]`
 /// - output: `[batch]`
 pub fn gaussian_nll(x: Tensor<3>, mean: Tensor<3>, log_sigma: Tensor<3>) -> Tensor<1> {
+    sum_window(gaussian_nll_elements(x, mean, log_sigma))
+}
+
+/// [`gaussian_nll`] before the sum: one term per element, `[batch, channels, time]`.
+pub fn gaussian_nll_elements(x: Tensor<3>, mean: Tensor<3>, log_sigma: Tensor<3>) -> Tensor<3> {
     let z = (x - mean) / log_sigma.clone().exp(); // [batch, channels, time]
-    let nll = z.square().mul_scalar(0.5) + log_sigma + HALF_LN_2PI;
-    sum_window(nll)
+    z.square().mul_scalar(0.5) + log_sigma + HALF_LN_2PI
 }
 
 /// Poisson negative log-likelihood of counts `x` under `exp(log_rate)`, with the `ln x!` term,
@@ -34,8 +38,12 @@ pub fn gaussian_nll(x: Tensor<3>, mean: Tensor<3>, log_sigma: Tensor<3>) -> Tens
 /// - `x`, `log_rate`: `[batch, channels, time]`
 /// - output: `[batch]`
 pub fn poisson_nll(x: Tensor<3>, log_rate: Tensor<3>) -> Tensor<1> {
-    let nll = log_rate.clone().exp() - x.clone() * log_rate + ln_factorial(x); // [batch, channels, time]
-    sum_window(nll)
+    sum_window(poisson_nll_elements(x, log_rate))
+}
+
+/// [`poisson_nll`] before the sum: one term per element, `[batch, channels, time]`.
+pub fn poisson_nll_elements(x: Tensor<3>, log_rate: Tensor<3>) -> Tensor<3> {
+    log_rate.clone().exp() - x.clone() * log_rate + ln_factorial(x)
 }
 
 /// `ln x!` for non-negative integer-valued `x`, elementwise.
@@ -64,8 +72,30 @@ pub fn gaussian_kl(mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<1> {
     kl.sum_dim(1).squeeze_dim(1)
 }
 
+/// Standard-normal log-density summed over the last dimension.
+///
+/// # Shapes
+/// - `z`: `[batch, dim]` → `[batch]`
+pub fn std_normal_log_prob(z: Tensor<2>) -> Tensor<1> {
+    let d = z.dims()[1] as f32;
+    z.square().sum_dim(1).squeeze_dim(1).mul_scalar(-0.5) - d * HALF_LN_2PI
+}
+
+/// The ELBO and the IWAE bound (Burda et al. 2016) per window from `k` importance log-weights:
+/// `mean_k w` and `logsumexp_k w − ln k`; the second is never below the first.
+///
+/// # Shapes
+/// - `log_w`: `[k, batch]` → (`[batch]`, `[batch]`)
+pub fn bounds(log_w: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
+    let k = log_w.dims()[0] as f32;
+    let elbo = log_w.clone().mean_dim(0).squeeze_dim(0);
+    let max = log_w.clone().max_dim(0); // [1, batch]
+    let lse = (log_w - max.clone()).exp().sum_dim(0).log() + max;
+    (elbo, lse.squeeze_dim(0).sub_scalar(k.ln()))
+}
+
 /// Sums `[batch, channels, time]` to `[batch]`.
-fn sum_window(x: Tensor<3>) -> Tensor<1> {
+pub fn sum_window(x: Tensor<3>) -> Tensor<1> {
     let [b, c, t] = x.dims();
     x.reshape([b, c * t]).sum_dim(1).squeeze_dim(1)
 }

@@ -27,3 +27,27 @@ impl Mlp {
         self.layers.iter().fold(x, |h, l| relu(l.forward(h)))
     }
 }
+
+/// An [`Mlp`] followed by a linear output layer (no activation on the output).
+#[derive(Module, Debug)]
+pub struct MlpHead {
+    body: Mlp,
+    out: Linear,
+}
+
+impl MlpHead {
+    /// `sizes[0] → … → sizes.last()` with ReLU, then linear to `d_out`.
+    pub fn init(sizes: &[usize], d_out: usize, device: &Device) -> Self {
+        let last = sizes.last().copied().unwrap_or(d_out);
+        MlpHead {
+            body: Mlp::init(sizes, device),
+            out: LinearConfig::new(last, d_out).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// - `x`: `[batch, sizes[0]]` → `[batch, d_out]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.out.forward(self.body.forward(x))
+    }
+}

@@ -1,7 +1,8 @@
 //! Variational autoencoder over whole windows.
 //!
-//! The encoder flattens `[channels × time]` and maps it through an MLP to the mean and
-//! log-variance of a diagonal Gaussian posterior; the decoder maps a latent back to the
+//! The encoder maps a window, flattened through an MLP (`arch = "mlp"`) or through strided 1-D
+//! convolutions (`arch = "conv"`), to the mean and log-variance of a diagonal Gaussian
+//! posterior; the decoder (MLP, or transposed convolutions) maps a latent back to the
 //! parameters of the observation model (Gaussian means, or Poisson log-rates for counts).
 
 use burn::module::{Module, Param};
@@ -10,16 +11,23 @@ use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
-use crate::likelihood::{gaussian_kl, gaussian_nll, poisson_nll, Likelihood};
-use crate::{GenerativeModel, Loss, LossContext, Mlp, ModelError, Observation, WindowShape};
+use crate::conv::{ConvDown, ConvUp};
+use crate::gan::Arch;
+use crate::likelihood::{gaussian_kl, gaussian_nll, poisson_nll, std_normal_log_prob, Likelihood};
+use crate::{
+    GenerativeModel, Loss, LossContext, Mlp, MlpHead, ModelError, Observation, WindowShape,
+};
 
 /// `[model] kind = "vae"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VaeConfig {
+    /// `mlp` or `conv`.
+    pub arch: Arch,
     /// Latent dimension.
     pub latent_dim: usize,
-    /// Hidden layer sizes of the encoder (the decoder mirrors them).
+    /// `mlp`: hidden layer sizes of the encoder; `conv`: its channels per strided layer (the
+    /// decoder mirrors them).
     pub hidden: Vec<usize>,
     /// Observation model; default `poisson` for counts, `gaussian` otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,6 +43,7 @@ pub struct VaeConfig {
 impl Default for VaeConfig {
     fn default() -> Self {
         VaeConfig {
+            arch: Arch::Mlp,
             latent_dim: 16,
             hidden: vec![256, 128],
             likelihood: None,
@@ -63,10 +72,13 @@ impl VaeConfig {
         if self.latent_dim == 0 {
             return bad("latent_dim", "must be at least 1".into());
         }
-        if self.hidden.contains(&0) {
+        if self.hidden.contains(&0) || (self.arch == Arch::Conv && self.hidden.is_empty()) {
             return bad(
                 "hidden",
-                format!("layer sizes must be ≥ 1, got {:?}", self.hidden),
+                format!(
+                    "layer sizes must be ≥ 1 (conv: at least one layer), got {:?}",
+                    self.hidden
+                ),
             );
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
@@ -87,23 +99,40 @@ impl VaeConfig {
 
     /// Builds the model for windows of `shape`.
     pub fn init(&self, shape: WindowShape, device: &Device) -> Vae {
-        let input = shape.channels * shape.time;
-        let mut enc = vec![input];
-        enc.extend(&self.hidden);
-        let last = *enc.last().unwrap_or(&input);
-        let mut dec = vec![self.latent_dim];
-        dec.extend(self.hidden.iter().rev());
-        let dec_last = *dec.last().unwrap_or(&self.latent_dim);
+        let (input, l) = (shape.dim(), self.latent_dim);
+        let (encoder, features, decoder) = match self.arch {
+            Arch::Mlp => {
+                let mut enc = vec![input];
+                enc.extend(&self.hidden);
+                let last = *enc.last().unwrap_or(&input);
+                let mut dec = vec![l];
+                dec.extend(self.hidden.iter().rev());
+                (
+                    VaeEncoder::Mlp(Mlp::init(&enc, device)),
+                    last,
+                    VaeDecoder::Mlp(MlpHead::init(&dec, input, device)),
+                )
+            }
+            Arch::Conv => {
+                let down = ConvDown::init(shape.channels, shape.time, &self.hidden, false, device);
+                let f = down.features();
+                let rev: Vec<usize> = self.hidden.iter().rev().copied().collect();
+                (
+                    VaeEncoder::Conv(down),
+                    f,
+                    VaeDecoder::Conv(ConvUp::init(l, &rev, shape.channels, shape.time, device)),
+                )
+            }
+        };
         Vae {
-            encoder: Mlp::init(&enc, device),
-            mu: LinearConfig::new(last, self.latent_dim).init(device),
-            logvar: LinearConfig::new(last, self.latent_dim).init(device),
-            decoder: Mlp::init(&dec, device),
-            out: LinearConfig::new(dec_last, input).init(device),
+            encoder,
+            mu: LinearConfig::new(features, l).init(device),
+            logvar: LinearConfig::new(features, l).init(device),
+            decoder,
             log_sigma: Param::from_tensor(Tensor::full([shape.channels], self.sigma.ln(), device)),
             channels: shape.channels,
             time: shape.time,
-            latent_dim: self.latent_dim,
+            latent_dim: l,
             poisson: self.likelihood == Some(Likelihood::Poisson),
             learn_sigma: self.learn_sigma,
             beta: self.beta as f32,
@@ -111,14 +140,25 @@ impl VaeConfig {
     }
 }
 
+#[derive(Module, Debug)]
+enum VaeEncoder {
+    Mlp(Mlp),
+    Conv(ConvDown),
+}
+
+#[derive(Module, Debug)]
+enum VaeDecoder {
+    Mlp(MlpHead),
+    Conv(ConvUp),
+}
+
 /// The VAE module.
 #[derive(Module, Debug)]
 pub struct Vae {
-    encoder: Mlp,
+    encoder: VaeEncoder,
     mu: Linear,
     logvar: Linear,
-    decoder: Mlp,
-    out: Linear,
+    decoder: VaeDecoder,
     /// ln σ per channel (Gaussian likelihood).
     log_sigma: Param<Tensor<1>>,
     channels: usize,
@@ -138,8 +178,11 @@ impl Vae {
         let [b, c, t] = x.dims();
         // Counts are heavy-tailed; log1p keeps the encoder's input near unit scale.
         let x = if self.poisson { x.log1p() } else { x };
-        let h = self.encoder.forward(x.reshape([b, c * t])); // [batch, hidden]
-                                                             // Bounded log-variance keeps exp() finite early in training.
+        let h = match &self.encoder {
+            VaeEncoder::Mlp(m) => m.forward(x.reshape([b, c * t])),
+            VaeEncoder::Conv(d) => d.forward(x),
+        }; // [batch, features]
+           // Bounded log-variance keeps exp() finite early in training.
         (
             self.mu.forward(h.clone()),
             self.logvar.forward(h).clamp(-12.0, 8.0),
@@ -152,8 +195,10 @@ impl Vae {
     /// - `z`: `[batch, latent]` → `[batch, channels, time]`
     pub fn decode(&self, z: Tensor<2>) -> Tensor<3> {
         let b = z.dims()[0];
-        let out = self.out.forward(self.decoder.forward(z)); // [batch, channels * time]
-        let out = out.reshape([b, self.channels, self.time]);
+        let out = match &self.decoder {
+            VaeDecoder::Mlp(m) => m.forward(z).reshape([b, self.channels, self.time]),
+            VaeDecoder::Conv(u) => u.forward(z),
+        }; // [batch, channels, time]
         if self.poisson {
             out.clamp(-15.0, 8.0)
         } else {
@@ -181,6 +226,32 @@ impl Vae {
     }
 }
 
+impl Vae {
+    /// Importance log-weights `ln p(x, z) − ln q(z | x)` for `k` posterior draws per window.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `eps`: `[k, batch, latent]` → `[k, batch]`
+    pub fn log_weights(&self, x: Tensor<3>, eps: Tensor<3>) -> Tensor<2> {
+        let [k, b, l] = eps.dims();
+        let [_, c, t] = x.dims();
+        let (mu, logvar) = self.encode(x.clone());
+        let rep = |v: Tensor<2>| {
+            v.unsqueeze_dim::<3>(0)
+                .expand([k, b, l])
+                .reshape([k * b, l])
+        };
+        let e = eps.reshape([k * b, l]);
+        let z = rep(mu) + rep(logvar.clone()).mul_scalar(0.5).exp() * e.clone();
+        let xr = x
+            .unsqueeze_dim::<4>(0)
+            .expand([k, b, c, t])
+            .reshape([k * b, c, t]);
+        let nll = self.nll(xr, self.decode(z.clone())); // [k * batch]
+        let log_q = std_normal_log_prob(e) - rep(logvar).sum_dim(1).squeeze_dim(1).mul_scalar(0.5);
+        (std_normal_log_prob(z) - nll - log_q).reshape([k, b])
+    }
+}
+
 impl GenerativeModel for Vae {
     fn noise_dim(&self) -> usize {
         self.latent_dim
@@ -199,6 +270,7 @@ impl GenerativeModel for Vae {
                 ("kl", kl.clone().mean()),
                 ("neg_elbo", (nll + kl).mean()),
             ],
+            stats: vec![],
         }
     }
 
@@ -222,10 +294,21 @@ mod tests {
     use burn::tensor::{Distribution, TensorData};
 
     fn fit_steps(kind: SignalKind, x: Tensor<3>, steps: usize) -> (f32, f32) {
+        fit_arch(Arch::Mlp, vec![32], kind, x, steps)
+    }
+
+    fn fit_arch(
+        arch: Arch,
+        hidden: Vec<usize>,
+        kind: SignalKind,
+        x: Tensor<3>,
+        steps: usize,
+    ) -> (f32, f32) {
         let device = x.device();
         let cfg = VaeConfig {
+            arch,
             latent_dim: 3,
-            hidden: vec![32],
+            hidden,
             ..Default::default()
         }
         .resolved(kind);
@@ -234,6 +317,7 @@ mod tests {
             WindowShape {
                 channels: c,
                 time: t,
+                sfreq: 100.0,
             },
             &device,
         );
@@ -273,6 +357,59 @@ mod tests {
     }
 
     #[test]
+    fn the_conv_architecture_learns_too() {
+        let device = Device::flex().autodiff();
+        device.seed(2);
+        let x = Tensor::<3>::random([8, 4, 24], Distribution::Normal(0.0, 1.0), &device);
+        let (first, last) = fit_arch(Arch::Conv, vec![8, 16], SignalKind::Continuous, x, 150);
+        assert!(last < first - 0.25 * first.abs(), "conv: {first} -> {last}");
+    }
+
+    #[test]
+    fn importance_weights_agree_with_the_loss_and_iwae_tightens_the_elbo() {
+        let device = Device::flex();
+        device.seed(8);
+        let cfg = VaeConfig {
+            latent_dim: 3,
+            hidden: vec![16],
+            ..Default::default()
+        }
+        .resolved(SignalKind::Continuous);
+        let shape = WindowShape {
+            channels: 2,
+            time: 5,
+            sfreq: 10.0,
+        };
+        let model = cfg.init(shape, &device);
+        let x = Tensor::<3>::random([4, 2, 5], Distribution::Normal(0.0, 1.0), &device);
+        let k = 4000;
+        let eps = Tensor::<3>::random([k, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+        let lw = model.log_weights(x.clone(), eps);
+        let (elbo, iwae) = crate::likelihood::bounds(lw);
+        let elbo: Vec<f32> = elbo.into_data().try_to_vec().unwrap();
+        let iwae: Vec<f32> = iwae.into_data().try_to_vec().unwrap();
+        // The Monte Carlo ELBO over many draws matches the loss's analytic-KL ELBO, window by
+        // window (the loss's neg_elbo is the batch mean, so compare the means).
+        let mean_elbo = elbo.iter().sum::<f32>() / 4.0;
+        let ctx = LossContext { kl_warmup: 1.0 };
+        let mut neg = 0.0;
+        for i in 0..50 {
+            device.seed(100 + i);
+            let noise = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
+            let loss = model.loss(x.clone(), noise, &ctx);
+            neg += loss.terms[2].1.clone().into_scalar::<f32>() / 50.0;
+        }
+        assert!(
+            (mean_elbo + neg).abs() < 0.02 * neg.abs(),
+            "{mean_elbo} vs {}",
+            -neg
+        );
+        for (e, i) in elbo.iter().zip(&iwae) {
+            assert!(i >= e, "iwae {i} < elbo {e}");
+        }
+    }
+
+    #[test]
     fn fixed_sigma_is_not_learned_and_generate_has_the_right_shapes() {
         let device = Device::flex();
         let cfg = VaeConfig {
@@ -285,6 +422,7 @@ mod tests {
             WindowShape {
                 channels: 3,
                 time: 7,
+                sfreq: 100.0,
             },
             &device,
         );
@@ -294,7 +432,7 @@ mod tests {
                 let s = sigma.into_data().try_to_vec::<f32>().unwrap();
                 assert!(s.iter().all(|v| (v - 0.5).abs() < 1e-6), "{s:?}");
             }
-            Observation::Poisson { .. } => panic!("continuous data decodes to a Gaussian"),
+            _ => panic!("continuous data decodes to a Gaussian"),
         }
         let counts = VaeConfig::default().resolved(SignalKind::Counts);
         assert_eq!(counts.likelihood, Some(Likelihood::Poisson));

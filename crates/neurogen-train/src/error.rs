@@ -64,6 +64,9 @@ pub enum TrainError {
     /// Data could not be built or written.
     #[error(transparent)]
     Data(#[from] neurogen_data::DataError),
+    /// Windows handed to a run (e.g. to score) do not fit it (the user's input: exit code 2).
+    #[error("{0}")]
+    Input(String),
     /// A checkpoint could not be written or read.
     #[error("{}: {message}", path.display())]
     Checkpoint {
@@ -78,8 +81,9 @@ impl TrainError {
     /// Whether the error is the user's input (bad config, file or run directory), for exit 2.
     pub fn is_user_error(&self) -> bool {
         match self {
-            TrainError::Config(_) | TrainError::RunDir { .. } => true,
-            TrainError::Data(neurogen_data::DataError::Invalid { .. }) => true,
+            TrainError::Config(_) | TrainError::RunDir { .. } | TrainError::Input(_) => true,
+            TrainError::Data(neurogen_data::DataError::Invalid { .. })
+            | TrainError::Data(neurogen_data::DataError::Format { .. }) => true,
             TrainError::Checkpoint { .. } => true,
             TrainError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             TrainError::Data(_) => false,

@@ -173,9 +173,7 @@ impl Experiment {
     /// A copy with every default filled in.
     pub fn resolved(&self) -> Experiment {
         let data = self.data.resolved();
-        let model = match &self.model {
-            ModelConfig::Vae(c) => ModelConfig::Vae(c.resolved(data.kind())),
-        };
+        let model = self.model.resolved(data.kind());
         Experiment {
             data,
             model,
@@ -194,10 +192,7 @@ impl Experiment {
             return Err(invalid_data(path, key, message));
         }
         let kind = self.data.kind();
-        let model_check = match &self.model {
-            ModelConfig::Vae(c) => c.check(kind),
-        };
-        if let Err(ModelError::Invalid { key, message }) = model_check {
+        if let Err(ModelError::Invalid { key, message }) = self.model.check(kind) {
             return Err(invalid(format!("model.{key}"), message));
         }
         let t = &self.train;

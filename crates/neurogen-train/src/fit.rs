@@ -36,6 +36,8 @@ pub struct FitReport {
     pub train_loss: f64,
     /// Validation loss (total) at the end, if there is a validation split.
     pub valid_loss: Option<f64>,
+    /// The last validation line (every figure logged), if any.
+    pub valid: Option<Map<String, Value>>,
     /// Wall time of this invocation, seconds.
     pub wall_s: f64,
 }
@@ -92,6 +94,7 @@ where
         steps: start,
         train_loss: f64::NAN,
         valid_loss: None,
+        valid: None,
         wall_s: 0.0,
     };
 
@@ -155,9 +158,10 @@ where
                 .map(|(k, v)| (k.to_string(), v)),
             );
             let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
-            write_line(&mut metrics, &metrics_path, &Value::Object(line))?;
+            write_line(&mut metrics, &metrics_path, &Value::Object(line.clone()))?;
             progress.println(&format!("step {step}: valid loss {loss:.4}"));
             report.valid_loss = Some(loss);
+            report.valid = Some(line);
         }
         if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
             let per_epoch = (n_train / batch).max(1) as u64;
@@ -203,18 +207,25 @@ pub struct LossSums {
 
 impl LossSums {
     fn add(&mut self, loss: &Loss, weight: f64) {
+        let mut named = vec![("loss", scalar(&loss.total))];
+        named.extend(loss.terms.iter().map(|(k, v)| (*k, scalar(v))));
+        named.extend(loss.stats.iter().copied());
+        self.add_named(&named, weight);
+    }
+
+    /// Adds named values with `weight`.
+    pub(crate) fn add_named(&mut self, values: &[(&str, f64)], weight: f64) {
         self.weight += weight;
-        *self.sums.entry("loss".into()).or_default() += weight * scalar(&loss.total);
-        for (name, v) in &loss.terms {
-            *self.sums.entry(name.to_string()).or_default() += weight * scalar(v);
+        for (name, v) in values {
+            *self.sums.entry(name.to_string()).or_default() += weight * v;
         }
     }
 
-    fn mean(&self, key: &str) -> f64 {
+    pub(crate) fn mean(&self, key: &str) -> f64 {
         self.sums.get(key).copied().unwrap_or(f64::NAN) / self.weight.max(1e-12)
     }
 
-    fn means(&self) -> Map<String, Value> {
+    pub(crate) fn means(&self) -> Map<String, Value> {
         self.sums
             .keys()
             .map(|k| (k.clone(), json!(self.mean(k))))
@@ -255,11 +266,11 @@ pub(crate) fn host_tensor<const D: usize>(
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-fn scalar(t: &Tensor<1>) -> f64 {
+pub(crate) fn scalar(t: &Tensor<1>) -> f64 {
     t.clone().into_scalar::<f32>() as f64
 }
 
-fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+pub(crate) fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Checkpoint {
         path: path.to_path_buf(),
         message: e.to_string(),

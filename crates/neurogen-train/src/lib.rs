@@ -8,6 +8,7 @@
 mod error;
 pub mod experiment;
 mod fit;
+pub mod gan;
 mod progress;
 mod rng;
 pub mod run_dir;
@@ -16,6 +17,10 @@ mod runs;
 pub use error::{ConfigError, TrainError};
 pub use experiment::{Backend, Experiment, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport};
+pub use gan::fit_gan;
 pub use progress::Verbosity;
 pub use run_dir::{Checkpoint, DataInfo, RunDir};
-pub use runs::{build_model, load_run, sample_signals, train_experiment, LoadedRun, Model};
+pub use runs::{
+    build_model, load_run, sample_signals, score_signals, train_experiment, LoadedRun, Model,
+    Scores,
+};

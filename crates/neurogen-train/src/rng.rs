@@ -12,6 +12,9 @@ pub(crate) enum Stream {
     Epoch = 1,
     TrainNoise = 2,
     ValidNoise = 3,
+    Dequantise = 4,
+    Init = 5,
+    Score = 6,
 }
 
 /// SplitMix64 finaliser: decorrelates nearby keys.
@@ -30,6 +33,11 @@ pub(crate) fn rng(seed: u64, stream: Stream, index: u64) -> StdRng {
 /// `n` standard-normal draws.
 pub(crate) fn normals(rng: &mut StdRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.sample(StandardNormal)).collect()
+}
+
+/// `n` uniform draws on [0, 1).
+pub(crate) fn uniforms(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random::<f32>()).collect()
 }
 
 /// Training windows for 1-based `step`: epochs are fresh permutations, the last partial

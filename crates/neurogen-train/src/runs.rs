@@ -3,29 +3,58 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::Device;
-use neurogen_data::{SignalMeta, Signals};
-use neurogen_models::{GenerativeModel, ModelConfig, Observation, Vae, WindowShape};
+use burn::tensor::{Device, Tensor};
+use neurogen_data::{Dataset, SignalKind, SignalMeta, Signals};
+use neurogen_models::likelihood::bounds;
+use neurogen_models::{
+    GenerativeModel, Generator, LatentOde, ModelConfig, Observation, RealNvp, Vae, WindowShape,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::fit::host_tensor;
-use crate::rng::normals;
+use crate::gan::{ema_file, fit_gan, Players};
+use crate::rng::{normals, rng, Stream};
 use crate::run_dir::{Checkpoint, DataInfo};
 use crate::{fit, Experiment, FitOptions, FitReport, Provenance, RunDir, TrainError};
 
-/// A built model of any family that trains with `fit`.
+/// A built model of any family, as sampling and scoring need it.
 #[derive(Debug, Clone)]
 pub enum Model {
     /// A VAE.
     Vae(Vae),
+    /// A RealNVP flow.
+    RealNvp(RealNvp),
+    /// A latent ODE.
+    LatentOde(LatentOde),
+    /// A GAN's generator (its moving average when the run keeps one).
+    Gan(Generator),
 }
 
-/// Builds the model an experiment describes for windows of `shape`.
+/// Builds the model an experiment describes for windows of `shape` (for the GAN, the
+/// generator).
 pub fn build_model(exp: &Experiment, shape: WindowShape, device: &Device) -> Model {
+    let kind = exp.data.kind();
     match &exp.model {
         ModelConfig::Vae(c) => Model::Vae(c.init(shape, device)),
+        ModelConfig::RealNvp(c) => Model::RealNvp(c.init(shape, kind, device)),
+        ModelConfig::LatentOde(c) => Model::LatentOde(c.init(shape, device)),
+        ModelConfig::Gan(c) => Model::Gan(c.init_generator(shape, kind, device)),
     }
+}
+
+/// Runs a model's data-dependent initialisation on the first (up to) 512 training windows.
+fn init_from_data<M: GenerativeModel>(model: M, data: &Dataset, seed: u64, device: &Device) -> M {
+    let n = data.train.n.min(512);
+    let idx: Vec<usize> = (0..n).collect();
+    let x = data.train.batch(&idx, device); // [n, channels, time]
+    let d = model.noise_dim();
+    let noise = host_tensor(
+        normals(&mut rng(seed, Stream::Init, 0), n * d),
+        [n, d],
+        device,
+    );
+    model.init_from_data(x, noise)
 }
 
 /// Builds the data, prepares the run directory and trains.
@@ -97,8 +126,31 @@ pub fn train_experiment(
     device.seed(exp.seed);
     let shape = WindowShape::from(&data.train.meta);
     // Parameters must be created on the autodiff device to be tracked.
-    match build_model(&exp, shape, &device.clone().autodiff()) {
-        Model::Vae(m) => fit(m, &data, &exp, run, device, opts).map(|(_, r)| r),
+    let ad = device.clone().autodiff();
+    let fresh = !opts.resume;
+    match &exp.model {
+        ModelConfig::Gan(c) => {
+            let generator = c.init_generator(shape, exp.data.kind(), &ad);
+            let players = Players {
+                ema: c.ema.map(|_| generator.valid()),
+                critic: c.init_critic(shape, &ad),
+                generator,
+            };
+            fit_gan(players, c, &data, &exp, run, device, opts).map(|(_, r)| r)
+        }
+        _ => match build_model(&exp, shape, &ad) {
+            Model::Vae(m) => fit(m, &data, &exp, run, device, opts).map(|(_, r)| r),
+            Model::RealNvp(m) => {
+                let m = if fresh {
+                    init_from_data(m, &data, exp.seed, &ad)
+                } else {
+                    m
+                };
+                fit(m, &data, &exp, run, device, opts).map(|(_, r)| r)
+            }
+            Model::LatentOde(m) => fit(m, &data, &exp, run, device, opts).map(|(_, r)| r),
+            Model::Gan(_) => unreachable!("the GAN is matched above"),
+        },
     }
 }
 
@@ -131,6 +183,21 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
     };
     let model = match build_model(&exp, shape, device) {
         Model::Vae(m) => Model::Vae(m.try_load_file(&file).map_err(load_err)?),
+        Model::RealNvp(m) => Model::RealNvp(m.try_load_file(&file).map_err(load_err)?),
+        Model::LatentOde(m) => Model::LatentOde(m.try_load_file(&file).map_err(load_err)?),
+        Model::Gan(g) => {
+            // Sample from the generator's moving average when the run kept one.
+            let ema = ema_file(&checkpoint);
+            let (file, g) = if ema.exists() {
+                (ema, g)
+            } else {
+                (file.clone(), g)
+            };
+            Model::Gan(g.try_load_file(&file).map_err(|e| TrainError::Checkpoint {
+                path: file.clone(),
+                message: format!("cannot load model weights: {e}"),
+            })?)
+        }
     };
     Ok(LoadedRun {
         exp,
@@ -157,15 +224,12 @@ pub fn sample_signals(
     let mut done = 0;
     while done < n {
         let m = chunk.min(n - done);
+        let mut z = |d: usize| host_tensor(normals(&mut rng, m * d), [m, d], device);
         let obs = match &run.model {
-            Model::Vae(v) => {
-                let z = host_tensor(
-                    normals(&mut rng, m * v.noise_dim()),
-                    [m, v.noise_dim()],
-                    device,
-                );
-                v.generate(z)
-            }
+            Model::Vae(v) => v.generate(z(v.noise_dim())),
+            Model::RealNvp(f) => f.generate(z(f.noise_dim())),
+            Model::LatentOde(o) => o.generate(z(o.noise_dim())),
+            Model::Gan(g) => g.generate(z(g.noise_dim())),
         };
         draw(obs, meta, &mut rng, &mut values)?;
         done += m;
@@ -210,8 +274,126 @@ fn draw(
                 out.push(neurogen_data::sim::poisson(rng, r as f64));
             }
         }
+        Observation::Point { values } => out.extend(read(values.into_data())?),
+    }
+    if out.iter().any(|v| !v.is_finite()) {
+        return Err(TrainError::RunDir {
+            path: std::path::PathBuf::from("<samples>"),
+            message: "the model produced non-finite samples (a diverged or unstable checkpoint)"
+                .into(),
+        });
     }
     Ok(())
+}
+
+/// Per-window likelihood scores of a run.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Which quantity `log_likelihood` is: `exact` (flows) or `iwae_k=K` (a lower bound).
+    pub bound: String,
+    /// Per window: log-likelihood (or its bound) in nats, in the run's normalised units.
+    pub log_likelihood: Vec<f64>,
+    /// Per window: the ELBO (VAE and latent ODE), in nats.
+    pub elbo: Option<Vec<f64>>,
+    /// Values per window, for bits per dimension.
+    pub dim: usize,
+}
+
+/// Scores every window of `s` (physical units, the run's window shape) under the run's model:
+/// the exact log-likelihood for RealNVP, the IWAE bound with `k` samples (and the ELBO) for the
+/// VAE and the latent ODE. Deterministic for `seed`.
+pub fn score_signals(
+    run: &LoadedRun,
+    s: &Signals,
+    k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Scores, TrainError> {
+    let meta = &run.info.meta;
+    if (s.meta.channels, s.meta.time) != (meta.channels, meta.time) {
+        return Err(TrainError::Input(format!(
+            "windows are [{} channels × {} samples], but the run was trained on [{} × {}]",
+            s.meta.channels, s.meta.time, meta.channels, meta.time
+        )));
+    }
+    if meta.kind == SignalKind::Counts && s.values.iter().any(|v| *v < 0.0 || v.fract() != 0.0) {
+        return Err(TrainError::Input(
+            "the run models spike counts, but the windows hold values that are not non-negative integers".into(),
+        ));
+    }
+    if s.n == 0 {
+        return Err(TrainError::Input("no windows to score".into()));
+    }
+    if s.values.iter().any(|v| !v.is_finite()) {
+        return Err(TrainError::Input(
+            "the windows contain NaN or infinite values".into(),
+        ));
+    }
+    let mut s = s.clone();
+    run.info.norm.apply(&mut s);
+    let dim = meta.channels * meta.time;
+    let read = |t: Tensor<1>| -> Result<Vec<f64>, TrainError> {
+        Ok(t.into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::Input(format!("reading scores back failed: {e:?}")))?
+            .into_iter()
+            .map(f64::from)
+            .collect())
+    };
+    let mut ll = Vec::with_capacity(s.n);
+    let mut elbo = Vec::with_capacity(s.n);
+    let chunk = match &run.model {
+        Model::RealNvp(_) => 256,
+        _ => (4096 / k.max(1)).max(1),
+    };
+    let indices: Vec<usize> = (0..s.n).collect();
+    for (i, idx) in indices.chunks(chunk).enumerate() {
+        let x = s.batch(idx, device); // [chunk, channels, time]
+        let b = idx.len();
+        let mut r = rng(seed, Stream::Score, i as u64);
+        let (l, e) = match &run.model {
+            Model::RealNvp(f) => {
+                let noise = host_tensor(normals(&mut r, b * dim), [b, dim], device);
+                (read(f.log_prob(x, noise))?, None)
+            }
+            Model::Vae(v) => {
+                let d = v.noise_dim();
+                let eps = host_tensor(normals(&mut r, k * b * d), [k, b, d], device);
+                let (e, w) = bounds(v.log_weights(x, eps));
+                (read(w)?, Some(read(e)?))
+            }
+            Model::LatentOde(o) => {
+                let d = o.latent_dim();
+                let eps = host_tensor(normals(&mut r, k * b * d), [k, b, d], device);
+                let lw = o
+                    .log_weights(x, eps)
+                    .map_err(|e| TrainError::Input(format!("the ODE solve failed: {e}")))?;
+                let (e, w) = bounds(lw);
+                (read(w)?, Some(read(e)?))
+            }
+            Model::Gan(_) => {
+                return Err(TrainError::Input(
+                    "a GAN has no likelihood to score with; score works for vae, realnvp and latent_ode runs"
+                        .into(),
+                ))
+            }
+        };
+        ll.extend(l);
+        if let Some(e) = e {
+            elbo.extend(e);
+        }
+    }
+    let exact = matches!(run.model, Model::RealNvp(_));
+    Ok(Scores {
+        bound: if exact {
+            "exact".into()
+        } else {
+            format!("iwae_k={k}")
+        },
+        log_likelihood: ll,
+        elbo: (!exact).then_some(elbo),
+        dim,
+    })
 }
 
 #[cfg(test)]
@@ -236,6 +418,7 @@ mod tests {
         let shape = WindowShape {
             channels: 3,
             time: 8,
+            sfreq: 100.0,
         };
         let x = Tensor::<3>::random([6, 3, 8], Distribution::Normal(0.0, 1.0), &device);
         let eps = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);

@@ -1,0 +1,415 @@
+//! Generative adversarial network: a generator from noise to windows and a critic that scores
+//! windows, as 1-D convolution stacks (DCGAN-style) or MLPs.
+//!
+//! The two players are separate modules with separate optimisers; the loop that alternates
+//! them is `neurogen_train::fit_gan`. This file holds the networks and the losses, so each loss's
+//! sign and which player it differentiates can be tested on its own.
+
+use burn::module::Module;
+use burn::tensor::activation::{leaky_relu, relu, softplus};
+use burn::tensor::{Device, Tensor};
+use neurogen_data::SignalKind;
+use serde::{Deserialize, Serialize};
+
+use crate::conv::{ConvDown, ConvUp};
+use crate::mlp::MlpHead;
+use crate::spectral::SnLinear;
+use crate::{ModelError, Observation, WindowShape};
+
+/// Network shape of both players.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// Multilayer perceptrons over the flattened window.
+    Mlp,
+    /// Transposed convolutions up (generator), strided convolutions down (critic).
+    Conv,
+}
+
+/// The adversarial objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GanLoss {
+    /// Goodfellow's non-saturating loss (critic output is a logit).
+    NonSaturating,
+    /// Hinge loss (Lim & Ye; as in SN-GAN and BigGAN).
+    Hinge,
+    /// Wasserstein loss with weight clipping (Arjovsky et al.).
+    WganClip,
+    /// Wasserstein loss with a gradient penalty: refused by `check` (see there).
+    WganGp,
+}
+
+/// `[model] kind = "gan"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GanConfig {
+    /// `conv` or `mlp`.
+    pub arch: Arch,
+    /// Size of the generator's standard-normal input.
+    pub noise_dim: usize,
+    /// `conv`: the generator's channels from coarse to fine (the critic mirrors them);
+    /// `mlp`: the generator's hidden sizes (the critic mirrors them).
+    pub hidden: Vec<usize>,
+    /// `non_saturating`, `hinge` or `wgan_clip`.
+    pub loss: GanLoss,
+    /// Spectral normalisation of every critic layer.
+    pub spectral_norm: bool,
+    /// Critic updates per generator update.
+    pub n_critic: usize,
+    /// `wgan_clip`: critic weights are clamped to `[-clip, clip]` after each update.
+    pub clip: f64,
+    /// Learning rate of the critic; default: `[train] lr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critic_lr: Option<f64>,
+    /// Decay of an exponential moving average of the generator used for sampling (e.g. 0.999);
+    /// absent: sample from the generator itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
+}
+
+impl Default for GanConfig {
+    fn default() -> Self {
+        GanConfig {
+            arch: Arch::Conv,
+            noise_dim: 64,
+            hidden: vec![128, 64, 32],
+            loss: GanLoss::NonSaturating,
+            spectral_norm: false,
+            n_critic: 1,
+            clip: 0.01,
+            critic_lr: None,
+            ema: None,
+        }
+    }
+}
+
+impl GanConfig {
+    /// Checks the config.
+    pub fn check(&self, _kind: SignalKind) -> Result<(), ModelError> {
+        let bad = |key, message: String| Err(ModelError::Invalid { key, message });
+        if self.loss == GanLoss::WganGp {
+            return bad(
+                "loss",
+                "\"wgan_gp\" is not available: its gradient penalty needs the gradient of a \
+                 gradient (double backward), which burn 0.22's autodiff does not provide, so it \
+                 would compile and silently add zero gradient; use \"wgan_clip\", \"hinge\" with \
+                 spectral_norm = true, or \"non_saturating\""
+                    .into(),
+            );
+        }
+        if self.noise_dim == 0 {
+            return bad("noise_dim", "must be at least 1".into());
+        }
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return bad(
+                "hidden",
+                format!("needs at least one layer, each ≥ 1, got {:?}", self.hidden),
+            );
+        }
+        if self.n_critic == 0 {
+            return bad("n_critic", "must be at least 1".into());
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return bad("clip", format!("must be positive, got {}", self.clip));
+        }
+        if let Some(lr) = self.critic_lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad("critic_lr", format!("must be positive, got {lr}"));
+            }
+        }
+        if let Some(d) = self.ema {
+            if !(0.0..1.0).contains(&d) {
+                return bad("ema", format!("the decay must lie in [0, 1), got {d}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the generator for windows of `shape` of data of `kind`.
+    pub fn init_generator(
+        &self,
+        shape: WindowShape,
+        kind: SignalKind,
+        device: &Device,
+    ) -> Generator {
+        let body = match self.arch {
+            Arch::Conv => GenBody::Conv(ConvUp::init(
+                self.noise_dim,
+                &self.hidden,
+                shape.channels,
+                shape.time,
+                device,
+            )),
+            Arch::Mlp => {
+                let mut sizes = vec![self.noise_dim];
+                sizes.extend(&self.hidden);
+                GenBody::Mlp(MlpHead::init(&sizes, shape.dim(), device))
+            }
+        };
+        Generator {
+            body,
+            channels: shape.channels,
+            time: shape.time,
+            noise_dim: self.noise_dim,
+            counts: kind == SignalKind::Counts,
+        }
+    }
+
+    /// Builds the critic for windows of `shape`.
+    pub fn init_critic(&self, shape: WindowShape, device: &Device) -> Critic {
+        let rev: Vec<usize> = self.hidden.iter().rev().copied().collect();
+        let sn = self.spectral_norm;
+        let (body, features) = match self.arch {
+            Arch::Conv => {
+                let down = ConvDown::init(shape.channels, shape.time, &rev, sn, device);
+                let f = down.features();
+                (CriticBody::Conv(down), f)
+            }
+            Arch::Mlp => {
+                let mut sizes = vec![shape.dim()];
+                sizes.extend(&rev);
+                let layers = sizes
+                    .windows(2)
+                    .map(|w| SnLinear::init(w[0], w[1], sn, device))
+                    .collect();
+                (CriticBody::Mlp(layers), *sizes.last().unwrap_or(&1))
+            }
+        };
+        Critic {
+            body,
+            head: SnLinear::init(features, 1, sn, device),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+enum GenBody {
+    Conv(ConvUp),
+    Mlp(MlpHead),
+}
+
+/// Noise → window.
+#[derive(Module, Debug)]
+pub struct Generator {
+    body: GenBody,
+    channels: usize,
+    time: usize,
+    noise_dim: usize,
+    /// Trained on dequantised counts `k + u`: samples are floored back to counts.
+    counts: bool,
+}
+
+impl Generator {
+    /// Samples for noise `z` `[n, noise_dim]`.
+    pub fn generate(&self, z: Tensor<2>) -> Observation {
+        let x = self.forward(z);
+        let values = if self.counts {
+            x.clamp_min(0.0).floor()
+        } else {
+            x
+        };
+        Observation::Point { values }
+    }
+
+    /// Size of the noise input.
+    pub fn noise_dim(&self) -> usize {
+        self.noise_dim
+    }
+
+    /// # Shapes
+    /// - `z`: `[batch, noise_dim]` → `[batch, channels, time]` (normalised units)
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<3> {
+        let b = z.dims()[0];
+        match &self.body {
+            GenBody::Conv(up) => up.forward(z),
+            GenBody::Mlp(mlp) => mlp.forward(z).reshape([b, self.channels, self.time]),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+enum CriticBody {
+    Conv(ConvDown),
+    Mlp(Vec<SnLinear>),
+}
+
+/// Window → one unbounded score (a logit for the non-saturating loss).
+#[derive(Module, Debug)]
+pub struct Critic {
+    body: CriticBody,
+    head: SnLinear,
+}
+
+impl Critic {
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` → `[batch]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<1> {
+        let [b, c, t] = x.dims();
+        let h = match &self.body {
+            CriticBody::Conv(down) => down.forward(x),
+            CriticBody::Mlp(layers) => layers
+                .iter()
+                .fold(x.reshape([b, c * t]), |h, l| leaky_relu(l.forward(h), 0.2)),
+        }; // [batch, features]
+        self.head.forward(h).reshape([b])
+    }
+
+    /// One power-iteration step in every spectrally normalised layer.
+    pub fn power_iteration(self) -> Self {
+        Critic {
+            body: match self.body {
+                CriticBody::Conv(d) => CriticBody::Conv(d.power_iteration()),
+                CriticBody::Mlp(ls) => {
+                    CriticBody::Mlp(ls.into_iter().map(SnLinear::power_iteration).collect())
+                }
+            },
+            head: self.head.power_iteration(),
+        }
+    }
+
+    /// Clamps every weight and bias to `[-c, c]`.
+    pub fn clip(self, c: f32) -> Self {
+        Critic {
+            body: match self.body {
+                CriticBody::Conv(d) => CriticBody::Conv(d.clip(c)),
+                CriticBody::Mlp(ls) => CriticBody::Mlp(ls.into_iter().map(|l| l.clip(c)).collect()),
+            },
+            head: self.head.clip(c),
+        }
+    }
+}
+
+impl GanLoss {
+    /// The critic's loss from its scores on real and generated windows (both `[batch]`).
+    pub fn critic(self, real: Tensor<1>, fake: Tensor<1>) -> Tensor<1> {
+        match self {
+            GanLoss::NonSaturating => softplus(-real, 1.0).mean() + softplus(fake, 1.0).mean(),
+            GanLoss::Hinge => {
+                relu(real.neg().add_scalar(1.0)).mean() + relu(fake.add_scalar(1.0)).mean()
+            }
+            GanLoss::WganClip | GanLoss::WganGp => fake.mean() - real.mean(),
+        }
+    }
+
+    /// The generator's loss from the critic's scores on generated windows (`[batch]`).
+    pub fn generator(self, fake: Tensor<1>) -> Tensor<1> {
+        match self {
+            GanLoss::NonSaturating => softplus(-fake, 1.0).mean(),
+            GanLoss::Hinge | GanLoss::WganClip | GanLoss::WganGp => -fake.mean(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn shape() -> WindowShape {
+        WindowShape {
+            channels: 3,
+            time: 20,
+            sfreq: 100.0,
+        }
+    }
+
+    fn scalar(t: Tensor<1>) -> f32 {
+        t.into_scalar::<f32>()
+    }
+
+    #[test]
+    fn losses_have_the_right_signs() {
+        let d = Device::flex();
+        let t = |v: f32| Tensor::<1>::from_data(TensorData::new(vec![v; 4], [4]), &d);
+        for loss in [GanLoss::NonSaturating, GanLoss::Hinge, GanLoss::WganClip] {
+            // A critic that scores real windows high and fakes low has a lower loss than one
+            // that is fooled; the generator's loss falls as its fakes score higher.
+            let good = scalar(loss.critic(t(3.0), t(-3.0)));
+            let fooled = scalar(loss.critic(t(-3.0), t(3.0)));
+            assert!(good < fooled, "{loss:?}: {good} vs {fooled}");
+            let low = scalar(loss.generator(t(-2.0)));
+            let high = scalar(loss.generator(t(2.0)));
+            assert!(high < low, "{loss:?}: {high} vs {low}");
+        }
+        // Known values: non-saturating at logits 0 is 2 ln 2 for the critic, ln 2 for G.
+        let ns = scalar(GanLoss::NonSaturating.critic(t(0.0), t(0.0)));
+        assert!((ns - 2.0 * 2f32.ln()).abs() < 1e-6);
+        let hinge = scalar(GanLoss::Hinge.critic(t(0.5), t(-2.0)));
+        assert!((hinge - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn each_step_differentiates_only_its_own_player() {
+        for arch in [Arch::Conv, Arch::Mlp] {
+            let ad = Device::flex().autodiff();
+            let cfg = GanConfig {
+                arch,
+                hidden: vec![8, 4],
+                noise_dim: 5,
+                spectral_norm: true,
+                ..Default::default()
+            };
+            let g = cfg.init_generator(shape(), SignalKind::Continuous, &ad);
+            let c = cfg.init_critic(shape(), &ad);
+            let z = Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 1.0), &ad);
+            let real = Tensor::<3>::random([6, 3, 20], Distribution::Normal(0.0, 1.0), &ad);
+
+            // Critic step: fakes are detached, so the generator gets no gradient.
+            let fake = g.forward(z.clone()).detach();
+            let loss = GanLoss::NonSaturating.critic(c.forward(real), c.forward(fake));
+            let grads = loss.backward();
+            assert_eq!(GradientsParams::from_grads(grads, &g).len(), 0, "{arch:?}");
+            let grads = GanLoss::NonSaturating
+                .critic(
+                    c.forward(Tensor::random([6, 3, 20], Distribution::Default, &ad)),
+                    c.forward(g.forward(z.clone()).detach()),
+                )
+                .backward();
+            // Every critic weight and bias has a gradient; the power-iteration vectors do not.
+            let n_critic = GradientsParams::from_grads(grads, &c).len();
+            assert!(n_critic > 0, "{arch:?}");
+
+            // Generator step: a fresh forward gives the generator a gradient for every
+            // parameter.
+            let grads = GanLoss::NonSaturating
+                .generator(c.forward(g.forward(z)))
+                .backward();
+            let n_gen = g.num_params();
+            let got = GradientsParams::from_grads(grads, &g).len();
+            assert!(got > 0 && n_gen > 0, "{arch:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn wgan_gp_is_refused_with_the_reason() {
+        let e = GanConfig {
+            loss: GanLoss::WganGp,
+            ..Default::default()
+        }
+        .check(SignalKind::Continuous)
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("double backward") && msg.contains("wgan_clip"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn shapes_of_both_players() {
+        let d = Device::flex();
+        for arch in [Arch::Conv, Arch::Mlp] {
+            let cfg = GanConfig {
+                arch,
+                hidden: vec![16, 8],
+                ..Default::default()
+            };
+            let g = cfg.init_generator(shape(), SignalKind::Continuous, &d);
+            let x = g.forward(Tensor::zeros([4, 64], &d));
+            assert_eq!(x.dims(), [4, 3, 20]);
+            assert_eq!(cfg.init_critic(shape(), &d).forward(x).dims(), [4]);
+        }
+    }
+}

@@ -1,0 +1,749 @@
+//! Latent ODE (Rubanova, Chen & Duvenaud 2019): a recognition network reads a window backwards
+//! in time to a posterior over the initial latent state `z0`; an MLP vector field carries `z0`
+//! through time with [`odeint`]; a linear readout gives the observation model at every sample.
+//!
+//! Observations may be missing: each window has its own mask over the time grid (NaN samples
+//! are missing, and `obs_keep < 1` hides a random subset of each training window, drawn by the
+//! caller like all randomness). The encoder reads only observed samples; the likelihood counts
+//! only observed samples. In extrapolation mode the encoder sees the first part of each window
+//! only and the model forecasts the rest; the forecast error is reported as its own terms.
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Bool, Device, Tensor};
+use neurogen_data::SignalKind;
+use serde::{Deserialize, Serialize};
+
+use crate::likelihood::{
+    gaussian_kl, gaussian_nll_elements, poisson_nll_elements, std_normal_log_prob, sum_window,
+    Likelihood,
+};
+use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
+use crate::{GenerativeModel, Loss, LossContext, ModelError, Observation, WindowShape};
+
+/// How the recognition network reads a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoder {
+    /// A GRU run backwards in time over the observed samples.
+    Rnn,
+    /// ODE-RNN: between observations the hidden state follows its own learned ODE.
+    Odernn,
+}
+
+/// `[model] kind = "latent_ode"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatentOdeConfig {
+    /// Dimension of the latent state.
+    pub latent_dim: usize,
+    /// `rnn` or `odernn`.
+    pub encoder: Encoder,
+    /// GRU hidden size of the encoder.
+    pub rnn_hidden: usize,
+    /// Hidden sizes of the dynamics MLP (tanh).
+    pub hidden: Vec<usize>,
+    /// `euler`, `midpoint`, `rk4` or `dopri5`.
+    pub solver: Solver,
+    /// Fixed-step solvers: largest step in ODE time; default one step per sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
+    /// dopri5 relative tolerance.
+    pub rtol: f64,
+    /// dopri5 absolute tolerance.
+    pub atol: f64,
+    /// dopri5 step limit per solve.
+    pub max_steps: usize,
+    /// ODE time units per second of signal.
+    pub time_scale: f64,
+    /// Observation model; default `poisson` for counts, `gaussian` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likelihood: Option<Likelihood>,
+    /// Gaussian σ (normalised units): fixed value or start of a learned per-channel σ.
+    pub sigma: f64,
+    /// Learn σ per channel.
+    pub learn_sigma: bool,
+    /// Final KL weight.
+    pub beta: f64,
+    /// Fraction of samples of each training window the model sees (1 = all); the rest are
+    /// hidden from encoder and likelihood, a fresh random subset per window and step.
+    pub obs_keep: f64,
+    /// Fraction at the end of each window the encoder does not see (0 = reconstruct; 0.5 =
+    /// encode the first half, forecast the second).
+    pub extrapolate: f64,
+}
+
+impl Default for LatentOdeConfig {
+    fn default() -> Self {
+        LatentOdeConfig {
+            latent_dim: 16,
+            encoder: Encoder::Rnn,
+            rnn_hidden: 64,
+            hidden: vec![64, 64],
+            solver: Solver::Rk4,
+            step: None,
+            rtol: 1e-3,
+            atol: 1e-4,
+            max_steps: 2000,
+            time_scale: 1.0,
+            likelihood: None,
+            sigma: 1.0,
+            learn_sigma: true,
+            beta: 1.0,
+            obs_keep: 1.0,
+            extrapolate: 0.0,
+        }
+    }
+}
+
+impl LatentOdeConfig {
+    /// A copy with the likelihood filled in for data of `kind`.
+    pub fn resolved(&self, kind: SignalKind) -> LatentOdeConfig {
+        LatentOdeConfig {
+            likelihood: Some(self.likelihood.unwrap_or(match kind {
+                SignalKind::Counts => Likelihood::Poisson,
+                SignalKind::Continuous => Likelihood::Gaussian,
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// Checks the config against data of `kind`.
+    pub fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
+        let bad = |key, message: String| Err(ModelError::Invalid { key, message });
+        let positive = [
+            ("latent_dim", self.latent_dim as f64),
+            ("rnn_hidden", self.rnn_hidden as f64),
+            ("rtol", self.rtol),
+            ("atol", self.atol),
+            ("max_steps", self.max_steps as f64),
+            ("time_scale", self.time_scale),
+            ("sigma", self.sigma),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, format!("must be positive, got {v}"));
+            }
+        }
+        if let Some(s) = self.step {
+            if !(s.is_finite() && s > 0.0) {
+                return bad("step", format!("must be positive, got {s}"));
+            }
+        }
+        if self.hidden.contains(&0) {
+            return bad(
+                "hidden",
+                format!("layer sizes must be ≥ 1, got {:?}", self.hidden),
+            );
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return bad("beta", format!("must be ≥ 0, got {}", self.beta));
+        }
+        if !(self.obs_keep > 0.0 && self.obs_keep <= 1.0) {
+            return bad(
+                "obs_keep",
+                format!("must lie in (0, 1], got {}", self.obs_keep),
+            );
+        }
+        if !(0.0..1.0).contains(&self.extrapolate) {
+            return bad(
+                "extrapolate",
+                format!("must lie in [0, 1), got {}", self.extrapolate),
+            );
+        }
+        if kind == SignalKind::Continuous && self.likelihood == Some(Likelihood::Poisson) {
+            return bad(
+                "likelihood",
+                "\"poisson\" needs count data; this data set is continuous (use \"gaussian\")"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Builds the model for windows of `shape`.
+    pub fn init(&self, shape: WindowShape, device: &Device) -> LatentOde {
+        let (c, h, l) = (shape.channels, self.rnn_hidden, self.latent_dim);
+        let seen = ((shape.time as f64) * (1.0 - self.extrapolate)).round() as usize;
+        LatentOde {
+            gru: GruCell::init(2 * c, h, device),
+            enc_dynamics: match self.encoder {
+                Encoder::Odernn => Some(Dynamics::init(h, &self.hidden, device)),
+                Encoder::Rnn => None,
+            },
+            head: LinearConfig::new(h, 2 * l).init(device),
+            dynamics: Dynamics::init(l, &self.hidden, device),
+            readout: LinearConfig::new(l, c).init(device),
+            log_sigma: Param::from_tensor(Tensor::full([c], self.sigma.ln(), device)),
+            channels: c,
+            time: shape.time,
+            latent_dim: l,
+            dt: self.time_scale / shape.sfreq,
+            seen: seen.clamp(1, shape.time),
+            solver: self.solver,
+            step: self.step.unwrap_or(0.0),
+            rtol: self.rtol,
+            atol: self.atol,
+            max_steps: self.max_steps,
+            poisson: self.likelihood == Some(Likelihood::Poisson),
+            learn_sigma: self.learn_sigma,
+            beta: self.beta as f32,
+            obs_keep: self.obs_keep as f32,
+        }
+    }
+}
+
+/// A GRU cell with PyTorch's gate convention (reset gate applied to the hidden projection).
+#[derive(Module, Debug)]
+pub struct GruCell {
+    input: Linear,
+    hidden: Linear,
+    size: usize,
+}
+
+impl GruCell {
+    fn init(d_in: usize, size: usize, device: &Device) -> Self {
+        GruCell {
+            input: LinearConfig::new(d_in, 3 * size).init(device),
+            hidden: LinearConfig::new(size, 3 * size).init(device),
+            size,
+        }
+    }
+
+    /// One update from a precomputed input projection `xi` `[batch, 3·size]`.
+    fn step(&self, xi: Tensor<2>, h: Tensor<2>) -> Tensor<2> {
+        let n = self.size;
+        let hh = self.hidden.forward(h.clone()); // [batch, 3 * size]
+        let r = sigmoid(xi.clone().narrow(1, 0, n) + hh.clone().narrow(1, 0, n));
+        let u = sigmoid(xi.clone().narrow(1, n, n) + hh.clone().narrow(1, n, n));
+        let cand = (xi.narrow(1, 2 * n, n) + r * hh.narrow(1, 2 * n, n)).tanh();
+        let one_minus_u = u.clone().neg().add_scalar(1.0);
+        one_minus_u * cand + u * h
+    }
+}
+
+/// An autonomous MLP vector field with tanh activations.
+#[derive(Module, Debug)]
+pub struct Dynamics {
+    layers: Vec<Linear>,
+}
+
+impl Dynamics {
+    fn init(dim: usize, hidden: &[usize], device: &Device) -> Self {
+        let mut sizes = vec![dim];
+        sizes.extend(hidden);
+        sizes.push(dim);
+        Dynamics {
+            layers: sizes
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+                .collect(),
+        }
+    }
+}
+
+impl VectorField for Dynamics {
+    fn eval(&self, _t: f64, y: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len().saturating_sub(1);
+        self.layers.iter().enumerate().fold(y, |h, (i, l)| {
+            let h = l.forward(h);
+            if i < last {
+                h.tanh()
+            } else {
+                h
+            }
+        })
+    }
+}
+
+/// The time-reversed field `-f`, so the encoder's ODE can run backwards with increasing time.
+struct Reversed<'a>(&'a Dynamics);
+
+impl VectorField for Reversed<'_> {
+    fn eval(&self, t: f64, y: Tensor<2>) -> Tensor<2> {
+        self.0.eval(t, y).neg()
+    }
+}
+
+/// The latent ODE module.
+#[derive(Module, Debug)]
+pub struct LatentOde {
+    gru: GruCell,
+    enc_dynamics: Option<Dynamics>,
+    head: Linear,
+    dynamics: Dynamics,
+    readout: Linear,
+    log_sigma: Param<Tensor<1>>,
+    channels: usize,
+    time: usize,
+    latent_dim: usize,
+    /// ODE time between samples.
+    #[module(skip)]
+    dt: f64,
+    /// Samples the encoder may see (the rest is forecast).
+    seen: usize,
+    #[module(skip)]
+    solver: Solver,
+    #[module(skip)]
+    step: f64,
+    #[module(skip)]
+    rtol: f64,
+    #[module(skip)]
+    atol: f64,
+    max_steps: usize,
+    poisson: bool,
+    learn_sigma: bool,
+    beta: f32,
+    obs_keep: f32,
+}
+
+/// Everything one pass computes, per window.
+struct Pass {
+    /// Observation NLL summed over observed samples, `[batch]`.
+    nll: Tensor<1>,
+    /// NLL and squared error summed over the forecast part (observed samples only), `[batch]`.
+    forecast: Option<(Tensor<1>, Tensor<1>)>,
+    mu: Tensor<2>,
+    logvar: Tensor<2>,
+    stats: OdeStats,
+}
+
+impl LatentOde {
+    /// Dimension of the latent state `z0`.
+    pub fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+
+    /// The ODE time of each sample.
+    fn times(&self) -> Vec<f64> {
+        (0..self.time).map(|i| i as f64 * self.dt).collect()
+    }
+
+    fn ode_opts(&self) -> OdeOptions {
+        OdeOptions {
+            step: (self.step > 0.0).then_some(self.step),
+            rtol: self.rtol,
+            atol: self.atol,
+            max_steps: self.max_steps,
+        }
+    }
+
+    /// Posterior mean and log-variance of `z0` from the observed samples.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` (missing samples zeroed); `mask`: `[batch, time]` (1 =
+    ///   observed) → (`[batch, latent]`, `[batch, latent]`)
+    pub fn encode(
+        &self,
+        x: Tensor<3>,
+        mask: Tensor<2>,
+    ) -> Result<(Tensor<2>, Tensor<2>, OdeStats), OdeError> {
+        let [b, c, t] = x.dims();
+        let x = if self.poisson { x.log1p() } else { x };
+        // Input at each time: the sample and its mask, so "zero" and "missing" differ.
+        let m3 = mask.clone().reshape([b, 1, t]); // [batch, 1, time]
+        let inp = Tensor::cat(vec![x, m3.expand([b, c, t])], 1).swap_dims(1, 2); // [batch, time, 2c]
+        let proj = self.gru.input.forward(inp); // [batch, time, 3h]
+        let mut h = Tensor::zeros([b, self.gru.size], &mask.device());
+        let mut stats = OdeStats::default();
+        for i in (0..t.min(self.seen)).rev() {
+            if let (Some(f), true) = (&self.enc_dynamics, i + 1 < t.min(self.seen)) {
+                let (hs, s) = odeint(
+                    &Reversed(f),
+                    h,
+                    &[0.0, self.dt],
+                    self.solver,
+                    &self.ode_opts(),
+                )?;
+                h = hs
+                    .into_iter()
+                    .next_back()
+                    .ok_or(OdeError::BadTimes(vec![]))?;
+                stats.nfe += s.nfe;
+                stats.steps += s.steps;
+            }
+            let xi = proj.clone().narrow(1, i, 1).reshape([b, 3 * self.gru.size]);
+            let m = mask.clone().narrow(1, i, 1); // [batch, 1]
+            let updated = self.gru.step(xi, h.clone());
+            h = updated * m.clone() + h * m.neg().add_scalar(1.0);
+        }
+        let out = self.head.forward(h); // [batch, 2 * latent]
+        let l = self.latent_dim;
+        Ok((
+            out.clone().narrow(1, 0, l),
+            out.narrow(1, l, l).clamp(-12.0, 8.0),
+            stats,
+        ))
+    }
+
+    /// Decoder output at every sample: Gaussian means or Poisson log-rates.
+    ///
+    /// # Shapes
+    /// - `z0`: `[batch, latent]` → `[batch, channels, time]`
+    pub fn decode(&self, z0: Tensor<2>) -> Result<(Tensor<3>, OdeStats), OdeError> {
+        let b = z0.dims()[0];
+        let (zs, stats) = odeint(
+            &self.dynamics,
+            z0,
+            &self.times(),
+            self.solver,
+            &self.ode_opts(),
+        )?;
+        let z: Tensor<3> = Tensor::stack(zs, 1); // [batch, time, latent]
+        let out = self.readout.forward(z).swap_dims(1, 2); // [batch, channels, time]
+        debug_assert_eq!(out.dims(), [b, self.channels, self.time]);
+        let out = if self.poisson {
+            out.clamp(-15.0, 8.0)
+        } else {
+            out
+        };
+        Ok((out, stats))
+    }
+
+    fn log_sigma(&self) -> Tensor<3> {
+        let ls = self.log_sigma.val();
+        let ls = if self.learn_sigma { ls } else { ls.detach() };
+        ls.reshape([1, self.channels, 1])
+    }
+
+    /// Observation mask `[batch, time]` (1 = observed), with NaNs zeroed in `x`. `keep` draws
+    /// (standard normal, `[batch, time]`) hide samples whose Φ exceeds `obs_keep`.
+    fn observed(&self, x: Tensor<3>, keep: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
+        let [b, c, t] = x.dims();
+        let nan: Tensor<3, Bool> = x.clone().is_nan();
+        let x = x.mask_fill(nan.clone(), 0.0);
+        // A sample is observed when all its channels are present.
+        let present = nan.bool_not().float().min_dim(1).reshape([b, t]); // [batch, time]
+        let mask = match keep {
+            Some(eps) if self.obs_keep < 1.0 => {
+                let u = eps
+                    .mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
+                    .erf()
+                    .add_scalar(1.0)
+                    .mul_scalar(0.5);
+                present * u.lower_elem(self.obs_keep).float()
+            }
+            _ => present,
+        };
+        let _ = c;
+        (x, mask)
+    }
+
+    fn pass(
+        &self,
+        x: Tensor<3>,
+        eps: Tensor<2>,
+        keep: Option<Tensor<2>>,
+    ) -> Result<Pass, OdeError> {
+        let [b, c, t] = x.dims();
+        let (x, mask) = self.observed(x, keep);
+        let enc_mask = if self.seen < t {
+            mask.clone().narrow(1, 0, self.seen)
+        } else {
+            mask.clone()
+        };
+        let enc_x = if self.seen < t {
+            x.clone().narrow(2, 0, self.seen)
+        } else {
+            x.clone()
+        };
+        let (mu, logvar, mut stats) = self.encode(enc_x, enc_mask)?;
+        let z0 = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * eps; // [batch, latent]
+        let (out, s) = self.decode(z0)?;
+        stats.nfe += s.nfe;
+        stats.steps += s.steps;
+        let elems = if self.poisson {
+            poisson_nll_elements(x.clone(), out.clone())
+        } else {
+            gaussian_nll_elements(x.clone(), out.clone(), self.log_sigma())
+        }; // [batch, channels, time]
+        let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
+        let masked = elems * m3.clone();
+        let forecast = (self.seen < t).then(|| {
+            let n = t - self.seen;
+            let part = |v: Tensor<3>| v.narrow(2, self.seen, n);
+            let mean = if self.poisson { out.exp() } else { out };
+            let se = (part(mean) - part(x)).square() * part(m3);
+            (sum_window(part(masked.clone())), sum_window(se))
+        });
+        Ok(Pass {
+            nll: sum_window(masked),
+            forecast,
+            mu,
+            logvar,
+            stats,
+        })
+    }
+
+    fn split_noise(&self, noise: Tensor<2>) -> (Tensor<2>, Option<Tensor<2>>) {
+        let l = self.latent_dim;
+        let eps = noise.clone().narrow(1, 0, l);
+        let keep = (self.obs_keep < 1.0).then(|| noise.narrow(1, l, self.time));
+        (eps, keep)
+    }
+
+    /// Importance log-weights `ln p(x, z) − ln q(z | x)` for `k` posterior draws per window
+    /// (every sample of the window observed, the encoder seeing what it saw in training).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `eps`: `[k, batch, latent]` → `[k, batch]`
+    pub fn log_weights(&self, x: Tensor<3>, eps: Tensor<3>) -> Result<Tensor<2>, OdeError> {
+        let [k, b, l] = eps.dims();
+        let [_, c, t] = x.dims();
+        let (xo, mask) = self.observed(x, None);
+        let seen = self.seen.min(t);
+        let (mu, logvar, _) = self.encode(
+            xo.clone().narrow(2, 0, seen),
+            mask.clone().narrow(1, 0, seen),
+        )?;
+        let rep = |v: Tensor<2>| {
+            v.unsqueeze_dim::<3>(0)
+                .expand([k, b, l])
+                .reshape([k * b, l])
+        };
+        let e = eps.reshape([k * b, l]);
+        let z = rep(mu) + rep(logvar.clone()).mul_scalar(0.5).exp() * e.clone();
+        let (out, _) = self.decode(z.clone())?;
+        let xr = xo
+            .unsqueeze_dim::<4>(0)
+            .expand([k, b, c, t])
+            .reshape([k * b, c, t]);
+        let elems = if self.poisson {
+            poisson_nll_elements(xr, out)
+        } else {
+            gaussian_nll_elements(xr, out, self.log_sigma())
+        };
+        let m3 = mask
+            .unsqueeze_dim::<3>(0)
+            .expand([k, b, t])
+            .reshape([k * b, 1, t])
+            .expand([k * b, c, t]);
+        let nll = sum_window(elems * m3);
+        // ln q(z|x) = ln N(ε; 0, I) − ½ Σ logvar.
+        let log_q = std_normal_log_prob(e) - rep(logvar).sum_dim(1).squeeze_dim(1).mul_scalar(0.5);
+        let lw = std_normal_log_prob(z) - nll - log_q; // [k * batch]
+        Ok(lw.reshape([k, b]))
+    }
+}
+
+impl GenerativeModel for LatentOde {
+    fn noise_dim(&self) -> usize {
+        if self.obs_keep < 1.0 {
+            self.latent_dim + self.time
+        } else {
+            self.latent_dim
+        }
+    }
+
+    fn loss(&self, x: Tensor<3>, noise: Tensor<2>, ctx: &LossContext) -> Loss {
+        let device = x.device();
+        let (eps, keep) = self.split_noise(noise);
+        let pass = match self.pass(x, eps, keep) {
+            Ok(p) => p,
+            // A failed solve (too many steps, non-finite state) is a non-finite loss: the
+            // trainer's checks see it, and the message is logged here.
+            Err(e) => {
+                warn_failed(&e);
+                let nan = Tensor::<1>::full([1], f32::NAN, &device);
+                return Loss {
+                    total: nan.clone(),
+                    terms: vec![("nll", nan.clone()), ("kl", nan.clone()), ("neg_elbo", nan)],
+                    stats: vec![],
+                };
+            }
+        };
+        let kl = gaussian_kl(pass.mu, pass.logvar); // [batch]
+        let total = (pass.nll.clone() + kl.clone().mul_scalar(self.beta * ctx.kl_warmup)).mean();
+        let mut terms = vec![
+            ("nll", pass.nll.clone().mean()),
+            ("kl", kl.clone().mean()),
+            ("neg_elbo", (pass.nll + kl).mean()),
+        ];
+        if let Some((fnll, se)) = pass.forecast {
+            terms.push(("forecast_nll", fnll.mean()));
+            let n = (self.channels * (self.time - self.seen)) as f32;
+            terms.push(("forecast_mse", se.mean().div_scalar(n)));
+        }
+        Loss {
+            total,
+            terms,
+            stats: vec![("nfe", pass.stats.nfe as f64)],
+        }
+    }
+
+    fn generate(&self, z: Tensor<2>) -> Observation {
+        let z = z.narrow(1, 0, self.latent_dim);
+        let n = z.dims()[0];
+        let device = z.device();
+        let out = self.decode(z).map(|(o, _)| o).unwrap_or_else(|e| {
+            warn_failed(&e);
+            Tensor::full([n, self.channels, self.time], f32::NAN, &device)
+        });
+        if self.poisson {
+            Observation::Poisson { rate: out.exp() }
+        } else {
+            Observation::Gaussian {
+                mean: out,
+                sigma: self.log_sigma.val().detach().exp(),
+            }
+        }
+    }
+}
+
+fn warn_failed(e: &OdeError) {
+    tracing::warn!("latent ODE solve failed: {e}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::tensor::{Distribution, TensorData};
+
+    fn shape(t: usize) -> WindowShape {
+        WindowShape {
+            channels: 2,
+            time: t,
+            sfreq: 10.0,
+        }
+    }
+
+    /// Two-channel sinusoids with random phase: the dynamics a 2-D latent ODE can represent.
+    fn waves(b: usize, t: usize, device: &Device) -> Tensor<3> {
+        let mut v = Vec::with_capacity(b * 2 * t);
+        for i in 0..b {
+            let ph = i as f32 * 0.7;
+            for c in 0..2 {
+                for j in 0..t {
+                    let s = j as f32 / 10.0 * 2.0 * std::f32::consts::PI * 0.8 + ph;
+                    v.push(if c == 0 { s.sin() } else { s.cos() });
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(v, [b, 2, t]), device)
+    }
+
+    fn train(cfg: &LatentOdeConfig, steps: usize) -> (f32, f32, Loss) {
+        let ad = Device::flex().autodiff();
+        ad.seed(9);
+        let cfg = cfg.resolved(SignalKind::Continuous);
+        let mut model = cfg.init(shape(20), &ad);
+        let x = waves(8, 20, &ad);
+        let noise =
+            Tensor::<2>::random([8, model.noise_dim()], Distribution::Normal(0.0, 1.0), &ad);
+        let ctx = LossContext { kl_warmup: 0.1 };
+        let first = model
+            .loss(x.clone(), noise.clone(), &ctx)
+            .total
+            .into_scalar::<f32>();
+        let mut optim = AdamConfig::new().init();
+        for _ in 0..steps {
+            let loss = model.loss(x.clone(), noise.clone(), &ctx);
+            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+            model = optim.step(1e-2, model, grads);
+        }
+        let loss = model.loss(x, noise, &ctx);
+        (first, loss.total.clone().into_scalar::<f32>(), loss)
+    }
+
+    #[test]
+    fn loss_falls_on_a_tiny_batch_for_each_encoder_and_solver() {
+        for (encoder, solver) in [
+            (Encoder::Rnn, Solver::Rk4),
+            (Encoder::Odernn, Solver::Euler),
+            (Encoder::Rnn, Solver::Dopri5),
+        ] {
+            let cfg = LatentOdeConfig {
+                latent_dim: 4,
+                rnn_hidden: 16,
+                hidden: vec![16],
+                encoder,
+                solver,
+                rtol: 1e-2,
+                atol: 1e-3,
+                ..Default::default()
+            };
+            let (first, last, loss) = train(&cfg, 60);
+            assert!(
+                last < first - 0.2 * first.abs(),
+                "{encoder:?}/{solver:?}: {first} -> {last}"
+            );
+            let nfe = loss
+                .stats
+                .iter()
+                .find(|s| s.0 == "nfe")
+                .map(|s| s.1)
+                .unwrap();
+            assert!(nfe >= 19.0, "{encoder:?}/{solver:?}: nfe {nfe}");
+        }
+    }
+
+    #[test]
+    fn masks_and_extrapolation_change_what_is_scored() {
+        let cfg = LatentOdeConfig {
+            latent_dim: 4,
+            rnn_hidden: 8,
+            hidden: vec![8],
+            obs_keep: 0.5,
+            extrapolate: 0.25,
+            ..Default::default()
+        }
+        .resolved(SignalKind::Continuous);
+        let d = Device::flex();
+        let model = cfg.init(shape(20), &d);
+        assert_eq!(model.noise_dim(), 4 + 20);
+        assert_eq!(model.seen, 15);
+        let x = waves(3, 20, &d);
+        // All "keep" draws far below Φ⁻¹(0.5) = 0: everything observed; far above: nothing.
+        let eps = Tensor::<2>::zeros([3, 4], &d);
+        let all = model
+            .pass(
+                x.clone(),
+                eps.clone(),
+                Some(Tensor::full([3, 20], -5.0, &d)),
+            )
+            .unwrap();
+        let none = model
+            .pass(x.clone(), eps.clone(), Some(Tensor::full([3, 20], 5.0, &d)))
+            .unwrap();
+        let nll_none: Vec<f32> = none.nll.into_data().try_to_vec().unwrap();
+        assert!(nll_none.iter().all(|v| *v == 0.0), "{nll_none:?}");
+        let (f_nll, f_se) = all.forecast.unwrap();
+        let (f_nll, f_se): (Vec<f32>, Vec<f32>) = (
+            f_nll.into_data().try_to_vec().unwrap(),
+            f_se.into_data().try_to_vec().unwrap(),
+        );
+        assert!(f_nll.iter().all(|v| *v != 0.0) && f_se.iter().all(|v| *v > 0.0));
+        // A NaN sample counts as missing: the NLL equals the one with that sample masked.
+        let mut v: Vec<f32> = x.clone().into_data().try_to_vec().unwrap();
+        v[3] = f32::NAN;
+        let with_nan = Tensor::<3>::from_data(TensorData::new(v, [3, 2, 20]), &d);
+        let p = model.pass(with_nan, eps, None).unwrap();
+        let nll: Vec<f32> = p.nll.into_data().try_to_vec().unwrap();
+        assert!(nll.iter().all(|v| v.is_finite()), "{nll:?}");
+    }
+
+    #[test]
+    fn iwae_bound_is_at_least_the_elbo() {
+        let cfg = LatentOdeConfig {
+            latent_dim: 3,
+            rnn_hidden: 8,
+            hidden: vec![8],
+            ..Default::default()
+        }
+        .resolved(SignalKind::Continuous);
+        let d = Device::flex();
+        d.seed(2);
+        let model = cfg.init(shape(12), &d);
+        let x = waves(4, 12, &d);
+        let eps = Tensor::<3>::random([32, 4, 3], Distribution::Normal(0.0, 1.0), &d);
+        let lw = model.log_weights(x, eps).unwrap();
+        let (elbo, iwae) = crate::likelihood::bounds(lw);
+        let e: Vec<f32> = elbo.into_data().try_to_vec().unwrap();
+        let i: Vec<f32> = iwae.into_data().try_to_vec().unwrap();
+        for (e, i) in e.iter().zip(&i) {
+            assert!(i >= e, "iwae {i} < elbo {e}");
+        }
+    }
+}

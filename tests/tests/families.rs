@@ -1,0 +1,342 @@
+//! GAN, RealNVP and latent ODE through the real binary: every shipped config trains (shrunk)
+//! and samples, the GAN resumes exactly, and `score` ranks artefact windows below clean ones.
+
+use std::path::Path;
+
+mod common;
+
+use common::{metrics_without_timing, neurogen, ok, read_npy, root};
+
+const TINY_LORENZ_DATA: &[&str] = &["data.n_trials=60", "data.n_neurons=6", "data.n_bins=20"];
+const TINY_KURAMOTO_DATA: &[&str] = &[
+    "data.duration_s=120.0",
+    "data.n_channels=3",
+    "data.window=32",
+    "data.stride=32",
+];
+const TINY_TRAIN: &[&str] = &[
+    "train.batch_size=8",
+    "train.log_every=5",
+    "train.valid_every=10",
+    "train.checkpoint_every=10",
+    "train.kl_warmup_steps=5",
+];
+
+/// Overrides that shrink a shipped config of `family` to seconds.
+fn tiny_model(family: &str) -> &'static [&'static str] {
+    match family {
+        "gan" => &["model.hidden=[8, 4]", "model.noise_dim=8"],
+        "realnvp" => &["model.n_layers=2", "model.hidden=[16]"],
+        "latent-ode" => &[
+            "model.latent_dim=3",
+            "model.rnn_hidden=8",
+            "model.hidden=[8]",
+        ],
+        _ => &[],
+    }
+}
+
+/// Trains `config` shrunk to `steps` steps into `out`, with extra `--set` overrides.
+fn train_tiny(cwd: &Path, config: &str, out: &Path, steps: u64, extra: &[&str]) -> common::Run {
+    let family = config.rsplit_once('-').map(|(f, _)| f).unwrap_or(config);
+    let data = if config.ends_with("lorenz") {
+        TINY_LORENZ_DATA
+    } else {
+        TINY_KURAMOTO_DATA
+    };
+    let cfg = root().join("configs").join(format!("{config}.toml"));
+    let steps = format!("train.steps={steps}");
+    let mut sets: Vec<&str> = data.to_vec();
+    sets.extend(tiny_model(family));
+    sets.extend(TINY_TRAIN);
+    sets.push(&steps);
+    sets.extend(extra);
+    let mut args = vec![
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    ok(cwd, &args)
+}
+
+fn last(metrics: &[serde_json::Value], split: &str) -> serde_json::Value {
+    metrics
+        .iter()
+        .rev()
+        .find(|m| m["split"] == split)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {split} line"))
+}
+
+#[test]
+fn every_family_config_trains_and_samples_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    // (config, keys every train line has, keys the valid line has)
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "gan-kuramoto",
+            &["loss_critic", "loss_generator", "d_real", "d_fake"],
+            &["mmd2", "diversity"],
+        ),
+        (
+            "gan-lorenz",
+            &["loss_critic", "loss_generator"],
+            &["mmd2", "diversity"],
+        ),
+        (
+            "realnvp-kuramoto",
+            &["nll", "bits_per_dim"],
+            &["bits_per_dim"],
+        ),
+        (
+            "realnvp-lorenz",
+            &["nll", "bits_per_dim"],
+            &["bits_per_dim"],
+        ),
+        (
+            "latent-ode-lorenz",
+            &["nll", "kl", "neg_elbo", "nfe"],
+            &["neg_elbo", "nfe"],
+        ),
+        (
+            "latent-ode-kuramoto",
+            &["nll", "kl", "forecast_nll", "forecast_mse", "nfe"],
+            &["forecast_mse"],
+        ),
+    ];
+    for (config, train_keys, valid_keys) in cases {
+        let run = tmp.path().join(config);
+        let r = train_tiny(tmp.path(), config, &run, 20, &[]);
+        assert!(
+            r.stdout.contains("trained 20 steps"),
+            "{config}: {}",
+            r.stdout
+        );
+        let metrics = metrics_without_timing(&run);
+        let (t, v) = (last(&metrics, "train"), last(&metrics, "valid"));
+        for key in train_keys.iter().chain(&["loss", "step"]) {
+            assert!(
+                t[key].as_f64().is_some_and(f64::is_finite),
+                "{config}: {key} in {t}"
+            );
+        }
+        for key in *valid_keys {
+            assert!(
+                v[key].as_f64().is_some_and(f64::is_finite),
+                "{config}: {key} in {v}"
+            );
+        }
+        if config.starts_with("latent-ode") {
+            // RK4 / midpoint with one step per sample: 4 or 2 evaluations per interval.
+            assert!(t["nfe"].as_f64().unwrap() >= 19.0, "{config}: {t}");
+        }
+        if config.starts_with("gan") {
+            assert!(run.join("checkpoints/20/critic.bpk").is_file());
+            assert!(run.join("checkpoints/20/optim_critic.bpk").is_file());
+        }
+        if *config == "gan-lorenz" {
+            assert!(
+                run.join("checkpoints/20/ema.bpk").is_file(),
+                "the config keeps an EMA"
+            );
+        }
+
+        let out = tmp.path().join(format!("{config}.npy"));
+        ok(
+            tmp.path(),
+            &[
+                "sample",
+                run.to_str().unwrap(),
+                "-n",
+                "7",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        let npy = read_npy(&out);
+        let shape = if config.ends_with("lorenz") {
+            vec![7, 6, 20]
+        } else {
+            vec![7, 3, 32]
+        };
+        assert_eq!(npy.shape, shape, "{config}");
+        assert!(npy.values.iter().all(|v| v.is_finite()), "{config}");
+        if config.ends_with("lorenz") {
+            assert!(
+                npy.values.iter().all(|v| *v >= 0.0 && v.fract() == 0.0),
+                "{config}: counts are non-negative integers"
+            );
+        } else {
+            let sd = std_dev(&npy.values);
+            assert!(sd > 0.0, "{config}: samples vary");
+        }
+    }
+}
+
+fn std_dev(v: &[f32]) -> f64 {
+    let n = v.len() as f64;
+    let m = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+    (v.iter().map(|x| (*x as f64 - m).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+#[test]
+fn a_resumed_gan_run_equals_the_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, part) = (tmp.path().join("full"), tmp.path().join("part"));
+    let extra = [
+        "model.n_critic=2",
+        "model.ema=0.9",
+        "model.spectral_norm=true",
+    ];
+    train_tiny(tmp.path(), "gan-kuramoto", &full, 30, &extra);
+    // Stop off the logging grid (step 18; lines every 5, checkpoints every 10) and resume.
+    train_tiny(tmp.path(), "gan-kuramoto", &part, 18, &extra);
+    let cfg = root().join("configs/gan-kuramoto.toml");
+    let mut args = vec![
+        "train".to_string(),
+        cfg.to_str().unwrap().to_string(),
+        "--out".into(),
+        part.to_str().unwrap().to_string(),
+        "--resume".into(),
+    ];
+    let mut sets: Vec<&str> = TINY_KURAMOTO_DATA.to_vec();
+    sets.extend(tiny_model("gan"));
+    sets.extend(TINY_TRAIN);
+    sets.push("train.steps=30");
+    sets.extend(extra);
+    for s in sets {
+        args.extend(["--set".into(), s.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(tmp.path(), &args);
+    assert_eq!(metrics_without_timing(&part), metrics_without_timing(&full));
+}
+
+#[test]
+fn score_ranks_artefact_windows_below_clean_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_file = tmp.path().join("windows.npy");
+    let cfg = root().join("configs/realnvp-kuramoto.toml");
+    let mut args = vec![
+        "data",
+        cfg.to_str().unwrap(),
+        "-o",
+        data_file.to_str().unwrap(),
+    ];
+    for s in TINY_KURAMOTO_DATA {
+        args.extend(["--set", s]);
+    }
+    ok(tmp.path(), &args);
+    let clean = read_npy(&data_file);
+    let [n, c, t] = [clean.shape[0], clean.shape[1], clean.shape[2]];
+    let win = c * t;
+    let sd = std_dev(&clean.values) as f32;
+
+    // 20 clean windows (the last ones: the test split), 5 flat lines stuck at a rail (+4 sd),
+    // 5 clean windows with a few large spikes (±12 sd).
+    let mut values: Vec<f32> = clean.values[(n - 20) * win..].to_vec();
+    for i in 0..5 {
+        values.extend(std::iter::repeat_n(
+            4.0 * sd * if i % 2 == 0 { 1.0 } else { -1.0 },
+            win,
+        ));
+    }
+    for i in 0..5 {
+        let mut w = clean.values[(n - 20 + i) * win..(n - 19 + i) * win].to_vec();
+        for k in [3, 11, 40, 77] {
+            w[(k + 7 * i) % win] += 12.0 * sd * if k % 2 == 0 { 1.0 } else { -1.0 };
+        }
+        values.extend(w);
+    }
+    let probe = tmp.path().join("probe.npy");
+    neurogen_data::npy::write_f32(&probe, &[30, c, t], &values).unwrap();
+
+    for (config, family_steps, bound) in [
+        ("realnvp-kuramoto", 150u64, "exact"),
+        ("latent-ode-kuramoto", 60, "iwae_k=16"),
+    ] {
+        let run = tmp.path().join(config);
+        let extra = if config.starts_with("latent") {
+            vec!["model.extrapolate=0.0", "model.obs_keep=1.0"]
+        } else {
+            vec![]
+        };
+        train_tiny(tmp.path(), config, &run, family_steps, &extra);
+        let csv = tmp.path().join(format!("{config}.csv"));
+        ok(
+            tmp.path(),
+            &[
+                "score",
+                run.to_str().unwrap(),
+                probe.to_str().unwrap(),
+                "-k",
+                "16",
+                "-o",
+                csv.to_str().unwrap(),
+            ],
+        );
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        assert!(
+            header.starts_with("window,bound,log_likelihood,bits_per_dim"),
+            "{header}"
+        );
+        let scores: Vec<f64> = lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f[1], bound, "{config}: {l}");
+                f[2].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(scores.len(), 30);
+        let worst_clean = scores[..20].iter().copied().fold(f64::INFINITY, f64::min);
+        for (i, s) in scores[20..].iter().enumerate() {
+            assert!(
+                *s < worst_clean,
+                "{config}: artefact {i} scores {s}, the worst clean window {worst_clean}"
+            );
+        }
+    }
+}
+
+#[test]
+fn score_refuses_what_it_cannot_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gan = tmp.path().join("gan");
+    train_tiny(tmp.path(), "gan-lorenz", &gan, 2, &[]);
+    let nvp = tmp.path().join("nvp");
+    train_tiny(tmp.path(), "realnvp-lorenz", &nvp, 2, &[]);
+    let wrong = tmp.path().join("wrong.npy");
+    neurogen_data::npy::write_f32(&wrong, &[2, 5, 20], &[0.0; 200]).unwrap();
+    let fractional = tmp.path().join("fractional.npy");
+    neurogen_data::npy::write_f32(&fractional, &[1, 6, 20], &[0.5; 120]).unwrap();
+    let garbage = tmp.path().join("garbage.npy");
+    std::fs::write(&garbage, b"not numpy at all").unwrap();
+    let cases: &[(&Path, &Path, &[&str])] = &[
+        (&gan, &wrong, &["gan", "no likelihood"]),
+        (
+            &nvp,
+            &wrong,
+            &["wrong.npy", "[5 channels × 20 samples]", "[6 × 20]"],
+        ),
+        (&nvp, &fractional, &["fractional.npy", "spike counts"]),
+        (&nvp, &garbage, &["garbage.npy", "magic"]),
+    ];
+    for (run, data, fragments) in cases {
+        let r = neurogen(
+            tmp.path(),
+            &["score", run.to_str().unwrap(), data.to_str().unwrap()],
+        );
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        for f in *fragments {
+            assert!(r.stderr.contains(f), "missing {f:?} in {}", r.stderr);
+        }
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    }
+    assert!(!nvp.join("scores.csv").exists(), "no partial output");
+}
