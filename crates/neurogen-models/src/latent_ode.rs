@@ -101,10 +101,7 @@ impl LatentOdeConfig {
     /// A copy with the likelihood filled in for data of `kind`.
     pub fn resolved(&self, kind: SignalKind) -> LatentOdeConfig {
         LatentOdeConfig {
-            likelihood: Some(self.likelihood.unwrap_or(match kind {
-                SignalKind::Counts => Likelihood::Poisson,
-                SignalKind::Continuous => Likelihood::Gaussian,
-            })),
+            likelihood: Some(Likelihood::resolve(self.likelihood, kind)),
             ..self.clone()
         }
     }
@@ -152,14 +149,7 @@ impl LatentOdeConfig {
                 format!("must lie in [0, 1), got {}", self.extrapolate),
             );
         }
-        if kind == SignalKind::Continuous && self.likelihood == Some(Likelihood::Poisson) {
-            return bad(
-                "likelihood",
-                "\"poisson\" needs count data; this data set is continuous (use \"gaussian\")"
-                    .into(),
-            );
-        }
-        Ok(())
+        Likelihood::check(self.likelihood, kind)
     }
 
     /// Builds the model for windows of `shape`.

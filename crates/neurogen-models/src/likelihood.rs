@@ -13,6 +13,32 @@ pub enum Likelihood {
     Poisson,
 }
 
+impl Likelihood {
+    /// `chosen`, or the natural default for data of `kind` (Poisson for counts).
+    pub fn resolve(chosen: Option<Likelihood>, kind: neurogen_data::SignalKind) -> Likelihood {
+        chosen.unwrap_or(match kind {
+            neurogen_data::SignalKind::Counts => Likelihood::Poisson,
+            neurogen_data::SignalKind::Continuous => Likelihood::Gaussian,
+        })
+    }
+
+    /// Refuses a Poisson likelihood on continuous data.
+    pub fn check(
+        chosen: Option<Likelihood>,
+        kind: neurogen_data::SignalKind,
+    ) -> Result<(), crate::ModelError> {
+        if kind == neurogen_data::SignalKind::Continuous && chosen == Some(Likelihood::Poisson) {
+            return Err(crate::ModelError::Invalid {
+                key: "likelihood",
+                message:
+                    "\"poisson\" needs count data; this data set is continuous (use \"gaussian\")"
+                        .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 const HALF_LN_2PI: f32 = 0.918_938_5;
 
 /// Gaussian negative log-likelihood, summed over channels and time.

@@ -58,10 +58,7 @@ impl VaeConfig {
     /// A copy with the likelihood filled in for data of `kind`.
     pub fn resolved(&self, kind: SignalKind) -> VaeConfig {
         VaeConfig {
-            likelihood: Some(self.likelihood.unwrap_or(match kind {
-                SignalKind::Counts => Likelihood::Poisson,
-                SignalKind::Continuous => Likelihood::Gaussian,
-            })),
+            likelihood: Some(Likelihood::resolve(self.likelihood, kind)),
             ..self.clone()
         }
     }
@@ -87,14 +84,7 @@ impl VaeConfig {
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return bad("beta", format!("must be ≥ 0, got {}", self.beta));
         }
-        if kind == SignalKind::Continuous && self.likelihood == Some(Likelihood::Poisson) {
-            return bad(
-                "likelihood",
-                "\"poisson\" needs count data; this data set is continuous (use \"gaussian\")"
-                    .into(),
-            );
-        }
-        Ok(())
+        Likelihood::check(self.likelihood, kind)
     }
 
     /// Builds the model for windows of `shape`.

@@ -42,6 +42,41 @@ pub struct FitReport {
     pub wall_s: f64,
 }
 
+impl FitReport {
+    /// A report for a run starting at `step`, before any step.
+    pub(crate) fn starting_at(step: u64) -> Self {
+        FitReport {
+            start_step: step,
+            steps: step,
+            train_loss: f64::NAN,
+            valid_loss: None,
+            valid: None,
+            wall_s: 0.0,
+        }
+    }
+}
+
+/// Adam with the experiment's betas and ε.
+pub(crate) fn adam(t: &crate::TrainConfig) -> AdamConfig {
+    AdamConfig::new()
+        .with_beta_1(t.betas[0] as f32)
+        .with_beta_2(t.betas[1] as f32)
+        .with_epsilon(t.eps as f32)
+}
+
+/// The newest complete checkpoint of `run` and its state, for `--resume`.
+pub(crate) fn resume_point(
+    run: &RunDir,
+) -> Result<(crate::Checkpoint, CheckpointState), TrainError> {
+    let ckpt = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
+        path: run.root().to_path_buf(),
+        message: "--resume: no complete checkpoint to resume from".into(),
+    })?;
+    let state = run.read_state(&ckpt)?;
+    tracing::info!(step = state.step, dir = %ckpt.dir.display(), "resuming");
+    Ok((ckpt, state))
+}
+
 /// Trains `model` on `data.train`, logging to and checkpointing in `run`.
 ///
 /// `model` must live on `device.autodiff()` (create it there: parameters moved onto an autodiff
@@ -59,26 +94,17 @@ where
 {
     let t = &exp.train;
     let ad = device.clone().autodiff();
-    let mut optim = AdamConfig::new()
-        .with_beta_1(t.betas[0] as f32)
-        .with_beta_2(t.betas[1] as f32)
-        .with_epsilon(t.eps as f32)
-        .init();
+    let mut optim = adam(t).init();
     let (mut start, mut interval) = (0, LossSums::default());
     if opts.resume {
-        let ckpt = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
-            path: run.root().to_path_buf(),
-            message: "--resume: no complete checkpoint to resume from".into(),
-        })?;
+        let (ckpt, state) = resume_point(run)?;
         model = model
             .try_load_file(ckpt.model_file())
             .map_err(|e| ckpt_err(&ckpt.model_file(), e))?;
         optim = optim
             .load(ckpt.optim_file())
             .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
-        let state = run.read_state(&ckpt)?;
         (start, interval) = (state.step, state.interval);
-        tracing::info!(step = start, dir = %ckpt.dir.display(), "resuming");
     }
     let metrics_path = run.metrics_file();
     let mut metrics = run.open_metrics(start, t.log_every, t.valid_every)?;
@@ -89,14 +115,7 @@ where
     };
     let progress = Progress::new(opts.verbosity, start, t.steps);
     let (began, mut since) = (Instant::now(), Instant::now());
-    let mut report = FitReport {
-        start_step: start,
-        steps: start,
-        train_loss: f64::NAN,
-        valid_loss: None,
-        valid: None,
-        wall_s: 0.0,
-    };
+    let mut report = FitReport::starting_at(start);
 
     for step in start + 1..=t.steps {
         let x = data

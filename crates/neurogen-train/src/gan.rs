@@ -3,13 +3,13 @@
 use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use neurogen_data::{Dataset, SignalKind, Signals};
 use neurogen_models::{Critic, GanConfig, GanLoss, Generator};
 use serde_json::{json, Map, Value};
 
-use crate::fit::{ckpt_err, host_tensor, scalar, LossSums};
+use crate::fit::{adam, ckpt_err, host_tensor, resume_point, scalar, LossSums};
 use crate::progress::Progress;
 use crate::rng::{batch_indices, normals, rng, uniforms, Stream};
 use crate::run_dir::{write_line, Checkpoint, CheckpointState};
@@ -161,18 +161,11 @@ pub fn fit_gan(
 ) -> Result<(Players, FitReport), TrainError> {
     let t = &exp.train;
     let ad = device.clone().autodiff();
-    let adam = AdamConfig::new()
-        .with_beta_1(t.betas[0] as f32)
-        .with_beta_2(t.betas[1] as f32)
-        .with_epsilon(t.eps as f32);
-    let (mut opt_g, mut opt_c) = (adam.init(), adam.init());
+    let (mut opt_g, mut opt_c) = (adam(t).init(), adam(t).init());
     let lr = (t.lr, cfg.critic_lr.unwrap_or(t.lr));
     let (mut start, mut interval) = (0, LossSums::default());
     if opts.resume {
-        let ckpt = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
-            path: run.root().to_path_buf(),
-            message: "--resume: no complete checkpoint to resume from".into(),
-        })?;
+        let (ckpt, state) = resume_point(run)?;
         p.generator = p
             .generator
             .try_load_file(ckpt.model_file())
@@ -193,23 +186,14 @@ pub fn fit_gan(
         opt_c = opt_c
             .load(critic_optim_file(&ckpt))
             .map_err(|e| ckpt_err(&critic_optim_file(&ckpt), e))?;
-        let state = run.read_state(&ckpt)?;
         (start, interval) = (state.step, state.interval);
-        tracing::info!(step = start, dir = %ckpt.dir.display(), "resuming");
     }
     let metrics_path = run.metrics_file();
     let mut metrics = run.open_metrics(start, t.log_every, t.valid_every)?;
     let batch = t.batch_size;
     let progress = Progress::new(opts.verbosity, start, t.steps);
     let (began, mut since) = (Instant::now(), Instant::now());
-    let mut report = FitReport {
-        start_step: start,
-        steps: start,
-        train_loss: f64::NAN,
-        valid_loss: None,
-        valid: None,
-        wall_s: 0.0,
-    };
+    let mut report = FitReport::starting_at(start);
     for step in start + 1..=t.steps {
         let input = step_input(exp, cfg, &data.train, step, &ad);
         let (next, l) = gan_step(p, cfg, input, lr, &mut opt_g, &mut opt_c);
@@ -449,7 +433,7 @@ mod tests {
                 .map(|_| Tensor::random([5, 6], Distribution::Normal(0.0, 1.0), &ad))
                 .collect(),
         };
-        let adam = AdamConfig::new();
+        let adam = burn::optim::AdamConfig::new();
         let input = input();
         // Same critic learning rate, generator learning rate 0 or not: the critics come out
         // identical (the generator update does not touch the critic), the generators do not.
