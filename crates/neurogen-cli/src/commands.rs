@@ -254,10 +254,7 @@ fn sample(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run_dir.join("samples.npy"));
     check_npy(&out)?;
-    let run = RunDir::new(run_dir);
-    let exp = run.read_experiment()?;
-    let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
-    let loaded = load_run(&run, &device)?;
+    let (device, loaded) = open_run(run_dir, backend)?;
     let s = sample_signals(&loaded, n, seed, &device)?;
     let shape = [s.n, s.meta.channels, s.meta.time];
     npy::write_f32(&out, &shape, &s.values)?;
@@ -351,6 +348,18 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
     Ok(())
 }
 
+/// Loads a run's newest checkpoint onto `backend`, or the backend it was trained on.
+fn open_run(
+    run_dir: &Path,
+    backend: Option<BackendArg>,
+) -> Result<(burn::tensor::Device, neurogen_train::LoadedRun)> {
+    let run = RunDir::new(run_dir);
+    let exp = run.read_experiment()?;
+    let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
+    let loaded = load_run(&run, &device)?;
+    Ok((device, loaded))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn score(
     run_dir: &Path,
@@ -367,10 +376,7 @@ fn score(
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run_dir.join("scores.csv"));
-    let run = RunDir::new(run_dir);
-    let exp = run.read_experiment()?;
-    let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
-    let loaded = load_run(&run, &device)?;
+    let (device, loaded) = open_run(run_dir, backend)?;
     if matches!(loaded.model, neurogen_train::Model::Gan(_)) {
         bail!(UsageError(format!(
             "{}: a gan run has no likelihood to score with; score works for vae, realnvp and latent_ode runs",

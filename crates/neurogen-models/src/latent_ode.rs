@@ -16,8 +16,8 @@ use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
 use crate::likelihood::{
-    gaussian_kl, gaussian_nll_elements, poisson_nll_elements, std_normal_log_prob, sum_window,
-    Likelihood,
+    gaussian_kl, gaussian_nll_elements, poisson_nll_elements, posterior_draws, repeat_draws,
+    sum_window, Likelihood,
 };
 use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
 use crate::{GenerativeModel, Loss, LossContext, ModelError, Observation, WindowShape};
@@ -319,7 +319,8 @@ impl LatentOde {
         }
     }
 
-    /// Posterior mean and log-variance of `z0` from the observed samples.
+    /// Posterior mean and log-variance of `z0` from the observed samples of `x` (all of them:
+    /// see `encode_seen` for the part the model was trained to see).
     ///
     /// # Shapes
     /// - `x`: `[batch, channels, time]` (missing samples zeroed); `mask`: `[batch, time]` (1 =
@@ -337,21 +338,18 @@ impl LatentOde {
         let proj = self.gru.input.forward(inp); // [batch, time, 3h]
         let mut h = Tensor::zeros([b, self.gru.size], &mask.device());
         let mut stats = OdeStats::default();
-        for i in (0..t.min(self.seen)).rev() {
-            if let (Some(f), true) = (&self.enc_dynamics, i + 1 < t.min(self.seen)) {
-                let (hs, s) = odeint(
+        for i in (0..t).rev() {
+            // ODE-RNN: evolve h back over the interval to the previous sample first.
+            if let (Some(f), true) = (&self.enc_dynamics, i + 1 < t) {
+                let (mut hs, s) = odeint(
                     &Reversed(f),
                     h,
                     &[0.0, self.dt],
                     self.solver,
                     &self.ode_opts(),
                 )?;
-                h = hs
-                    .into_iter()
-                    .next_back()
-                    .ok_or(OdeError::BadTimes(vec![]))?;
-                stats.nfe += s.nfe;
-                stats.steps += s.steps;
+                h = hs.pop().ok_or(OdeError::BadTimes(vec![]))?;
+                stats.add(s);
             }
             let xi = proj.clone().narrow(1, i, 1).reshape([b, 3 * self.gru.size]);
             let m = mask.clone().narrow(1, i, 1); // [batch, 1]
@@ -365,6 +363,17 @@ impl LatentOde {
             out.narrow(1, l, l).clamp(-12.0, 8.0),
             stats,
         ))
+    }
+
+    /// [`encode`](Self::encode) on the samples the encoder sees: the first `seen` (all but the
+    /// forecast part in extrapolation mode).
+    fn encode_seen(
+        &self,
+        x: Tensor<3>,
+        mask: Tensor<2>,
+    ) -> Result<(Tensor<2>, Tensor<2>, OdeStats), OdeError> {
+        let seen = self.seen.min(x.dims()[2]);
+        self.encode(x.narrow(2, 0, seen), mask.narrow(1, 0, seen))
     }
 
     /// Decoder output at every sample: Gaussian means or Poisson log-rates.
@@ -397,10 +406,19 @@ impl LatentOde {
         ls.reshape([1, self.channels, 1])
     }
 
+    /// Per-element NLL of `x` under decoder output `out`, both `[n, channels, time]`.
+    fn nll_elements(&self, x: Tensor<3>, out: Tensor<3>) -> Tensor<3> {
+        if self.poisson {
+            poisson_nll_elements(x, out)
+        } else {
+            gaussian_nll_elements(x, out, self.log_sigma())
+        }
+    }
+
     /// Observation mask `[batch, time]` (1 = observed), with NaNs zeroed in `x`. `keep` draws
     /// (standard normal, `[batch, time]`) hide samples whose Φ exceeds `obs_keep`.
     fn observed(&self, x: Tensor<3>, keep: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
-        let [b, c, t] = x.dims();
+        let [b, _, t] = x.dims();
         let nan: Tensor<3, Bool> = x.clone().is_nan();
         let x = x.mask_fill(nan.clone(), 0.0);
         // A sample is observed when all its channels are present.
@@ -416,7 +434,6 @@ impl LatentOde {
             }
             _ => present,
         };
-        let _ = c;
         (x, mask)
     }
 
@@ -428,26 +445,11 @@ impl LatentOde {
     ) -> Result<Pass, OdeError> {
         let [b, c, t] = x.dims();
         let (x, mask) = self.observed(x, keep);
-        let enc_mask = if self.seen < t {
-            mask.clone().narrow(1, 0, self.seen)
-        } else {
-            mask.clone()
-        };
-        let enc_x = if self.seen < t {
-            x.clone().narrow(2, 0, self.seen)
-        } else {
-            x.clone()
-        };
-        let (mu, logvar, mut stats) = self.encode(enc_x, enc_mask)?;
+        let (mu, logvar, mut stats) = self.encode_seen(x.clone(), mask.clone())?;
         let z0 = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * eps; // [batch, latent]
         let (out, s) = self.decode(z0)?;
-        stats.nfe += s.nfe;
-        stats.steps += s.steps;
-        let elems = if self.poisson {
-            poisson_nll_elements(x.clone(), out.clone())
-        } else {
-            gaussian_nll_elements(x.clone(), out.clone(), self.log_sigma())
-        }; // [batch, channels, time]
+        stats.add(s);
+        let elems = self.nll_elements(x.clone(), out.clone()); // [batch, channels, time]
         let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
         let masked = elems * m3.clone();
         let forecast = (self.seen < t).then(|| {
@@ -479,41 +481,15 @@ impl LatentOde {
     /// # Shapes
     /// - `x`: `[batch, channels, time]`; `eps`: `[k, batch, latent]` → `[k, batch]`
     pub fn log_weights(&self, x: Tensor<3>, eps: Tensor<3>) -> Result<Tensor<2>, OdeError> {
-        let [k, b, l] = eps.dims();
+        let [k, b, _] = eps.dims();
         let [_, c, t] = x.dims();
         let (xo, mask) = self.observed(x, None);
-        let seen = self.seen.min(t);
-        let (mu, logvar, _) = self.encode(
-            xo.clone().narrow(2, 0, seen),
-            mask.clone().narrow(1, 0, seen),
-        )?;
-        let rep = |v: Tensor<2>| {
-            v.unsqueeze_dim::<3>(0)
-                .expand([k, b, l])
-                .reshape([k * b, l])
-        };
-        let e = eps.reshape([k * b, l]);
-        let z = rep(mu) + rep(logvar.clone()).mul_scalar(0.5).exp() * e.clone();
-        let (out, _) = self.decode(z.clone())?;
-        let xr = xo
-            .unsqueeze_dim::<4>(0)
-            .expand([k, b, c, t])
-            .reshape([k * b, c, t]);
-        let elems = if self.poisson {
-            poisson_nll_elements(xr, out)
-        } else {
-            gaussian_nll_elements(xr, out, self.log_sigma())
-        };
-        let m3 = mask
-            .unsqueeze_dim::<3>(0)
-            .expand([k, b, t])
-            .reshape([k * b, 1, t])
-            .expand([k * b, c, t]);
-        let nll = sum_window(elems * m3);
-        // ln q(z|x) = ln N(ε; 0, I) − ½ Σ logvar.
-        let log_q = std_normal_log_prob(e) - rep(logvar).sum_dim(1).squeeze_dim(1).mul_scalar(0.5);
-        let lw = std_normal_log_prob(z) - nll - log_q; // [k * batch]
-        Ok(lw.reshape([k, b]))
+        let (mu, logvar, _) = self.encode_seen(xo.clone(), mask.clone())?;
+        let (z, log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
+        let (out, _) = self.decode(z)?;
+        let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
+        let elems = self.nll_elements(repeat_draws(xo, k), out) * repeat_draws(m3, k);
+        Ok((log_p_over_q - sum_window(elems)).reshape([k, b]))
     }
 }
 

@@ -107,6 +107,38 @@ pub fn std_normal_log_prob(z: Tensor<2>) -> Tensor<1> {
     z.square().sum_dim(1).squeeze_dim(1).mul_scalar(-0.5) - d * HALF_LN_2PI
 }
 
+/// Posterior draws `z = mu + σ·ε` for `k` noise draws per window, with
+/// `ln p(z) − ln q(z | x)` for each (standard-normal prior, diagonal Gaussian posterior), for
+/// importance weights `ln p(x | z) + ln p(z) − ln q(z | x)`.
+///
+/// # Shapes
+/// - `mu`, `logvar`: `[batch, latent]`; `eps`: `[k, batch, latent]` → (`[k·batch, latent]`,
+///   `[k·batch]`), draw-major (row `j·batch + i` is draw `j` of window `i`)
+pub fn posterior_draws(mu: Tensor<2>, logvar: Tensor<2>, eps: Tensor<3>) -> (Tensor<2>, Tensor<1>) {
+    let [k, b, l] = eps.dims();
+    let rep = |v: Tensor<2>| {
+        v.unsqueeze_dim::<3>(0)
+            .expand([k, b, l])
+            .reshape([k * b, l])
+    };
+    let e = eps.reshape([k * b, l]);
+    let z = rep(mu) + rep(logvar.clone()).mul_scalar(0.5).exp() * e.clone();
+    // ln q(z|x) = ln N(ε; 0, I) − ½ Σ logvar.
+    let log_q = std_normal_log_prob(e) - rep(logvar).sum_dim(1).squeeze_dim(1).mul_scalar(0.5);
+    (z.clone(), std_normal_log_prob(z) - log_q)
+}
+
+/// `x` repeated for `k` draws, in the row order of [`posterior_draws`].
+///
+/// # Shapes
+/// - `x`: `[batch, channels, time]` → `[k·batch, channels, time]`
+pub fn repeat_draws(x: Tensor<3>, k: usize) -> Tensor<3> {
+    let [b, c, t] = x.dims();
+    x.unsqueeze_dim::<4>(0)
+        .expand([k, b, c, t])
+        .reshape([k * b, c, t])
+}
+
 /// The ELBO and the IWAE bound (Burda et al. 2016) per window from `k` importance log-weights:
 /// `mean_k w` and `logsumexp_k w − ln k`; the second is never below the first.
 ///

@@ -70,6 +70,15 @@ pub struct OdeStats {
     pub rejected: usize,
 }
 
+impl OdeStats {
+    /// Adds another call's counts to these.
+    pub fn add(&mut self, other: OdeStats) {
+        self.nfe += other.nfe;
+        self.steps += other.steps;
+        self.rejected += other.rejected;
+    }
+}
+
 /// Why an integration failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OdeError {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::conv::{ConvDown, ConvUp};
 use crate::gan::Arch;
-use crate::likelihood::{gaussian_kl, gaussian_nll, poisson_nll, std_normal_log_prob, Likelihood};
+use crate::likelihood::{
+    gaussian_kl, gaussian_nll, poisson_nll, posterior_draws, repeat_draws, Likelihood,
+};
 use crate::{
     GenerativeModel, Loss, LossContext, Mlp, MlpHead, ModelError, Observation, WindowShape,
 };
@@ -222,23 +224,11 @@ impl Vae {
     /// # Shapes
     /// - `x`: `[batch, channels, time]`; `eps`: `[k, batch, latent]` → `[k, batch]`
     pub fn log_weights(&self, x: Tensor<3>, eps: Tensor<3>) -> Tensor<2> {
-        let [k, b, l] = eps.dims();
-        let [_, c, t] = x.dims();
+        let [k, b, _] = eps.dims();
         let (mu, logvar) = self.encode(x.clone());
-        let rep = |v: Tensor<2>| {
-            v.unsqueeze_dim::<3>(0)
-                .expand([k, b, l])
-                .reshape([k * b, l])
-        };
-        let e = eps.reshape([k * b, l]);
-        let z = rep(mu) + rep(logvar.clone()).mul_scalar(0.5).exp() * e.clone();
-        let xr = x
-            .unsqueeze_dim::<4>(0)
-            .expand([k, b, c, t])
-            .reshape([k * b, c, t]);
-        let nll = self.nll(xr, self.decode(z.clone())); // [k * batch]
-        let log_q = std_normal_log_prob(e) - rep(logvar).sum_dim(1).squeeze_dim(1).mul_scalar(0.5);
-        (std_normal_log_prob(z) - nll - log_q).reshape([k, b])
+        let (z, log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
+        let nll = self.nll(repeat_draws(x, k), self.decode(z)); // [k * batch]
+        (log_p_over_q - nll).reshape([k, b])
     }
 }
 

@@ -176,7 +176,13 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
         message: "holds no complete checkpoint yet".into(),
     })?;
     let shape = WindowShape::from(&info.meta);
-    let file = checkpoint.model_file();
+    // A GAN samples from its generator's moving average when the run kept one.
+    let ema = ema_file(&checkpoint);
+    let file = if matches!(exp.model, ModelConfig::Gan(_)) && ema.exists() {
+        ema
+    } else {
+        checkpoint.model_file()
+    };
     let load_err = |e: burn::store::RecordError| TrainError::Checkpoint {
         path: file.clone(),
         message: format!("cannot load model weights: {e}"),
@@ -185,19 +191,7 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
         Model::Vae(m) => Model::Vae(m.try_load_file(&file).map_err(load_err)?),
         Model::RealNvp(m) => Model::RealNvp(m.try_load_file(&file).map_err(load_err)?),
         Model::LatentOde(m) => Model::LatentOde(m.try_load_file(&file).map_err(load_err)?),
-        Model::Gan(g) => {
-            // Sample from the generator's moving average when the run kept one.
-            let ema = ema_file(&checkpoint);
-            let (file, g) = if ema.exists() {
-                (ema, g)
-            } else {
-                (file.clone(), g)
-            };
-            Model::Gan(g.try_load_file(&file).map_err(|e| TrainError::Checkpoint {
-                path: file.clone(),
-                message: format!("cannot load model weights: {e}"),
-            })?)
-        }
+        Model::Gan(g) => Model::Gan(g.try_load_file(&file).map_err(load_err)?),
     };
     Ok(LoadedRun {
         exp,
