@@ -22,9 +22,14 @@ fn every_shipped_config_loads_and_round_trips() {
         // The resolved form a run directory stores parses back to the same experiment.
         let table: toml::Table = exp.to_toml().unwrap().parse().unwrap();
         assert_eq!(Experiment::from_table(table, &path).unwrap(), exp);
+        // A config that reads a recording ships it, and it reads.
+        if exp.data.source.clone().path_mut().is_some() {
+            let w = exp.data.build(exp.seed).unwrap_or_else(|e| panic!("{e}"));
+            assert!(w.signals.n > 0);
+        }
         seen += 1;
     }
-    assert!(seen >= 8, "expected the shipped configs, found {seen}");
+    assert!(seen >= 11, "expected the shipped configs, found {seen}");
 }
 
 #[test]
@@ -116,6 +121,30 @@ const BAD: &[(&str, &[&str])] = &[
     (
         "gan_unknown_arch",
         &["model.arch", "unknown variant `transformer`", "conv"],
+    ),
+    (
+        "edf_missing_file",
+        &["data.path", "no-such-recording.edf", "No such file"],
+    ),
+    (
+        "edf_unknown_channel",
+        &["data.channels", "no channel \"Oz\"", "Fp1, Cz, O2"],
+    ),
+    (
+        "npy_not_npy",
+        &["data.path", "plain.edf", "not an NPY file"],
+    ),
+    (
+        "epochs_unknown_event",
+        &["data.epochs.events", "[\"999\"]", "769"],
+    ),
+    (
+        "csv_unknown_layout",
+        &["data.layout", "unknown variant `rows`", "trials"],
+    ),
+    (
+        "izhikevich_zero_bin_width",
+        &["data.bin_ms", "must be positive"],
     ),
 ];
 

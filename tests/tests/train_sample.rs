@@ -423,11 +423,11 @@ fn a_run_is_never_overwritten_and_resume_needs_the_same_experiment() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     let r = neurogen(
         tmp.path(),
-        &["sample", run.to_str().unwrap(), "-o", "x.csv"],
+        &["sample", run.to_str().unwrap(), "-o", "x.mat"],
     );
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("x.csv") && r.stderr.contains(".npy"),
+        r.stderr.contains("x.mat") && r.stderr.contains(".npy, .npz, .edf, .bdf or .csv"),
         "{}",
         r.stderr
     );

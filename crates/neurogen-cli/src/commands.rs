@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
+use neurogen_data::files::{write_signals, OutputFormat};
 use neurogen_data::{npy, DataError, SignalKind};
 use neurogen_train::{
     load_run, sample_signals, score_signals, train_experiment, Backend, ConfigError, Experiment,
@@ -56,18 +57,22 @@ enum Command {
         /// Seed of the latents and observation noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Output file (.npy); default RUN_DIR/samples.npy.
+        /// Output file; its extension picks the format: .npy, .npz, .edf, .bdf or .csv.
+        /// Default RUN_DIR/samples.npy.
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
         /// Backend, overriding the run's.
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
+        /// Condition to generate, by name, for conditional models (one of the run's labels).
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Write every window an experiment's [data] builds, in physical units.
     Data {
         /// The experiment (TOML).
         config: PathBuf,
-        /// Output file (.npy); default <name>-data.npy.
+        /// Output file (.npy, .npz, .edf, .bdf or .csv); default <name>-data.npy.
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
         /// Override any key, as for train.
@@ -141,7 +146,16 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<()> {
             seed,
             out,
             backend,
-        } => sample(run_dir, *n, *seed, out.as_deref(), *backend, cli.quiet),
+            label,
+        } => sample(
+            run_dir,
+            *n,
+            *seed,
+            out.as_deref(),
+            *backend,
+            label.as_deref(),
+            cli.quiet,
+        ),
         Command::Data { config, out, set } => data(config, out.as_deref(), set, cli.quiet),
         Command::Score {
             run_dir,
@@ -228,23 +242,38 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{stem}{suffix}"))
 }
 
-fn check_npy(path: &Path) -> Result<()> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("npy") => Ok(()),
-        _ => Err(UsageError(format!(
-            "{}: unsupported output format; this version writes .npy",
-            path.display()
-        ))
-        .into()),
+/// Refuses `--label` unless the run's model can generate a chosen condition.
+fn check_label(run_dir: &Path, loaded: &neurogen_train::LoadedRun, label: &str) -> Result<()> {
+    let names = &loaded.info.meta.label_names;
+    if names.is_empty() {
+        bail!(UsageError(format!(
+            "--label {label}: {} was trained on unlabelled data; labels come from epochs, an NPZ `labels` array or a CSV condition column",
+            run_dir.display()
+        )));
     }
+    if !names.iter().any(|n| n == label) {
+        bail!(UsageError(format!(
+            "--label {label}: not a label of {}; its labels are {}",
+            run_dir.display(),
+            names.join(", ")
+        )));
+    }
+    // Every family in this version models p(x), not p(x | label).
+    bail!(UsageError(format!(
+        "--label {label}: the {} model of {} is unconditional and cannot generate one condition; sample without --label",
+        loaded.exp.model.kind(),
+        run_dir.display()
+    )))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sample(
     run_dir: &Path,
     n: usize,
     seed: u64,
     out: Option<&Path>,
     backend: Option<BackendArg>,
+    label: Option<&str>,
     quiet: bool,
 ) -> Result<()> {
     if n == 0 {
@@ -253,11 +282,14 @@ fn sample(
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run_dir.join("samples.npy"));
-    check_npy(&out)?;
+    OutputFormat::of(&out)?;
     let (device, loaded) = open_run(run_dir, backend)?;
+    if let Some(label) = label {
+        check_label(run_dir, &loaded, label)?;
+    }
     let s = sample_signals(&loaded, n, seed, &device)?;
     let shape = [s.n, s.meta.channels, s.meta.time];
-    npy::write_f32(&out, &shape, &s.values)?;
+    write_signals(&out, &s)?;
     let meta = json!({
         "shape": shape,
         "sfreq": s.meta.sfreq,
@@ -315,10 +347,10 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(format!("{}-data.npy", exp.name)));
-    check_npy(&out)?;
+    OutputFormat::of(&out)?;
     let windows = exp.build_data(config)?;
     let s = &windows.signals;
-    npy::write_f32(&out, &[s.n, s.meta.channels, s.meta.time], &s.values)?;
+    write_signals(&out, s)?;
     let mut meta = json!({
         "shape": [s.n, s.meta.channels, s.meta.time],
         "sfreq": s.meta.sfreq,
@@ -327,6 +359,10 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
         "unit": s.meta.unit,
         "windows": windows.info,
     });
+    if !s.meta.label_names.is_empty() {
+        meta["label_names"] = json!(s.meta.label_names);
+        meta["labels"] = json!(s.labels);
+    }
     if let Some((lat, dim)) = &s.latents {
         let lat_path = sidecar(&out, "_latents.npy");
         npy::write_f32(&lat_path, &[s.n, *dim, s.meta.time], lat)?;

@@ -7,7 +7,8 @@
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::sim::{KuramotoConfig, LorenzConfig};
+use crate::files::{ArraySource, CsvSource, EdfSource};
+use crate::sim::{IzhikevichConfig, KuramotoConfig, LorenzConfig, NeuralMassConfig};
 
 /// One variant per built-in simulator or file format, chosen by `source`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,10 +18,44 @@ pub enum Source {
     LorenzSpikes(LorenzConfig),
     /// Coupled phase oscillators mixed into EEG-like channels with 1/f background.
     Kuramoto(KuramotoConfig),
+    /// Jansen–Rit neural-mass columns: EEG-like signals with an alpha rhythm.
+    NeuralMass(NeuralMassConfig),
+    /// A random network of Izhikevich neurons: binned spike counts (or an LFP proxy).
+    Izhikevich(IzhikevichConfig),
+    /// An EDF/EDF+ file (BDF read too: the header decides).
+    Edf(EdfSource),
+    /// A BDF/BDF+ file (EDF read too: the header decides).
+    Bdf(EdfSource),
+    /// A NumPy `.npy` array.
+    Npy(ArraySource),
+    /// A NumPy `.npz` archive (with optional `labels`, `sfreq`, `channel_names`).
+    Npz(ArraySource),
+    /// A CSV file in the channels or trials layout.
+    Csv(CsvSource),
 }
 
 impl Source {
-    const NAMES: &'static [&'static str] = &["lorenz_spikes", "kuramoto"];
+    const NAMES: &'static [&'static str] = &[
+        "lorenz_spikes",
+        "kuramoto",
+        "neural_mass",
+        "izhikevich",
+        "edf",
+        "bdf",
+        "npy",
+        "npz",
+        "csv",
+    ];
+
+    /// The file this source reads, if it reads one.
+    pub fn path_mut(&mut self) -> Option<&mut std::path::PathBuf> {
+        match self {
+            Source::Edf(s) | Source::Bdf(s) => Some(&mut s.path),
+            Source::Npy(s) | Source::Npz(s) => Some(&mut s.path),
+            Source::Csv(s) => Some(&mut s.path),
+            _ => None,
+        }
+    }
 }
 
 /// How windows are scaled before the model sees them.
@@ -157,6 +192,13 @@ impl<'de> Deserialize<'de> for DataConfig {
         let source = match name.as_str() {
             "lorenz_spikes" => from_table(table).map(Source::LorenzSpikes),
             "kuramoto" => from_table(table).map(Source::Kuramoto),
+            "neural_mass" => from_table(table).map(Source::NeuralMass),
+            "izhikevich" => from_table(table).map(Source::Izhikevich),
+            "edf" => from_table(table).map(Source::Edf),
+            "bdf" => from_table(table).map(Source::Bdf),
+            "npy" => from_table(table).map(Source::Npy),
+            "npz" => from_table(table).map(Source::Npz),
+            "csv" => from_table(table).map(Source::Csv),
             other => Err(format!("source: no data source \"{other}\"")),
         }
         .map_err(|e| D::Error::custom(hint(e)))?;

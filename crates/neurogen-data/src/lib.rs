@@ -11,7 +11,10 @@
 //! splits and normalises them with statistics taken from the training split alone.
 
 pub mod config;
+pub mod csv;
+pub mod edf;
 mod error;
+pub mod files;
 pub mod npy;
 mod signals;
 pub mod sim;

@@ -25,6 +25,9 @@ pub struct SignalMeta {
     pub kind: SignalKind,
     /// Physical unit of the values (`"uV"`, `"count"`).
     pub unit: String,
+    /// Names of the labels that [`Signals::labels`] index (empty without labels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_names: Vec<String>,
 }
 
 /// A set of equally shaped windows on the host.
@@ -42,7 +45,8 @@ pub struct Signals {
     pub meta: SignalMeta,
     /// Ground-truth latents `[n, latent_dim, time]` and `latent_dim`, for simulators.
     pub latents: Option<(Vec<f32>, usize)>,
-    /// Optional per-window labels (condition, stimulus) for conditional models.
+    /// Optional per-window labels (condition, stimulus) for conditional models: indices into
+    /// `meta.label_names`.
     pub labels: Option<Vec<u32>>,
 }
 
@@ -83,5 +87,24 @@ impl Signals {
                 .map(|l| indices.iter().map(|&i| l[i]).collect()),
             meta: self.meta.clone(),
         }
+    }
+}
+
+impl Signals {
+    /// The label name of each window, when the windows are labelled.
+    pub fn label_texts(&self) -> Option<Vec<String>> {
+        let labels = self.labels.as_ref()?;
+        Some(
+            labels
+                .iter()
+                .map(|&l| {
+                    self.meta
+                        .label_names
+                        .get(l as usize)
+                        .cloned()
+                        .unwrap_or_else(|| l.to_string())
+                })
+                .collect(),
+        )
     }
 }

@@ -1,5 +1,6 @@
 //! Windows, splits and normalisation.
 
+#[cfg(feature = "burn")]
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -42,6 +43,8 @@ pub struct Windows {
     pub info: Vec<WindowInfo>,
     /// The normalisation the config asks for.
     pub normalize: Normalize,
+    /// The `[data]` table with every default filled, including those that needed the data.
+    pub config: DataConfig,
 }
 
 /// Per-channel affine scaling: `normalised = (physical - mean) / std`.
@@ -121,6 +124,7 @@ pub struct Dataset {
     pub norm: Normalization,
 }
 
+#[cfg(feature = "burn")]
 impl Signals {
     /// The windows at `indices` as a tensor.
     ///
@@ -140,32 +144,28 @@ impl Signals {
 }
 
 impl DataConfig {
-    /// A copy with every default filled in, as written to a run's resolved experiment.
+    /// A copy with every default filled in that can be known without reading a file (a file
+    /// source's window and split unit are filled by [`DataConfig::build`], in
+    /// [`Windows::config`]).
     pub fn resolved(&self) -> DataConfig {
-        let window = self.window.unwrap_or(match &self.source {
-            Source::LorenzSpikes(c) => c.n_bins,
-            Source::Kuramoto(_) => 256,
-        });
-        let trials = match &self.source {
-            Source::LorenzSpikes(c) => c.n_trials,
-            Source::Kuramoto(c) => c.n_recordings,
+        let (window, recordings) = match &self.source {
+            Source::LorenzSpikes(c) => (Some(c.n_bins), Some(c.n_trials)),
+            Source::Kuramoto(c) => (Some(256), Some(c.n_recordings)),
+            Source::NeuralMass(c) => (Some(256), Some(c.n_recordings)),
+            Source::Izhikevich(c) => (Some(c.n_bins), Some(c.n_trials)),
+            // A continuous recording is one; epochs are many.
+            Source::Edf(s) | Source::Bdf(s) => (None, Some(if s.epochs.is_some() { 3 } else { 1 })),
+            Source::Npy(_) | Source::Npz(_) | Source::Csv(_) => (None, None),
         };
-        let kind = match &self.source {
-            Source::LorenzSpikes(_) => SignalKind::Counts,
-            Source::Kuramoto(_) => SignalKind::Continuous,
-        };
+        let window = self.window.or(window);
         DataConfig {
-            window: Some(window),
-            stride: Some(self.stride.unwrap_or(window)),
-            normalize: Some(self.normalize.unwrap_or(match kind {
+            window,
+            stride: self.stride.or(window),
+            normalize: Some(self.normalize.unwrap_or(match self.kind() {
                 SignalKind::Continuous => Normalize::Channel,
                 SignalKind::Counts => Normalize::None,
             })),
-            split_by: Some(self.split_by.unwrap_or(if trials >= 3 {
-                SplitBy::Trial
-            } else {
-                SplitBy::Time
-            })),
+            split_by: self.split_by.or(recordings.map(default_split)),
             ..self.clone()
         }
     }
@@ -174,8 +174,25 @@ impl DataConfig {
     pub fn kind(&self) -> SignalKind {
         match &self.source {
             Source::LorenzSpikes(_) => SignalKind::Counts,
-            Source::Kuramoto(_) => SignalKind::Continuous,
+            Source::Kuramoto(_) | Source::NeuralMass(_) => SignalKind::Continuous,
+            Source::Izhikevich(c) => match c.output {
+                crate::sim::IzhikevichOutput::Spikes => SignalKind::Counts,
+                crate::sim::IzhikevichOutput::Lfp => SignalKind::Continuous,
+            },
+            Source::Edf(_) | Source::Bdf(_) => SignalKind::Continuous,
+            Source::Npy(s) | Source::Npz(s) => s.kind,
+            Source::Csv(s) => s.kind,
         }
+    }
+
+    /// Makes a file source's relative `path` relative to `base` (the experiment's folder).
+    pub fn with_base(mut self, base: &std::path::Path) -> DataConfig {
+        if let Some(p) = self.source.path_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        self
     }
 
     /// Checks the shared keys that need no data.
@@ -219,17 +236,40 @@ impl DataConfig {
     /// Simulates or reads the source and cuts every window.
     pub fn build(&self, seed: u64) -> Result<Windows, DataError> {
         self.check()?;
-        let cfg = self.resolved();
+        let mut cfg = self.resolved();
         let recs = match &cfg.source {
             Source::LorenzSpikes(c) => c.simulate(seed)?,
             Source::Kuramoto(c) => c.simulate(seed)?,
+            Source::NeuralMass(c) => c.simulate(seed)?,
+            Source::Izhikevich(c) => c.simulate(seed)?,
+            Source::Edf(s) | Source::Bdf(s) => s.load()?,
+            Source::Npy(s) => s.load(false)?,
+            Source::Npz(s) => s.load(true)?,
+            Source::Csv(s) => s.load()?,
         };
-        cut_windows(&cfg, &recs, seed)
+        // Defaults that needed the data: a trial's length, and trials split by trial.
+        let shortest = recs.samples.iter().copied().min().unwrap_or(0);
+        let window = cfg
+            .window
+            .unwrap_or(if recs.trials { shortest } else { 256 });
+        cfg.window = Some(window);
+        cfg.stride = Some(cfg.stride.unwrap_or(window));
+        cfg.split_by = Some(cfg.split_by.unwrap_or(default_split(recs.data.len())));
+        cut_windows(cfg, &recs, seed)
+    }
+}
+
+/// Trials when there are enough recordings to put one in each split; time blocks otherwise.
+fn default_split(recordings: usize) -> SplitBy {
+    if recordings >= 3 {
+        SplitBy::Trial
+    } else {
+        SplitBy::Time
     }
 }
 
 /// Assigns recordings (or time blocks) to splits and cuts windows that never straddle two.
-fn cut_windows(cfg: &DataConfig, recs: &Recordings, seed: u64) -> Result<Windows, DataError> {
+fn cut_windows(cfg: DataConfig, recs: &Recordings, seed: u64) -> Result<Windows, DataError> {
     // resolved() filled every option.
     let window = cfg.window.unwrap_or(1);
     let stride = cfg.stride.unwrap_or(window);
@@ -290,11 +330,21 @@ fn cut_windows(cfg: &DataConfig, recs: &Recordings, seed: u64) -> Result<Windows
 
     let mut values = Vec::new();
     let mut lat_values = Vec::new();
+    let mut labels = Vec::new();
     let mut info = Vec::new();
     for &(r, lo, hi, split) in &segments {
         let t = recs.samples[r];
+        let breaks = recs.breaks.get(r).map(Vec::as_slice).unwrap_or_default();
         let mut start = lo;
         while start + window <= hi {
+            // No window straddles a gap in time: restart at the gap.
+            if let Some(&b) = breaks.iter().find(|&&b| b > start && b < start + window) {
+                start = b;
+                continue;
+            }
+            if let Some((l, _)) = &recs.labels {
+                labels.push(l[r]);
+            }
             for c in 0..channels {
                 values.extend_from_slice(&recs.data[r][c * t + start..c * t + start + window]);
             }
@@ -336,12 +386,18 @@ fn cut_windows(cfg: &DataConfig, recs: &Recordings, seed: u64) -> Result<Windows
                 channel_names: recs.channel_names.clone(),
                 kind: recs.kind,
                 unit: recs.unit.clone(),
+                label_names: recs
+                    .labels
+                    .as_ref()
+                    .map(|(_, names)| names.clone())
+                    .unwrap_or_default(),
             },
             latents: recs.latents.as_ref().map(|(_, d)| (lat_values, *d)),
-            labels: None,
+            labels: recs.labels.as_ref().map(|_| labels),
         },
         info,
         normalize: cfg.normalize.unwrap_or(Normalize::None),
+        config: cfg,
     })
 }
 

@@ -145,6 +145,10 @@ impl Experiment {
             apply_override(&mut table, arg)?;
         }
         let mut exp = Self::from_table(table, path)?;
+        // A recording's path is relative to the experiment file; the run keeps it absolute.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        exp.data = exp.data.with_base(&dir);
         if exp.name.is_empty() {
             exp.name = path
                 .file_stem()
@@ -236,7 +240,13 @@ impl Experiment {
     pub fn build_data(&self, path: &Path) -> Result<neurogen_data::Windows, crate::TrainError> {
         self.data.build(self.seed).map_err(|e| match e {
             DataError::Invalid { key, message } => invalid_data(path, key, message).into(),
-            other => other.into(),
+            // The recording named by data.path is unreadable or malformed: name both files.
+            e @ (DataError::Format { .. } | DataError::Io { .. }) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "data.path".into(),
+                message: e.to_string(),
+            }
+            .into(),
         })
     }
 

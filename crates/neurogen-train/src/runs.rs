@@ -68,6 +68,9 @@ pub fn train_experiment(
     opts: FitOptions,
 ) -> Result<FitReport, TrainError> {
     let mut exp = exp.clone();
+    let windows = exp.build_data(config_path)?;
+    // Defaults only the data could settle (a file's window length, split unit).
+    exp.data = windows.config.clone();
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -103,7 +106,6 @@ pub fn train_experiment(
     }
     exp.provenance = Some(provenance);
 
-    let windows = exp.build_data(config_path)?;
     let data = windows.into_dataset();
     tracing::info!(
         train = data.train.n,

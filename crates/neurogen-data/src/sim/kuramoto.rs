@@ -184,6 +184,9 @@ impl KuramotoConfig {
             kind: SignalKind::Continuous,
             unit: "uV".into(),
             latents: Some((latents, k)),
+            trials: false,
+            breaks: Vec::new(),
+            labels: None,
         })
     }
 }

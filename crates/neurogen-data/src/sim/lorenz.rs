@@ -192,6 +192,9 @@ impl LorenzConfig {
             kind: SignalKind::Counts,
             unit: "count".into(),
             latents: Some((latents, 3)),
+            trials: true,
+            breaks: Vec::new(),
+            labels: None,
         };
         Ok((recs, rates))
     }

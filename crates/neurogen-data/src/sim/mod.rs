@@ -3,11 +3,15 @@
 //! Each is a pure function of its config and a seed: the same seed gives the same bytes on every
 //! machine (host `StdRng`, no threads), and each keeps the latent state that produced its data.
 
+mod izhikevich;
 mod kuramoto;
 mod lorenz;
+mod neural_mass;
 
+pub use izhikevich::{IzhikevichConfig, IzhikevichOutput};
 pub use kuramoto::KuramotoConfig;
 pub use lorenz::{poisson, LorenzConfig};
+pub use neural_mass::NeuralMassConfig;
 
 use crate::SignalKind;
 
@@ -32,6 +36,14 @@ pub struct Recordings {
     pub unit: String,
     /// Ground truth, `[latent_dim, samples]` per recording, and `latent_dim`.
     pub latents: Option<(Vec<Vec<f32>>, usize)>,
+    /// Each recording is one trial (its length is the natural window), not a stretch of a
+    /// continuous recording.
+    pub trials: bool,
+    /// Per recording, the sample indices where a gap in time begins (EDF+D); no window
+    /// straddles one.
+    pub breaks: Vec<Vec<usize>>,
+    /// A label per recording and the label names it indexes.
+    pub labels: Option<(Vec<u32>, Vec<String>)>,
 }
 
 impl Recordings {
@@ -217,6 +229,73 @@ mod tests {
         let background = band_mean(14.0, 17.0).max(band_mean(30.0, 38.0));
         assert!(band_mean(9.0, 11.0) > 5.0 * background);
         assert!(band_mean(20.0, 22.0) > 5.0 * background);
+    }
+
+    #[test]
+    fn jansen_rit_spectrum_peaks_in_the_alpha_band() {
+        let cfg = NeuralMassConfig {
+            duration_s: 30.0,
+            n_columns: 2,
+            ..NeuralMassConfig::default()
+        };
+        let recs = cfg.simulate(3).unwrap();
+        let t = recs.samples[0];
+        let freqs: Vec<f64> = (4..=160).map(|i| i as f64 * 0.25).collect();
+        let seg = 256;
+        let mut psd = vec![0f64; freqs.len()];
+        for c in 0..cfg.n_columns {
+            for s in recs.data[0][c * t..(c + 1) * t].chunks_exact(seg) {
+                for (p, &f) in psd.iter_mut().zip(&freqs) {
+                    *p += power_at(s, cfg.sfreq, f);
+                }
+            }
+        }
+        let (peak_f, _) =
+            freqs
+                .iter()
+                .zip(&psd)
+                .fold((0.0, 0.0), |a, (f, p)| if *p > a.1 { (*f, *p) } else { a });
+        assert!((8.0..=12.0).contains(&peak_f), "peak at {peak_f} Hz");
+        // EEG-like amplitude in µV, and a latent per column.
+        let sd = {
+            let x = &recs.data[0][..t];
+            (x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / t as f64).sqrt()
+        };
+        assert!((2.0..200.0).contains(&sd), "sd {sd} µV");
+        assert_eq!(recs.latents.as_ref().unwrap().1, 2);
+    }
+
+    #[test]
+    fn izhikevich_rates_fall_in_the_documented_ranges() {
+        let cfg = IzhikevichConfig {
+            n_trials: 20,
+            ..IzhikevichConfig::default()
+        };
+        let recs = cfg.simulate(1).unwrap();
+        let (ne, n) = (cfg.n_excitatory, cfg.n_excitatory + cfg.n_inhibitory);
+        assert_eq!(recs.channels(), n);
+        let seconds = (cfg.n_trials * cfg.n_bins * cfg.bin_ms) as f64 / 1000.0;
+        let t = cfg.n_bins;
+        let rate = |i: usize| {
+            recs.data
+                .iter()
+                .map(|d| d[i * t..(i + 1) * t].iter().sum::<f32>() as f64)
+                .sum::<f64>()
+                / seconds
+        };
+        let mean = |r: std::ops::Range<usize>| {
+            let k = r.len() as f64;
+            r.map(rate).sum::<f64>() / k
+        };
+        let (exc, inh) = (mean(0..ne), mean(ne..n));
+        assert!((2.0..=30.0).contains(&exc), "excitatory {exc} Hz");
+        assert!((5.0..=60.0).contains(&inh), "inhibitory {inh} Hz");
+        assert!(inh > exc, "fast-spiking cells fire faster: {inh} vs {exc}");
+        assert!(recs
+            .data
+            .iter()
+            .flatten()
+            .all(|&c| c >= 0.0 && c.fract() == 0.0));
     }
 
     #[test]

@@ -1,0 +1,708 @@
+//! EDF, EDF+ and BDF(+) files: reading every signal with its annotations, writing windows.
+//!
+//! Our own reader and writer (no EDF crate handled BDF, EDF+D gaps, negative gain and
+//! sub-second starts together). The whole file is read into memory first, so nothing is ever
+//! allocated from a header field: every count a header declares is checked against the file's
+//! size before it is used, and every error names the file and the field.
+//!
+//! Times are seconds after the header's start date/time. A data record's start comes from its
+//! time-keeping TAL in EDF+/BDF+ (which carries a sub-second start and the gaps of EDF+D) and
+//! is `index × duration` in plain EDF/BDF.
+
+use std::path::Path;
+
+use crate::DataError;
+
+/// 16-bit EDF or 24-bit BDF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdfFormat {
+    /// European Data Format, 16-bit samples.
+    Edf,
+    /// BioSemi Data Format, 24-bit samples.
+    Bdf,
+}
+
+impl EdfFormat {
+    fn bytes(self) -> usize {
+        match self {
+            EdfFormat::Edf => 2,
+            EdfFormat::Bdf => 3,
+        }
+    }
+
+    fn digital_range(self) -> (i32, i32) {
+        match self {
+            EdfFormat::Edf => (-32768, 32767),
+            EdfFormat::Bdf => (-8_388_608, 8_388_607),
+        }
+    }
+
+    fn annotation_label(self) -> &'static str {
+        match self {
+            EdfFormat::Edf => "EDF Annotations",
+            EdfFormat::Bdf => "BDF Annotations",
+        }
+    }
+}
+
+/// One ordinary signal: its header fields and its samples in physical units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdfSignal {
+    /// Label (channel name), trimmed.
+    pub label: String,
+    /// Physical dimension (unit), trimmed.
+    pub unit: String,
+    /// Samples per second.
+    pub sfreq: f64,
+    /// Samples in each data record.
+    pub samples_per_record: usize,
+    /// Physical minimum and maximum as written (the minimum may exceed the maximum).
+    pub physical: (f64, f64),
+    /// Digital minimum and maximum.
+    pub digital: (i32, i32),
+    /// Every sample of every record, in physical units.
+    pub values: Vec<f64>,
+}
+
+/// One annotation: onset (s after the start date/time), duration (s) and text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    /// Seconds after the header's start date/time.
+    pub onset: f64,
+    /// Duration in seconds, when given.
+    pub duration: Option<f64>,
+    /// The text (UTF-8).
+    pub text: String,
+}
+
+/// A whole EDF/BDF file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdfFile {
+    /// EDF or BDF.
+    pub format: EdfFormat,
+    /// EDF+/BDF+ (has an annotation signal and a reserved field `EDF+C`/`EDF+D`).
+    pub plus: bool,
+    /// The EDF+D flag: records may have gaps between them.
+    pub discontinuous: bool,
+    /// Seconds per data record.
+    pub record_duration: f64,
+    /// Start of each data record, seconds after the start date/time.
+    pub record_onsets: Vec<f64>,
+    /// The ordinary signals (annotation signals excluded).
+    pub signals: Vec<EdfSignal>,
+    /// Every annotation except the time-keeping ones.
+    pub annotations: Vec<Annotation>,
+}
+
+impl EdfFile {
+    /// Sample indices (into a signal of `samples_per_record`) where a gap in time begins:
+    /// record `r` does not start where record `r − 1` ended.
+    pub fn breaks(&self, samples_per_record: usize) -> Vec<usize> {
+        let d = self.record_duration;
+        (1..self.record_onsets.len())
+            .filter(|&r| (self.record_onsets[r] - (self.record_onsets[r - 1] + d)).abs() > 1e-6)
+            .map(|r| r * samples_per_record)
+            .collect()
+    }
+
+    /// The sample index (in a signal at `sfreq` with `samples_per_record`) of time `t`, or
+    /// `None` when `t` falls outside every record.
+    pub fn sample_at(&self, t: f64, sfreq: f64, samples_per_record: usize) -> Option<usize> {
+        let d = self.record_duration;
+        let r = self.record_onsets.partition_point(|&on| on <= t + 1e-9);
+        let r = r.checked_sub(1)?;
+        let within = t - self.record_onsets[r];
+        if within >= d - 1e-9 * d.max(1.0) {
+            return None;
+        }
+        let k = ((within * sfreq).round() as usize).min(samples_per_record - 1);
+        Some(r * samples_per_record + k)
+    }
+}
+
+/// Reads an EDF, EDF+, BDF or BDF+ file (the format comes from the first byte, not the name).
+pub fn read(path: &Path) -> Result<EdfFile, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&bytes).map_err(|message| DataError::Format {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Header text of `len` bytes at `at`: printable ASCII, trimmed.
+fn field(bytes: &[u8], at: usize, len: usize, name: &str) -> Result<String, String> {
+    let raw = bytes
+        .get(at..at + len)
+        .ok_or_else(|| format!("{name}: the header ends before this field"))?;
+    if let Some(b) = raw.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
+        return Err(format!(
+            "{name}: byte 0x{b:02x} is not printable ASCII (EDF header fields are ASCII)"
+        ));
+    }
+    // Checked ASCII above.
+    Ok(String::from_utf8_lossy(raw).trim().to_string())
+}
+
+fn number<T: std::str::FromStr>(text: &str, name: &str, what: &str) -> Result<T, String> {
+    text.parse::<T>()
+        .map_err(|_| format!("{name}: \"{text}\" is not {what}"))
+}
+
+/// Parses a whole file held in memory.
+pub fn parse(bytes: &[u8]) -> Result<EdfFile, String> {
+    if bytes.len() < 256 {
+        return Err(format!(
+            "header: {} bytes, an EDF/BDF header has at least 256",
+            bytes.len()
+        ));
+    }
+    let format = if bytes[0] == 0xff && &bytes[1..8] == b"BIOSEMI" {
+        EdfFormat::Bdf
+    } else if &bytes[..8] == b"0       " {
+        EdfFormat::Edf
+    } else {
+        return Err(
+            "version: expected \"0\" (EDF) or 0xFF \"BIOSEMI\" (BDF); not an EDF/BDF file".into(),
+        );
+    };
+    let header_bytes: usize = number(
+        &field(bytes, 184, 8, "header bytes")?,
+        "header bytes",
+        "a byte count",
+    )?;
+    let reserved = field(bytes, 192, 44, "reserved")?;
+    let n_records_text = field(bytes, 236, 8, "number of data records")?;
+    let n_records: i64 = number(&n_records_text, "number of data records", "an integer")?;
+    let record_duration: f64 = number(
+        &field(bytes, 244, 8, "duration of a data record")?,
+        "duration of a data record",
+        "a number of seconds",
+    )?;
+    if !(record_duration.is_finite() && record_duration > 0.0) {
+        return Err(format!(
+            "duration of a data record: {record_duration} s; expected a positive duration"
+        ));
+    }
+    let ns: usize = number(
+        &field(bytes, 252, 4, "number of signals")?,
+        "number of signals",
+        "a count",
+    )?;
+    if ns == 0 {
+        return Err("number of signals: 0; the file holds no signal".into());
+    }
+    let expected_header = 256 + 256 * ns.min(bytes.len());
+    if expected_header > bytes.len() {
+        return Err(format!(
+            "number of signals: {ns} signals need a {expected_header}-byte header, the file has {} bytes",
+            bytes.len()
+        ));
+    }
+    if header_bytes != expected_header {
+        return Err(format!(
+            "header bytes: {header_bytes}, but {ns} signals make a {expected_header}-byte header"
+        ));
+    }
+    let plus = reserved.starts_with("EDF+") || reserved.starts_with("BDF+");
+    let discontinuous = reserved.starts_with("EDF+D") || reserved.starts_with("BDF+D");
+
+    // Signal headers: each field is ns consecutive entries.
+    let mut offset = 256;
+    let mut col = |len: usize, name: &str| -> Result<Vec<String>, String> {
+        let out = (0..ns)
+            .map(|i| {
+                field(
+                    bytes,
+                    offset + i * len,
+                    len,
+                    &format!("signal {} {name}", i + 1),
+                )
+            })
+            .collect();
+        offset += ns * len;
+        out
+    };
+    let labels = col(16, "label")?;
+    let _transducer = col(80, "transducer")?;
+    let units = col(8, "physical dimension")?;
+    let pmins = col(8, "physical minimum")?;
+    let pmaxs = col(8, "physical maximum")?;
+    let dmins = col(8, "digital minimum")?;
+    let dmaxs = col(8, "digital maximum")?;
+    let _prefilter = col(80, "prefiltering")?;
+    let sprs = col(8, "samples per record")?;
+    let (lo, hi) = format.digital_range();
+    let ann_label = format.annotation_label();
+
+    struct Head {
+        label: String,
+        unit: String,
+        physical: (f64, f64),
+        digital: (i32, i32),
+        spr: usize,
+        annotation: bool,
+    }
+    let mut heads = Vec::with_capacity(ns);
+    for i in 0..ns {
+        let name = |f: &str| format!("signal {} (\"{}\") {f}", i + 1, labels[i]);
+        let spr: usize = number(&sprs[i], &name("samples per record"), "a count")?;
+        if spr == 0 {
+            return Err(format!("{}: 0", name("samples per record")));
+        }
+        let annotation = labels[i] == ann_label;
+        let dmin: i32 = number(&dmins[i], &name("digital minimum"), "an integer")?;
+        let dmax: i32 = number(&dmaxs[i], &name("digital maximum"), "an integer")?;
+        let pmin: f64 = number(&pmins[i], &name("physical minimum"), "a number")?;
+        let pmax: f64 = number(&pmaxs[i], &name("physical maximum"), "a number")?;
+        if !annotation {
+            if dmin >= dmax || dmin < lo || dmax > hi {
+                return Err(format!(
+                    "{}: digital range [{dmin}, {dmax}] must satisfy {lo} ≤ min < max ≤ {hi}",
+                    name("digital minimum/maximum")
+                ));
+            }
+            if !(pmin.is_finite() && pmax.is_finite()) || pmin == pmax {
+                return Err(format!(
+                    "{}: physical range [{pmin}, {pmax}] must be two different finite numbers",
+                    name("physical minimum/maximum")
+                ));
+            }
+        }
+        heads.push(Head {
+            label: labels[i].clone(),
+            unit: units[i].clone(),
+            physical: (pmin, pmax),
+            digital: (dmin, dmax),
+            spr,
+            annotation,
+        });
+    }
+    if plus && !heads.iter().any(|h| h.annotation) {
+        return Err(format!(
+            "reserved: \"{reserved}\" declares EDF+/BDF+ but no signal is labelled \"{ann_label}\""
+        ));
+    }
+
+    // Records: sizes checked against the file before anything is allocated from them.
+    let width = format.bytes();
+    let record_bytes = heads
+        .iter()
+        .try_fold(0usize, |a, h| h.spr.checked_mul(width)?.checked_add(a))
+        .filter(|&b| b > 0 && b <= bytes.len())
+        .ok_or("samples per record: one data record would be larger than the file")?;
+    let data = &bytes[header_bytes..];
+    let n_records = match n_records {
+        -1 => data.len() / record_bytes,
+        n if n >= 0 => {
+            let n = n as usize;
+            if n.checked_mul(record_bytes) != Some(data.len()) {
+                let have = data.len() / record_bytes;
+                return Err(format!(
+                    "number of data records: the header declares {n} records of {record_bytes} bytes, the file holds {} bytes of data ({have} whole records){}",
+                    data.len(),
+                    if data.len() < n.saturating_mul(record_bytes) { "; the file is truncated" } else { "" }
+                ));
+            }
+            n
+        }
+        n => {
+            return Err(format!(
+                "number of data records: {n}; expected a count or -1"
+            ))
+        }
+    };
+    if n_records == 0 {
+        return Err("number of data records: 0; the file holds no data".into());
+    }
+
+    let mut signals: Vec<EdfSignal> = Vec::new();
+    let mut index_of = Vec::with_capacity(ns);
+    for h in &heads {
+        if h.annotation {
+            index_of.push(None);
+        } else {
+            index_of.push(Some(signals.len()));
+            signals.push(EdfSignal {
+                label: h.label.clone(),
+                unit: h.unit.clone(),
+                sfreq: h.spr as f64 / record_duration,
+                samples_per_record: h.spr,
+                physical: h.physical,
+                digital: h.digital,
+                values: Vec::with_capacity(h.spr * n_records),
+            });
+        }
+    }
+    let mut record_onsets = Vec::with_capacity(n_records);
+    let mut annotations = Vec::new();
+    for r in 0..n_records {
+        let mut at = r * record_bytes;
+        let mut keeping: Option<f64> = None;
+        for (h, idx) in heads.iter().zip(&index_of) {
+            let chunk = &data[at..at + h.spr * width];
+            at += h.spr * width;
+            match idx {
+                Some(s) => {
+                    let (pmin, pmax) = h.physical;
+                    let (dmin, dmax) = h.digital;
+                    let gain = (pmax - pmin) / (dmax - dmin) as f64;
+                    let out = &mut signals[*s].values;
+                    for c in chunk.chunks_exact(width) {
+                        let d = match width {
+                            2 => i16::from_le_bytes([c[0], c[1]]) as i32,
+                            // Sign-extend the 24-bit value through the top byte.
+                            _ => i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8,
+                        };
+                        out.push((d - dmin) as f64 * gain + pmin);
+                    }
+                }
+                None => {
+                    let tals = parse_tals(chunk)
+                        .map_err(|e| format!("data record {} annotation signal: {e}", r + 1))?;
+                    for (i, a) in tals.into_iter().enumerate() {
+                        // The first TAL of the first annotation signal keeps the record's time.
+                        if i == 0 && keeping.is_none() && a.text.is_empty() {
+                            keeping = Some(a.onset);
+                        } else if !a.text.is_empty() {
+                            annotations.push(a);
+                        }
+                    }
+                }
+            }
+        }
+        let onset = match keeping {
+            Some(t) => t,
+            None if plus => {
+                return Err(format!(
+                "data record {}: EDF+ requires a time-keeping TAL first in the annotation signal",
+                r + 1
+            ))
+            }
+            None => r as f64 * record_duration,
+        };
+        if let Some(&prev) = record_onsets.last() {
+            if onset < prev + record_duration - 1e-6 {
+                return Err(format!(
+                    "data record {}: starts at {onset} s, before the previous record ends ({} s)",
+                    r + 1,
+                    prev + record_duration
+                ));
+            }
+        }
+        record_onsets.push(onset);
+    }
+    Ok(EdfFile {
+        format,
+        plus,
+        discontinuous,
+        record_duration,
+        record_onsets,
+        signals,
+        annotations,
+    })
+}
+
+/// Time-stamped annotation lists of one record's annotation signal.
+///
+/// Each TAL is `+onset[\x15duration]\x14text\x14[text\x14…]\x00`; the rest is `\x00` padding.
+/// A TAL with no text is still returned (empty text): the first one keeps the record's time.
+fn parse_tals(chunk: &[u8]) -> Result<Vec<Annotation>, String> {
+    let mut out = Vec::new();
+    for tal in chunk.split(|&b| b == 0).filter(|t| !t.is_empty()) {
+        let mut parts = tal.split(|&b| b == 0x14);
+        let stamp = parts.next().unwrap_or_default();
+        let stamp = std::str::from_utf8(stamp).map_err(|_| "a time stamp is not text")?;
+        let (onset_text, duration_text) = match stamp.split_once('\x15') {
+            Some((o, d)) => (o, Some(d)),
+            None => (stamp, None),
+        };
+        if !(onset_text.starts_with('+') || onset_text.starts_with('-')) {
+            return Err(format!("onset \"{onset_text}\" must start with '+' or '-'"));
+        }
+        let onset: f64 = onset_text
+            .parse()
+            .map_err(|_| format!("onset \"{onset_text}\" is not a number"))?;
+        let duration = match duration_text {
+            Some(d) if !d.is_empty() => Some(
+                d.parse::<f64>()
+                    .ok()
+                    .filter(|d| d.is_finite() && *d >= 0.0)
+                    .ok_or(format!("duration \"{d}\" is not a number of seconds"))?,
+            ),
+            _ => None,
+        };
+        if !onset.is_finite() {
+            return Err(format!("onset \"{onset_text}\" is not finite"));
+        }
+        let texts: Vec<&[u8]> = parts.filter(|p| !p.is_empty()).collect();
+        if texts.is_empty() {
+            out.push(Annotation {
+                onset,
+                duration,
+                text: String::new(),
+            });
+        }
+        for t in texts {
+            let text = std::str::from_utf8(t)
+                .map_err(|_| format!("the annotation at {onset} s is not UTF-8"))?;
+            out.push(Annotation {
+                onset,
+                duration,
+                text: text.to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What [`write`] puts in a file: equal-length windows, one data record per window.
+#[derive(Debug, Clone, Copy)]
+pub struct EdfWindows<'a> {
+    /// `[n, channels, time]` in physical units.
+    pub values: &'a [f32],
+    /// Windows.
+    pub n: usize,
+    /// Channel names (at most 16 ASCII characters are kept).
+    pub channel_names: &'a [String],
+    /// Samples per window.
+    pub time: usize,
+    /// Samples per second.
+    pub sfreq: f64,
+    /// Physical dimension of every channel (`uV`, `count`).
+    pub unit: &'a str,
+    /// One annotation per window at its onset (its label), or none.
+    pub labels: Option<&'a [String]>,
+    /// Integer counts: digital step 1 so counts come back exactly.
+    pub integer: bool,
+}
+
+/// An EDF header number: the shortest text of at most 8 characters that parses back within
+/// `tolerance`, rounded in the direction `dir` (−1 down, +1 up, 0 nearest).
+fn fit8(x: f64, dir: i32) -> Option<String> {
+    for decimals in (0..=7).rev() {
+        let scale = 10f64.powi(decimals);
+        let v = match dir {
+            d if d < 0 => (x * scale).floor() / scale,
+            d if d > 0 => (x * scale).ceil() / scale,
+            _ => (x * scale).round() / scale,
+        };
+        let s = format!("{v:.*}", decimals as usize);
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        };
+        let s = if s == "-0" { "0".to_string() } else { s };
+        if s.len() <= 8 {
+            return Some(s);
+        }
+    }
+    None
+}
+
+fn pad(out: &mut Vec<u8>, text: &str, len: usize) {
+    let mut b: Vec<u8> = text
+        .bytes()
+        .map(|c| if (0x20..=0x7e).contains(&c) { c } else { b'_' })
+        .take(len)
+        .collect();
+    b.resize(len, b' ');
+    out.extend_from_slice(&b);
+}
+
+/// Writes windows as an EDF+C (or BDF+C) file, atomically: one data record per window,
+/// anonymous patient and recording fields, per-channel physical ranges that cover the samples.
+pub fn write(path: &Path, format: EdfFormat, w: &EdfWindows) -> Result<(), DataError> {
+    let bad = |message: String| DataError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let channels = w.channel_names.len();
+    if w.n == 0 || channels == 0 || w.time == 0 || w.values.len() != w.n * channels * w.time {
+        return Err(bad(format!(
+            "nothing to write: {} values for {} windows of {channels} channels × {} samples",
+            w.values.len(),
+            w.n,
+            w.time
+        )));
+    }
+    if let Some(v) = w.values.iter().find(|v| !v.is_finite()) {
+        return Err(bad(format!(
+            "a sample is {v}; EDF stores finite values only"
+        )));
+    }
+    let duration = w.time as f64 / w.sfreq;
+    let duration_text = fit8(duration, 0)
+        .filter(|s| s.parse::<f64>().is_ok_and(|d| (d * w.sfreq - w.time as f64).abs() < 1e-6))
+        .ok_or_else(|| {
+            bad(format!(
+                "a window of {} samples at {} Hz lasts {duration} s, which an EDF record duration (8 characters) cannot state exactly",
+                w.time, w.sfreq
+            ))
+        })?;
+    let (dlo, dhi) = format.digital_range();
+    // Per channel: physical range covering every sample, rounded outward to 8 characters.
+    let mut ranges = Vec::with_capacity(channels);
+    for c in 0..channels {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for i in 0..w.n {
+            let row = &w.values[(i * channels + c) * w.time..(i * channels + c + 1) * w.time];
+            for &v in row {
+                lo = lo.min(v as f64);
+                hi = hi.max(v as f64);
+            }
+        }
+        let (pmin, pmax) = if w.integer && hi - lo <= (dhi - dlo) as f64 {
+            // Step exactly 1: physical = digital − dmin + pmin.
+            (lo.floor(), lo.floor() + (dhi - dlo) as f64)
+        } else {
+            let margin = ((hi - lo) * 1e-6)
+                .max(1e-6 * hi.abs().max(lo.abs()))
+                .max(1e-9);
+            let (lo, hi) = if hi - lo < 1e-6 {
+                (lo - 1.0, hi + 1.0)
+            } else {
+                (lo - margin, hi + margin)
+            };
+            let a = fit8(lo, -1).and_then(|s| s.parse::<f64>().ok());
+            let b = fit8(hi, 1).and_then(|s| s.parse::<f64>().ok());
+            match (a, b) {
+                (Some(a), Some(b)) => (a, b),
+                _ => {
+                    return Err(bad(format!(
+                    "channel \"{}\": values up to {hi} do not fit the 8-character physical range",
+                    w.channel_names[c]
+                )))
+                }
+            }
+        };
+        ranges.push((pmin, pmax));
+    }
+    // Annotation signal: time-keeping TAL plus this window's label.
+    let tals: Vec<Vec<u8>> = (0..w.n)
+        .map(|i| {
+            let t =
+                fit8(i as f64 * duration, 0).unwrap_or_else(|| format!("{}", i as f64 * duration));
+            let mut tal = format!("+{t}\x14\x14\0").into_bytes();
+            if let Some(labels) = w.labels {
+                tal.extend_from_slice(format!("+{t}\x14{}\x14\0", labels[i]).as_bytes());
+            }
+            tal
+        })
+        .collect();
+    let width = format.bytes();
+    let ann_samples = tals
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(width)
+        .max(8);
+
+    let ns = channels + 1;
+    let mut out = Vec::with_capacity(256 * (ns + 1) + w.values.len() * width);
+    match format {
+        EdfFormat::Edf => pad(&mut out, "0", 8),
+        EdfFormat::Bdf => {
+            out.push(0xff);
+            pad(&mut out, "BIOSEMI", 7);
+        }
+    }
+    pad(&mut out, "X X X X", 80);
+    pad(&mut out, "Startdate X X X X", 80);
+    pad(&mut out, "01.01.85", 8);
+    pad(&mut out, "00.00.00", 8);
+    pad(&mut out, &(256 * (ns + 1)).to_string(), 8);
+    pad(
+        &mut out,
+        match format {
+            EdfFormat::Edf => "EDF+C",
+            EdfFormat::Bdf => "BDF+C",
+        },
+        44,
+    );
+    pad(&mut out, &w.n.to_string(), 8);
+    pad(&mut out, &duration_text, 8);
+    pad(&mut out, &ns.to_string(), 4);
+    let ann = format.annotation_label();
+    let fmt_num = |x: f64| fit8(x, 0).unwrap_or_default();
+    for name in w.channel_names {
+        pad(&mut out, name, 16);
+    }
+    pad(&mut out, ann, 16);
+    for _ in 0..ns {
+        pad(&mut out, "", 80);
+    }
+    for _ in 0..channels {
+        pad(&mut out, w.unit, 8);
+    }
+    pad(&mut out, "", 8);
+    for (pmin, _) in &ranges {
+        pad(&mut out, &fmt_num(*pmin), 8);
+    }
+    pad(&mut out, "-1", 8);
+    for (_, pmax) in &ranges {
+        pad(&mut out, &fmt_num(*pmax), 8);
+    }
+    pad(&mut out, "1", 8);
+    for _ in 0..ns {
+        pad(&mut out, &dlo.to_string(), 8);
+    }
+    for _ in 0..ns {
+        pad(&mut out, &dhi.to_string(), 8);
+    }
+    for _ in 0..ns {
+        pad(&mut out, "", 80);
+    }
+    for _ in 0..channels {
+        pad(&mut out, &w.time.to_string(), 8);
+    }
+    pad(&mut out, &ann_samples.to_string(), 8);
+    for _ in 0..ns {
+        pad(&mut out, "", 32);
+    }
+    for (i, tal) in tals.iter().enumerate() {
+        for (c, &(pmin, pmax)) in ranges.iter().enumerate() {
+            let gain = (pmax - pmin) / (dhi - dlo) as f64;
+            let row = &w.values[(i * channels + c) * w.time..(i * channels + c + 1) * w.time];
+            for &v in row {
+                let d = (((v as f64 - pmin) / gain).round() as i64 + dlo as i64)
+                    .clamp(dlo as i64, dhi as i64) as i32;
+                out.extend_from_slice(&d.to_le_bytes()[..width]);
+            }
+        }
+        let start = out.len();
+        out.extend_from_slice(tal);
+        out.resize(start + ann_samples * width, 0);
+    }
+    crate::npy::write_atomic(path, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_numbers_fit_eight_characters_and_round_outward() {
+        assert_eq!(fit8(1.5, 0).unwrap(), "1.5");
+        assert_eq!(fit8(-123.456789, -1).unwrap(), "-123.457");
+        assert_eq!(fit8(123.456789, 1).unwrap(), "123.4568");
+        assert_eq!(fit8(-0.0000001, 0).unwrap(), "0");
+        assert!(fit8(1e12, 0).is_none());
+    }
+
+    #[test]
+    fn tals_keep_time_duration_and_utf8_text() {
+        let chunk = b"+0.25\x14\x14\0+1.5\x152\x14stim \xc2\xb5\x14second\x14\0\0\0";
+        let t = parse_tals(chunk).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!((t[0].onset, t[0].text.as_str()), (0.25, ""));
+        assert_eq!(t[1].duration, Some(2.0));
+        assert_eq!(t[1].text, "stim µ");
+        assert_eq!(t[2].text, "second");
+        assert!(parse_tals(b"1.5\x14x\x14\0").unwrap_err().contains("'+'"));
+    }
+}
