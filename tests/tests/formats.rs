@@ -749,3 +749,31 @@ fn npz_member_larger_than_declared_is_refused() {
     let e = npy::parse_npz(b"PK\x03\x04garbage").unwrap_err();
     assert!(e.contains("zip"), "{e}");
 }
+
+/// Inputs the fuzzers found that once crashed a reader: each must now end in an error.
+#[test]
+fn fuzz_findings_stay_fixed() {
+    let dir = root().join("tests/fixtures/fuzz");
+    let mut n = 0;
+    for (sub, parse) in [
+        (
+            "edf",
+            (|b: &[u8]| edf::parse(b).err()) as fn(&[u8]) -> Option<String>,
+        ),
+        ("npy", |b: &[u8]| {
+            npy::parse(b).err().or(npy::parse_npz(b).err())
+        }),
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let err = parse(&bytes);
+            assert!(err.is_some(), "{}: must be refused", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "the regression inputs are missing");
+}

@@ -146,7 +146,9 @@ impl Dtype {
                 "descr: dtype '{d}' is not supported (little-endian float32/64, int8/16/32/64, uint8/16/32/64 or unicode '<U')"
             )
         };
-        let (order, code) = d.split_at(1.min(d.len()));
+        // By characters, not bytes: the header may hold any UTF-8 (found by fuzzing).
+        let split = d.chars().next().map_or(0, char::len_utf8);
+        let (order, code) = d.split_at(split);
         if !matches!(order, "<" | "|") {
             return Err(if order == ">" {
                 format!(
