@@ -76,6 +76,24 @@ fn number(path: &Path, text: &str, row: usize, column: &str) -> Result<f32, Data
     })
 }
 
+/// Record `i` (file row `i + 2`, after the header) with as many fields as the header.
+fn checked(
+    path: &Path,
+    i: usize,
+    rec: Result<::csv::StringRecord, ::csv::Error>,
+    width: usize,
+) -> Result<(usize, ::csv::StringRecord), DataError> {
+    let row = i + 2;
+    let rec = rec.map_err(|e| format_err(path, format!("row {row}: {e}")))?;
+    if rec.len() != width {
+        return Err(format_err(
+            path,
+            format!("row {row}: {} fields, the header has {width}", rec.len()),
+        ));
+    }
+    Ok((row, rec))
+}
+
 /// Columns that hold time in the channels layout, when they come first.
 const TIME_NAMES: &[&str] = &["time", "t", "seconds", "time_s", "timestamp"];
 
@@ -99,18 +117,7 @@ pub fn read_channels(path: &Path) -> Result<ChannelTable, DataError> {
     let mut cols: Vec<Vec<f32>> = vec![Vec::new(); channel_names.len()];
     let mut times = Vec::new();
     for (i, rec) in r.records().enumerate() {
-        let row = i + 2;
-        let rec = rec.map_err(|e| format_err(path, format!("row {row}: {e}")))?;
-        if rec.len() != header.len() {
-            return Err(format_err(
-                path,
-                format!(
-                    "row {row}: {} fields, the header has {}",
-                    rec.len(),
-                    header.len()
-                ),
-            ));
-        }
+        let (row, rec) = checked(path, i, rec, header.len())?;
         if time_col {
             // f64: a time axis in f32 would misstate the rate.
             let t = rec[0].parse::<f64>().map_err(|_| {
@@ -208,18 +215,7 @@ pub fn read_trials(path: &Path, names: &TrialColumns) -> Result<TrialTable, Data
         Ok(())
     };
     for (i, rec) in r.records().enumerate() {
-        let row = i + 2;
-        let rec = rec.map_err(|e| format_err(path, format!("row {row}: {e}")))?;
-        if rec.len() != header.len() {
-            return Err(format_err(
-                path,
-                format!(
-                    "row {row}: {} fields, the header has {}",
-                    rec.len(),
-                    header.len()
-                ),
-            ));
-        }
+        let (row, rec) = checked(path, i, rec, header.len())?;
         let electrode = elec.map(|c| rec[c].to_string()).unwrap_or("0".into());
         let condition = cond.map(|c| rec[c].to_string()).unwrap_or_default();
         let key = trial.map(|c| rec[c].to_string());

@@ -122,14 +122,7 @@ impl EdfFile {
 
 /// Reads an EDF, EDF+, BDF or BDF+ file (the format comes from the first byte, not the name).
 pub fn read(path: &Path) -> Result<EdfFile, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&bytes).map_err(|message| DataError::Format {
-        path: path.to_path_buf(),
-        message,
-    })
+    crate::error::read_parsed(path, parse)
 }
 
 /// Header text of `len` bytes at `at`: printable ASCII, trimmed.

@@ -29,6 +29,21 @@ pub enum DataError {
     },
 }
 
+/// Reads a whole file and parses it; a parse error becomes [`DataError::Format`] naming it.
+pub(crate) fn read_parsed<T>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&bytes).map_err(|message| DataError::Format {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
 impl DataError {
     pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> Self {
         DataError::Invalid {

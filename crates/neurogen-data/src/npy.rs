@@ -73,21 +73,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 
 /// Reads an `.npy` array of numbers as f32 in C order, with its shape.
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let format = |message| DataError::Format {
-        path: path.to_path_buf(),
-        message,
-    };
-    let a = parse(&bytes).map_err(format)?;
-    match a.values {
-        NpyValues::Numbers(v) => Ok((a.shape, v)),
-        NpyValues::Text(_) => Err(format(
-            "descr: an array of strings; expected numbers".into(),
-        )),
-    }
+    crate::error::read_parsed(path, |bytes| {
+        let a = parse(bytes)?;
+        match a.values {
+            NpyValues::Numbers(v) => Ok((a.shape, v)),
+            NpyValues::Text(_) => Err("descr: an array of strings; expected numbers".into()),
+        }
+    })
 }
 
 /// What an array holds: numbers (any supported numeric dtype, as f32) or strings (`<U`).
@@ -110,14 +102,7 @@ pub struct NpyArray {
 
 /// Reads an `.npy` file.
 pub fn read(path: &Path) -> Result<NpyArray, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&bytes).map_err(|message| DataError::Format {
-        path: path.to_path_buf(),
-        message,
-    })
+    crate::error::read_parsed(path, parse)
 }
 
 #[derive(Clone, Copy)]
@@ -338,14 +323,7 @@ fn to_c_order<T: Clone>(f: Vec<T>, shape: &[usize]) -> Vec<T> {
 /// Members are decompressed into buffers that grow with the bytes actually produced, never
 /// sized from a header, and a member that inflates past its declared size is refused.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyArray)>, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_npz(&bytes).map_err(|message| DataError::Format {
-        path: path.to_path_buf(),
-        message,
-    })
+    crate::error::read_parsed(path, parse_npz)
 }
 
 /// Parses a whole `.npz` archive held in memory.

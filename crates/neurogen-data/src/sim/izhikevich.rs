@@ -96,32 +96,18 @@ struct Network {
 
 impl IzhikevichConfig {
     pub(crate) fn check(&self) -> Result<(), DataError> {
-        for (key, v) in [
-            ("n_trials", self.n_trials),
-            ("n_bins", self.n_bins),
-            ("bin_ms", self.bin_ms),
-            ("n_excitatory", self.n_excitatory),
-        ] {
-            if v == 0 {
-                return Err(DataError::invalid(
-                    key,
-                    format!("must be positive, got {v}"),
-                ));
-            }
-        }
-        for (key, v) in [
+        super::positive(&[
+            ("n_trials", self.n_trials as f64),
+            ("n_bins", self.n_bins as f64),
+            ("bin_ms", self.bin_ms as f64),
+            ("n_excitatory", self.n_excitatory as f64),
+        ])?;
+        super::non_negative(&[
             ("w_exc", self.w_exc),
             ("w_inh", self.w_inh),
             ("drive_exc", self.drive_exc),
             ("drive_inh", self.drive_inh),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(DataError::invalid(
-                    key,
-                    format!("must be a finite number ≥ 0, got {v}"),
-                ));
-            }
-        }
+        ])?;
         let n = self.n_excitatory + self.n_inhibitory;
         if n > 5000 {
             return Err(DataError::invalid(

@@ -65,34 +65,20 @@ const SUBSTEPS: usize = 4;
 
 impl KuramotoConfig {
     pub(crate) fn check(&self) -> Result<(), DataError> {
-        for (key, v) in [
+        super::positive(&[
             ("n_recordings", self.n_recordings as f64),
             ("duration_s", self.duration_s),
             ("sfreq", self.sfreq),
             ("n_channels", self.n_channels as f64),
             ("oscillators_per_band", self.oscillators_per_band as f64),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(DataError::invalid(
-                    key,
-                    format!("must be positive, got {v}"),
-                ));
-            }
-        }
-        for (key, v) in [
+        ])?;
+        super::non_negative(&[
             ("coupling", self.coupling),
             ("phase_noise", self.phase_noise),
             ("amplitude_uv", self.amplitude_uv),
             ("pink_uv", self.pink_uv),
             ("noise_uv", self.noise_uv),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(DataError::invalid(
-                    key,
-                    format!("must be a finite number ≥ 0, got {v}"),
-                ));
-            }
-        }
+        ])?;
         if self.bands.is_empty() {
             return Err(DataError::invalid(
                 "bands",

@@ -62,26 +62,15 @@ const BURN_IN: usize = 500;
 
 impl LorenzConfig {
     pub(crate) fn check(&self) -> Result<(), DataError> {
-        let positive = [
+        super::positive(&[
             ("n_trials", self.n_trials as f64),
             ("n_neurons", self.n_neurons as f64),
             ("n_bins", self.n_bins as f64),
             ("bin_ms", self.bin_ms),
             ("dt", self.dt),
             ("base_rate_hz", self.base_rate_hz),
-        ];
-        for (key, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(DataError::invalid(
-                    key,
-                    format!("must be positive, got {v}"),
-                ));
-            }
-        }
-        if !self.gain.is_finite() || self.gain < 0.0 {
-            return Err(DataError::invalid("gain", "must be a finite number ≥ 0"));
-        }
-        Ok(())
+        ])?;
+        super::non_negative(&[("gain", self.gain)])
     }
 
     /// Simulates every trial.

@@ -13,7 +13,7 @@ pub use kuramoto::KuramotoConfig;
 pub use lorenz::{poisson, LorenzConfig};
 pub use neural_mass::NeuralMassConfig;
 
-use crate::SignalKind;
+use crate::{DataError, SignalKind};
 
 /// Continuous recordings (or trials) as a simulator or reader produces them.
 ///
@@ -50,6 +50,28 @@ impl Recordings {
     /// Number of channels.
     pub fn channels(&self) -> usize {
         self.channel_names.len()
+    }
+}
+
+/// Each value must be finite and > 0; an error names its key.
+pub(crate) fn positive(values: &[(&'static str, f64)]) -> Result<(), DataError> {
+    match values.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+        Some((key, v)) => Err(DataError::invalid(
+            key,
+            format!("must be positive, got {v}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Each value must be finite and ≥ 0; an error names its key.
+pub(crate) fn non_negative(values: &[(&'static str, f64)]) -> Result<(), DataError> {
+    match values.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+        Some((key, v)) => Err(DataError::invalid(
+            key,
+            format!("must be a finite number ≥ 0, got {v}"),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -88,7 +88,7 @@ fn sigmoid(v: f64) -> f64 {
 
 impl NeuralMassConfig {
     pub(crate) fn check(&self) -> Result<(), DataError> {
-        for (key, v) in [
+        super::positive(&[
             ("n_recordings", self.n_recordings as f64),
             ("duration_s", self.duration_s),
             ("sfreq", self.sfreq),
@@ -99,22 +99,8 @@ impl NeuralMassConfig {
             ("b_rate", self.b_rate),
             ("c", self.c),
             ("gain_uv_per_mv", self.gain_uv_per_mv),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(DataError::invalid(
-                    key,
-                    format!("must be positive, got {v}"),
-                ));
-            }
-        }
-        for (key, v) in [("coupling", self.coupling), ("noise_uv", self.noise_uv)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(DataError::invalid(
-                    key,
-                    format!("must be a finite number ≥ 0, got {v}"),
-                ));
-            }
-        }
+        ])?;
+        super::non_negative(&[("coupling", self.coupling), ("noise_uv", self.noise_uv)])?;
         let [lo, hi] = self.p_range;
         if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi) {
             return Err(DataError::invalid(
