@@ -496,6 +496,25 @@ fn fit8(x: f64, dir: i32) -> Option<String> {
     None
 }
 
+/// `i × d` written exactly, for the decimal `d` (at most 8 characters): TAL onsets have no
+/// length limit, and EDF+C readers check that record `i` starts at exactly `i × d`.
+fn times(d: &str, i: usize) -> String {
+    let (whole, frac) = d.split_once('.').unwrap_or((d, ""));
+    let mantissa: u128 = format!("{whole}{frac}").parse().unwrap_or(0);
+    let v = (mantissa * i as u128).to_string();
+    if frac.is_empty() {
+        return v;
+    }
+    let v = format!("{v:0>width$}", width = frac.len() + 1);
+    let (int, dec) = v.split_at(v.len() - frac.len());
+    let dec = dec.trim_end_matches('0');
+    if dec.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{dec}")
+    }
+}
+
 fn pad(out: &mut Vec<u8>, text: &str, len: usize) {
     let mut b: Vec<u8> = text
         .bytes()
@@ -577,8 +596,7 @@ pub fn write(path: &Path, format: EdfFormat, w: &EdfWindows) -> Result<(), DataE
     // Annotation signal: time-keeping TAL plus this window's label.
     let tals: Vec<Vec<u8>> = (0..w.n)
         .map(|i| {
-            let t =
-                fit8(i as f64 * duration, 0).unwrap_or_else(|| format!("{}", i as f64 * duration));
+            let t = times(&duration_text, i);
             let mut tal = format!("+{t}\x14\x14\0").into_bytes();
             if let Some(labels) = w.labels {
                 tal.extend_from_slice(format!("+{t}\x14{}\x14\0", labels[i]).as_bytes());
@@ -685,6 +703,15 @@ mod tests {
         assert_eq!(fit8(123.456789, 1).unwrap(), "123.4568");
         assert_eq!(fit8(-0.0000001, 0).unwrap(), "0");
         assert!(fit8(1e12, 0).is_none());
+    }
+
+    #[test]
+    fn record_onsets_are_exact_multiples() {
+        assert_eq!(times("0.25", 0), "0");
+        assert_eq!(times("0.25", 3), "0.75");
+        assert_eq!(times("0.1", 3), "0.3");
+        assert_eq!(times("0.0625", 1_000_003), "62500.1875");
+        assert_eq!(times("2", 7), "14");
     }
 
     #[test]

@@ -439,48 +439,77 @@ fn cut_epochs(
     })
 }
 
-/// Trials `[n, channels, time]` or one recording `[channels, samples]` as [`Recordings`].
-#[allow(clippy::too_many_arguments)]
-fn from_array(
-    path: &Path,
-    shape: &[usize],
-    values: Vec<f32>,
-    names: Vec<String>,
-    keep: Option<&[String]>,
+/// What the NPY, NPZ and CSV sources share once resolved: how a table of numbers becomes
+/// recordings.
+struct Common<'a> {
+    path: &'a Path,
+    keep: Option<&'a [String]>,
     sfreq: f64,
     kind: SignalKind,
     unit: String,
-    labels: Option<Vec<String>>,
-) -> Result<Recordings, DataError> {
-    let (n, channels, time, trials) = match *shape {
-        [c, t] => (1, c, t, false),
-        [n, c, t] => (n, c, t, true),
-        _ => {
+}
+
+impl<'a> Common<'a> {
+    fn new(
+        path: &'a Path,
+        keep: Option<&'a [String]>,
+        sfreq: f64,
+        kind: SignalKind,
+        unit: String,
+    ) -> Self {
+        Common {
+            path,
+            keep,
+            sfreq,
+            kind,
+            unit,
+        }
+    }
+
+    /// Trials `[n, channels, time]` or one recording `[channels, samples]` as [`Recordings`].
+    fn recordings(
+        self,
+        shape: &[usize],
+        values: Vec<f32>,
+        names: Vec<String>,
+        labels: Option<Vec<String>>,
+    ) -> Result<Recordings, DataError> {
+        let Common {
+            path,
+            keep,
+            sfreq,
+            kind,
+            unit,
+        } = self;
+        let (n, channels, time, trials) = match *shape {
+            [c, t] => (1, c, t, false),
+            [n, c, t] => (n, c, t, true),
+            _ => {
+                return Err(format_err(
+                    path,
+                    format!("shape {shape:?}: expected [channels, samples] or [n, channels, time]"),
+                ))
+            }
+        };
+        if n == 0 || channels == 0 || time == 0 {
             return Err(format_err(
                 path,
-                format!("shape {shape:?}: expected [channels, samples] or [n, channels, time]"),
-            ))
+                format!("shape {shape:?}: the data are empty"),
+            ));
         }
-    };
-    if n == 0 || channels == 0 || time == 0 {
-        return Err(format_err(
-            path,
-            format!("shape {shape:?}: the data are empty"),
-        ));
-    }
-    if names.len() != channels {
-        return Err(DataError::invalid(
-            "channel_names",
-            format!("names {} channels, the file has {channels}", names.len()),
-        ));
-    }
-    check_finite(path, &values)?;
-    check_counts(path, kind, &values)?;
-    let keep = match keep {
-        Some(w) => pick(&names, w)?,
-        None => (0..channels).collect(),
-    };
-    let labels = match labels {
+        if names.len() != channels {
+            return Err(DataError::invalid(
+                "channel_names",
+                format!("names {} channels, the file has {channels}", names.len()),
+            ));
+        }
+        check_finite(path, &values)?;
+        check_counts(path, kind, &values)?;
+        let keep = match keep {
+            Some(w) => pick(&names, w)?,
+            None => (0..channels).collect(),
+        };
+        let labels = match labels {
         Some(l) if !trials => {
             return Err(format_err(
                 path,
@@ -496,22 +525,23 @@ fn from_array(
         Some(l) => Some(index_labels(l)),
         None => None,
     };
-    let data: Vec<Vec<f32>> = values
-        .chunks_exact(channels * time)
-        .map(|trial| take_channels(trial, channels, time, &keep))
-        .collect();
-    Ok(Recordings {
-        samples: vec![time; n],
-        data,
-        channel_names: keep.iter().map(|&i| names[i].clone()).collect(),
-        sfreq,
-        kind,
-        unit,
-        latents: None,
-        trials,
-        breaks: vec![Vec::new(); n],
-        labels,
-    })
+        let data: Vec<Vec<f32>> = values
+            .chunks_exact(channels * time)
+            .map(|trial| take_channels(trial, channels, time, &keep))
+            .collect();
+        Ok(Recordings {
+            samples: vec![time; n],
+            data,
+            channel_names: keep.iter().map(|&i| names[i].clone()).collect(),
+            sfreq,
+            kind,
+            unit,
+            latents: None,
+            trials,
+            breaks: vec![Vec::new(); n],
+            labels,
+        })
+    }
 }
 
 fn numbers(path: &Path, name: &str, a: NpyArray) -> Result<(Vec<usize>, Vec<f32>), DataError> {
@@ -555,17 +585,8 @@ impl ArraySource {
             let (shape, values) = numbers(path, "data", crate::npy::read(path)?)?;
             let sfreq = check_sfreq(self.sfreq, "an .npy file cannot state its sampling rate")?;
             let names = self.names(&shape);
-            return from_array(
-                path,
-                &shape,
-                values,
-                names,
-                self.channels.as_deref(),
-                sfreq,
-                self.kind,
-                unit,
-                None,
-            );
+            return Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
+                .recordings(&shape, values, names, None);
         }
         let mut members = crate::npy::read_npz(path)?;
         fn take_from(members: &mut Vec<(String, NpyArray)>, name: &str) -> Option<NpyArray> {
@@ -626,17 +647,8 @@ impl ArraySource {
             _ => self.names(&shape),
         };
         let labels = take_from(&mut members, "labels").map(texts);
-        from_array(
-            path,
-            &shape,
-            values,
-            names,
-            self.channels.as_deref(),
-            sfreq,
-            self.kind,
-            unit,
-            labels,
-        )
+        Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
+            .recordings(&shape, values, names, labels)
     }
 
     fn names(&self, shape: &[usize]) -> Vec<String> {
@@ -662,17 +674,13 @@ impl CsvSource {
                     self.sfreq.or(t.sfreq),
                     "the CSV has no leading time column to take it from",
                 )?;
-                from_array(
-                    path,
-                    &[t.channel_names.len(), t.samples],
-                    t.data,
-                    t.channel_names,
-                    self.channels.as_deref(),
-                    sfreq,
-                    self.kind,
-                    unit,
-                    None,
-                )
+                Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
+                    .recordings(
+                        &[t.channel_names.len(), t.samples],
+                        t.data,
+                        t.channel_names,
+                        None,
+                    )
             }
             CsvLayout::Trials => {
                 let t = crate::csv::read_trials(
@@ -685,17 +693,13 @@ impl CsvSource {
                     },
                 )?;
                 let sfreq = check_sfreq(self.sfreq, "the trials layout has no time column")?;
-                from_array(
-                    path,
-                    &[t.n, t.channel_names.len(), t.time],
-                    t.data,
-                    t.channel_names,
-                    self.channels.as_deref(),
-                    sfreq,
-                    self.kind,
-                    unit,
-                    t.conditions,
-                )
+                Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
+                    .recordings(
+                        &[t.n, t.channel_names.len(), t.time],
+                        t.data,
+                        t.channel_names,
+                        t.conditions,
+                    )
             }
         }
     }

@@ -94,13 +94,7 @@ impl KuramotoConfig {
                 ));
             }
         }
-        if (self.duration_s * self.sfreq) as usize > 100_000_000 {
-            return Err(DataError::invalid(
-                "duration_s",
-                "more than 1e8 samples per recording",
-            ));
-        }
-        Ok(())
+        super::check_length(self.duration_s, self.sfreq)
     }
 
     /// Simulates every recording.

@@ -75,6 +75,17 @@ pub(crate) fn non_negative(values: &[(&'static str, f64)]) -> Result<(), DataErr
     }
 }
 
+/// A simulated recording may hold at most 1e8 samples per channel.
+pub(crate) fn check_length(duration_s: f64, sfreq: f64) -> Result<(), DataError> {
+    if (duration_s * sfreq) as usize > 100_000_000 {
+        return Err(DataError::invalid(
+            "duration_s",
+            "more than 1e8 samples per recording",
+        ));
+    }
+    Ok(())
+}
+
 /// Classic fourth-order Runge–Kutta step for a small host ODE.
 pub(crate) fn rk4_step<const N: usize>(
     f: impl Fn(&[f64; N]) -> [f64; N],

@@ -114,13 +114,7 @@ impl NeuralMassConfig {
                 format!("at most {} Hz (the integration step is 1 ms)", 0.5 / STEP_S),
             ));
         }
-        if (self.duration_s * self.sfreq) as usize > 100_000_000 {
-            return Err(DataError::invalid(
-                "duration_s",
-                "more than 1e8 samples per recording",
-            ));
-        }
-        Ok(())
+        super::check_length(self.duration_s, self.sfreq)
     }
 
     /// Simulates every recording.
