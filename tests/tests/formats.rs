@@ -777,3 +777,61 @@ fn fuzz_findings_stay_fixed() {
     }
     assert!(n >= 1, "the regression inputs are missing");
 }
+
+#[test]
+fn labelled_runs_keep_their_label_names_and_check_sample_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npz = tmp.path().join("trials.npz");
+    write_signals(&npz, &windows(40, 2, 16, false)).unwrap();
+    let cfg = tmp.path().join("npz.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"npz-e2e\"\n[data]\nsource = \"npz\"\npath = \"trials.npz\"\n[model]\nkind = \"vae\"\nlatent_dim = 2\nhidden = [8]\n[train]\nsteps = 3\nbatch_size = 4\nlog_every = 3\nvalid_every = 3\ncheckpoint_every = 3\n",
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    ok(
+        tmp.path(),
+        &[
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ],
+    );
+    let info = std::fs::read_to_string(run.join("data.json")).unwrap();
+    assert!(
+        info.contains("\"left\"") && info.contains("right µ"),
+        "{info}"
+    );
+    let r = neurogen(
+        tmp.path(),
+        &["sample", run.to_str().unwrap(), "--label", "up"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("not a label") && r.stderr.contains("left, right µ"),
+        "{}",
+        r.stderr
+    );
+    let r = neurogen(
+        tmp.path(),
+        &["sample", run.to_str().unwrap(), "--label", "left"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unconditional"), "{}", r.stderr);
+    // `data` writes the labels back out: as EDF+ annotations here.
+    let edf_out = tmp.path().join("d.edf");
+    ok(
+        tmp.path(),
+        &[
+            "data",
+            cfg.to_str().unwrap(),
+            "-o",
+            edf_out.to_str().unwrap(),
+        ],
+    );
+    let f = edf::read(&edf_out).unwrap();
+    assert_eq!(f.annotations.len(), 40);
+    assert_eq!(f.annotations[1].text, "right µ");
+}
