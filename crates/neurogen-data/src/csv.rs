@@ -50,14 +50,22 @@ pub struct TrialColumns<'a> {
     pub ignore: &'a [String],
 }
 
-fn open(path: &Path) -> Result<::csv::Reader<std::fs::File>, DataError> {
+/// The reader, past its header row, and the header's column names.
+fn open(path: &Path) -> Result<(::csv::Reader<std::fs::File>, Vec<String>), DataError> {
     let f = std::fs::File::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(::csv::ReaderBuilder::new()
+    let mut r = ::csv::ReaderBuilder::new()
         .trim(::csv::Trim::All)
-        .from_reader(f))
+        .from_reader(f);
+    let header = r
+        .headers()
+        .map_err(|e| format_err(path, format!("header row: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    Ok((r, header))
 }
 
 fn format_err(path: &Path, message: String) -> DataError {
@@ -99,13 +107,7 @@ const TIME_NAMES: &[&str] = &["time", "t", "seconds", "time_s", "timestamp"];
 
 /// Reads the channels layout.
 pub fn read_channels(path: &Path) -> Result<ChannelTable, DataError> {
-    let mut r = open(path)?;
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| format_err(path, format!("header row: {e}")))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let (mut r, header) = open(path)?;
     let time_col = header
         .first()
         .is_some_and(|h| TIME_NAMES.contains(&h.to_ascii_lowercase().as_str()));
@@ -167,13 +169,7 @@ pub fn read_channels(path: &Path) -> Result<ChannelTable, DataError> {
 
 /// Reads the trials layout.
 pub fn read_trials(path: &Path, names: &TrialColumns) -> Result<TrialTable, DataError> {
-    let mut r = open(path)?;
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| format_err(path, format!("header row: {e}")))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let (mut r, header) = open(path)?;
     let find = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (cond, trial, elec) = (
         find(names.condition),
