@@ -650,6 +650,36 @@ fn sample_and_data_write_every_format_and_python_opens_them() {
             }
         }
     }
+    // A recording in the run's own format is scored window by window, cut as the run's data.
+    let scores = tmp.path().join("scores.csv");
+    ok(
+        tmp.path(),
+        &[
+            "score",
+            run.to_str().unwrap(),
+            tmp.path().join("s.edf").to_str().unwrap(),
+            "-k",
+            "4",
+            "-o",
+            scores.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&scores).unwrap();
+    assert_eq!(text.lines().count(), 1 + 4, "{text}");
+    assert!(
+        text.lines().skip(1).all(|l| l.contains(",iwae_k=4,")),
+        "{text}"
+    );
+    let r = neurogen(
+        tmp.path(),
+        &[
+            "score",
+            run.to_str().unwrap(),
+            tmp.path().join("s.csv").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("run's own format (edf)"), "{}", r.stderr);
     // --label on an unlabelled run, and an unknown extension, fail with exit 2 and a reason.
     let r = neurogen(
         tmp.path(),

@@ -423,6 +423,9 @@ fn score(
     let windows = if ext.eq_ignore_ascii_case("toml") {
         let e = Experiment::load(data, &[])?;
         e.build_data(data)?.signals
+    } else if let Some(cfg) = loaded.exp.data.for_recording(data) {
+        // A recording of the run's own format, cut as the run's data were.
+        cfg.build(loaded.exp.seed)?.signals
     } else if ext.eq_ignore_ascii_case("npy") {
         let (shape, values) = npy::read_f32(data)?;
         let [n, c, t] = match shape[..] {
@@ -444,8 +447,9 @@ fn score(
         }
     } else {
         bail!(UsageError(format!(
-            "{}: DATA must be an .npy of windows or an experiment .toml",
-            data.display()
+            "{}: DATA must be an .npy of windows, an experiment .toml, or a recording in the run's own format ({})",
+            data.display(),
+            loaded.exp.data.source.name()
         )));
     };
     let scores = score_signals(&loaded, &windows, k, seed, &device)

@@ -47,6 +47,21 @@ impl Source {
         "csv",
     ];
 
+    /// The `source` tag.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::LorenzSpikes(_) => "lorenz_spikes",
+            Source::Kuramoto(_) => "kuramoto",
+            Source::NeuralMass(_) => "neural_mass",
+            Source::Izhikevich(_) => "izhikevich",
+            Source::Edf(_) => "edf",
+            Source::Bdf(_) => "bdf",
+            Source::Npy(_) => "npy",
+            Source::Npz(_) => "npz",
+            Source::Csv(_) => "csv",
+        }
+    }
+
     /// The file this source reads, if it reads one.
     pub fn path_mut(&mut self) -> Option<&mut std::path::PathBuf> {
         match self {
@@ -55,6 +70,34 @@ impl Source {
             Source::Csv(s) => Some(&mut s.path),
             _ => None,
         }
+    }
+}
+
+impl DataConfig {
+    /// The same `[data]` reading another recording of the same format (every window goes to
+    /// the training split), or `None` when this source does not read files of `path`'s kind.
+    ///
+    /// Used to score a new recording exactly as a run's data were cut: same channels, window,
+    /// stride, epochs and keys.
+    pub fn for_recording(&self, path: &std::path::Path) -> Option<DataConfig> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        let fits = match (&self.source, ext.as_str()) {
+            (Source::Edf(_) | Source::Bdf(_), "edf" | "bdf") => true,
+            // An .npy is always read as windows by `score`, so it is not listed here.
+            (Source::Npz(_), "npz") | (Source::Csv(_), "csv") => true,
+            _ => false,
+        };
+        if !fits {
+            return None;
+        }
+        let mut cfg = self.clone();
+        *cfg.source.path_mut()? = path.to_path_buf();
+        cfg.split = SplitFractions {
+            train: 1.0,
+            valid: 0.0,
+            test: 0.0,
+        };
+        Some(cfg)
     }
 }
 
