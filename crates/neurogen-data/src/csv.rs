@@ -75,8 +75,13 @@ fn format_err(path: &Path, message: String) -> DataError {
     }
 }
 
-fn number(path: &Path, text: &str, row: usize, column: &str) -> Result<f32, DataError> {
-    text.parse::<f32>().map_err(|_| {
+fn number<T: std::str::FromStr>(
+    path: &Path,
+    text: &str,
+    row: usize,
+    column: &str,
+) -> Result<T, DataError> {
+    text.parse::<T>().map_err(|_| {
         format_err(
             path,
             format!("row {row}, column \"{column}\": \"{text}\" is not a number"),
@@ -122,16 +127,7 @@ pub fn read_channels(path: &Path) -> Result<ChannelTable, DataError> {
         let (row, rec) = checked(path, i, rec, header.len())?;
         if time_col {
             // f64: a time axis in f32 would misstate the rate.
-            let t = rec[0].parse::<f64>().map_err(|_| {
-                format_err(
-                    path,
-                    format!(
-                        "row {row}, column \"{}\": \"{}\" is not a number",
-                        header[0], &rec[0]
-                    ),
-                )
-            })?;
-            times.push(t);
+            times.push(number::<f64>(path, &rec[0], row, &header[0])?);
         }
         for (c, col) in cols.iter_mut().enumerate() {
             col.push(number(path, &rec[first + c], row, &channel_names[c])?);

@@ -172,12 +172,11 @@ fn pick(names: &[String], wanted: &[String]) -> Result<Vec<usize>, DataError> {
 }
 
 /// One recording, or `n` trials, `[channels, samples]` each, of the channels at `keep`.
-fn take_channels(data: &[f32], channels: usize, samples: usize, keep: &[usize]) -> Vec<f32> {
+fn take_channels(data: &[f32], samples: usize, keep: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(keep.len() * samples);
     for &c in keep {
         out.extend_from_slice(&data[c * samples..(c + 1) * samples]);
     }
-    debug_assert!(keep.iter().all(|&c| c < channels));
     out
 }
 
@@ -527,7 +526,7 @@ impl<'a> Common<'a> {
     };
         let data: Vec<Vec<f32>> = values
             .chunks_exact(channels * time)
-            .map(|trial| take_channels(trial, channels, time, &keep))
+            .map(|trial| take_channels(trial, time, &keep))
             .collect();
         Ok(Recordings {
             samples: vec![time; n],
@@ -545,13 +544,8 @@ impl<'a> Common<'a> {
 }
 
 fn numbers(path: &Path, name: &str, a: NpyArray) -> Result<(Vec<usize>, Vec<f32>), DataError> {
-    match a.values {
-        NpyValues::Numbers(v) => Ok((a.shape, v)),
-        NpyValues::Text(_) => Err(format_err(
-            path,
-            format!("{name}: holds strings; expected numbers"),
-        )),
-    }
+    a.into_numbers()
+        .map_err(|e| format_err(path, format!("{name}: {e}")))
 }
 
 fn texts(a: NpyArray) -> Vec<String> {

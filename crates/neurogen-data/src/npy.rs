@@ -73,13 +73,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 
 /// Reads an `.npy` array of numbers as f32 in C order, with its shape.
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), DataError> {
-    crate::error::read_parsed(path, |bytes| {
-        let a = parse(bytes)?;
-        match a.values {
-            NpyValues::Numbers(v) => Ok((a.shape, v)),
-            NpyValues::Text(_) => Err("descr: an array of strings; expected numbers".into()),
-        }
-    })
+    crate::error::read_parsed(path, |bytes| parse(bytes)?.into_numbers())
 }
 
 /// What an array holds: numbers (any supported numeric dtype, as f32) or strings (`<U`).
@@ -98,6 +92,16 @@ pub struct NpyArray {
     pub shape: Vec<usize>,
     /// Its elements in C (row-major) order, whatever the file's order.
     pub values: NpyValues,
+}
+
+impl NpyArray {
+    /// Its shape and numbers; an array of strings is an error naming the dtype.
+    pub fn into_numbers(self) -> Result<(Vec<usize>, Vec<f32>), String> {
+        match self.values {
+            NpyValues::Numbers(v) => Ok((self.shape, v)),
+            NpyValues::Text(_) => Err("descr: an array of strings; expected numbers".into()),
+        }
+    }
 }
 
 /// Reads an `.npy` file.

@@ -428,16 +428,7 @@ mod tests {
         .map(&mut Randomise(seed))
     }
 
-    fn host(t: Tensor<2>) -> Vec<f64> {
-        t.into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect()
-    }
-
-    fn host1(t: Tensor<1>) -> Vec<f64> {
+    fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         t.into_data()
             .try_to_vec::<f32>()
             .unwrap()
@@ -452,7 +443,7 @@ mod tests {
         for (a, b) in host(x).iter().zip(host(back)) {
             assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{name}: {a} vs {b}");
         }
-        for (f, i) in host1(ld_f).iter().zip(host1(ld_i)) {
+        for (f, i) in host(ld_f).iter().zip(host(ld_i)) {
             assert!((f + i).abs() < 1e-4 * (1.0 + f.abs()), "{name}: {f} + {i}");
         }
     }
@@ -552,7 +543,7 @@ mod tests {
             }
         }
         let lp = f.log_prob_flat(Tensor::from_data(TensorData::new(pts, [n * n, 2]), &device));
-        let mass: f64 = host1(lp).iter().map(|l| l.exp()).sum::<f64>() * (step as f64).powi(2);
+        let mass: f64 = host(lp).iter().map(|l| l.exp()).sum::<f64>() * (step as f64).powi(2);
         assert!((mass - 1.0).abs() < 0.02, "∫ p = {mass}");
     }
 

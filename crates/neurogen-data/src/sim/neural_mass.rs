@@ -168,7 +168,7 @@ impl NeuralMassConfig {
                         s[3],
                         s[4],
                         s[5],
-                        big_a * a * sigmoid(s[1] - s[2]) - 2.0 * a * s[3] - a * a * s[0],
+                        big_a * a * rates[i] - 2.0 * a * s[3] - a * a * s[0],
                         big_a * a * (p + 0.8 * c * sigmoid(c * s[0]))
                             - 2.0 * a * s[4]
                             - a * a * s[1],
