@@ -102,6 +102,69 @@ enum Command {
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
+    /// Judge samples against real data: spectra, amplitudes, spike statistics, two-sample
+    /// tests, likelihood, memorisation and latent recovery; writes report.json and figures.
+    ///
+    /// With a RUN_DIR, samples are drawn from the run (or read from --samples) and compared
+    /// with its test split (or --against FILE). Without one, compares two .npy files of
+    /// windows [n, channels, time]: --samples A.npy --against B.npy --sfreq HZ.
+    Eval {
+        /// The run directory (optional when comparing two files).
+        run_dir: Option<PathBuf>,
+        /// Samples to judge (.npy [n, channels, time]); default: drawn from the run.
+        #[arg(long)]
+        samples: Option<PathBuf>,
+        /// Reference: `test` (the run's test split) or an .npy of windows.
+        #[arg(long, value_name = "test|FILE")]
+        against: Option<String>,
+        /// Windows to draw from the run.
+        #[arg(short = 'n', default_value_t = 256)]
+        n: usize,
+        /// Output directory; default RUN_DIR/eval (./eval without a run).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Sampling rate in Hz of files without a sidecar .json.
+        #[arg(long)]
+        sfreq: Option<f64>,
+        /// What the files hold (default: from the sidecar .json, else continuous).
+        #[arg(long, value_enum)]
+        kind: Option<crate::eval::KindArg>,
+        /// Importance samples for the IWAE bound.
+        #[arg(short = 'k', default_value_t = 64)]
+        k: usize,
+        /// Seed of the samples, permutations, projections and folds.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Backend, overriding the run's.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
+    /// Draw figures of a run (traces or rasters, PSD, loss curves, latents) or of an .npy file.
+    Plot {
+        /// A run directory or an .npy of windows [n, channels, time].
+        target: PathBuf,
+        /// Which figure.
+        #[arg(long, value_enum, default_value = "all")]
+        figure: crate::eval::FigureArg,
+        /// Output directory; default RUN_DIR/figures or FILE-figures beside the file.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Windows to draw from a run for traces and spectra.
+        #[arg(short = 'n', default_value_t = 64)]
+        n: usize,
+        /// Seed of the drawn windows.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sampling rate in Hz of a file without a sidecar .json.
+        #[arg(long)]
+        sfreq: Option<f64>,
+        /// What the file holds (default: from the sidecar .json, else continuous).
+        #[arg(long, value_enum)]
+        kind: Option<crate::eval::KindArg>,
+        /// Backend, overriding the run's.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
     /// Show a run's resolved experiment, newest checkpoint and last metrics.
     Inspect {
         /// The run directory.
@@ -110,7 +173,7 @@ enum Command {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum BackendArg {
+pub(crate) enum BackendArg {
     Ndarray,
     Flex,
     Wgpu,
@@ -173,6 +236,54 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<()> {
             *backend,
             cli.quiet,
         ),
+        Command::Eval {
+            run_dir,
+            samples,
+            against,
+            n,
+            out,
+            sfreq,
+            kind,
+            k,
+            seed,
+            backend,
+        } => crate::eval::eval(&crate::eval::EvalArgs {
+            run_dir: run_dir.as_deref(),
+            samples: samples.as_deref(),
+            against: against.as_deref(),
+            n: *n,
+            out: out.as_deref(),
+            file: crate::eval::FileMeta {
+                sfreq: *sfreq,
+                kind: *kind,
+            },
+            k: *k,
+            seed: *seed,
+            backend: *backend,
+            quiet: cli.quiet,
+        }),
+        Command::Plot {
+            target,
+            figure,
+            out,
+            n,
+            seed,
+            sfreq,
+            kind,
+            backend,
+        } => crate::eval::plot_cmd(&crate::eval::PlotArgs {
+            target,
+            figure: *figure,
+            out: out.as_deref(),
+            n: *n,
+            seed: *seed,
+            file: crate::eval::FileMeta {
+                sfreq: *sfreq,
+                kind: *kind,
+            },
+            backend: *backend,
+            quiet: cli.quiet,
+        }),
         Command::Inspect { run_dir } => inspect(run_dir),
     }
 }
@@ -234,7 +345,7 @@ fn train(
 }
 
 /// `x.npy` → `x.json`.
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -385,7 +496,7 @@ fn data(config: &Path, out: Option<&Path>, set: &[String], quiet: bool) -> Resul
 }
 
 /// Loads a run's newest checkpoint onto `backend`, or the backend it was trained on.
-fn open_run(
+pub(crate) fn open_run(
     run_dir: &Path,
     backend: Option<BackendArg>,
 ) -> Result<(burn::tensor::Device, neurogen_train::LoadedRun)> {
@@ -525,6 +636,9 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> i32 {
     }
     if let Some(t) = e.downcast_ref::<TrainError>() {
         return if t.is_user_error() { EXIT_USAGE } else { 1 };
+    }
+    if let Some(neurogen_eval::EvalError::Invalid(_)) = e.downcast_ref() {
+        return EXIT_USAGE;
     }
     match e.downcast_ref::<DataError>() {
         Some(DataError::Invalid { .. } | DataError::Format { .. }) => EXIT_USAGE,

@@ -7,6 +7,7 @@
 //! data, run directory), 1 for anything else, never a panic backtrace.
 
 mod commands;
+mod eval;
 
 use std::ffi::OsString;
 

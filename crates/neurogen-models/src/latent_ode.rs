@@ -376,12 +376,11 @@ impl LatentOde {
         self.encode(x.narrow(2, 0, seen), mask.narrow(1, 0, seen))
     }
 
-    /// Decoder output at every sample: Gaussian means or Poisson log-rates.
+    /// The latent trajectory from `z0`, at every sample time.
     ///
     /// # Shapes
-    /// - `z0`: `[batch, latent]` → `[batch, channels, time]`
-    pub fn decode(&self, z0: Tensor<2>) -> Result<(Tensor<3>, OdeStats), OdeError> {
-        let b = z0.dims()[0];
+    /// - `z0`: `[batch, latent]` → `[batch, time, latent]`
+    pub fn latent_path(&self, z0: Tensor<2>) -> Result<(Tensor<3>, OdeStats), OdeError> {
         let (zs, stats) = odeint(
             &self.dynamics,
             z0,
@@ -389,7 +388,26 @@ impl LatentOde {
             self.solver,
             &self.ode_opts(),
         )?;
-        let z: Tensor<3> = Tensor::stack(zs, 1); // [batch, time, latent]
+        Ok((Tensor::stack(zs, 1), stats))
+    }
+
+    /// Posterior mean of `z0` for fully observed windows, the encoder seeing what it saw in
+    /// training.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` → `[batch, latent]`
+    pub fn posterior_mean(&self, x: Tensor<3>) -> Result<Tensor<2>, OdeError> {
+        let (xo, mask) = self.observed(x, None);
+        Ok(self.encode_seen(xo, mask)?.0)
+    }
+
+    /// Decoder output at every sample: Gaussian means or Poisson log-rates.
+    ///
+    /// # Shapes
+    /// - `z0`: `[batch, latent]` → `[batch, channels, time]`
+    pub fn decode(&self, z0: Tensor<2>) -> Result<(Tensor<3>, OdeStats), OdeError> {
+        let b = z0.dims()[0];
+        let (z, stats) = self.latent_path(z0)?; // [batch, time, latent]
         let out = self.readout.forward(z).swap_dims(1, 2); // [batch, channels, time]
         debug_assert_eq!(out.dims(), [b, self.channels, self.time]);
         let out = if self.poisson {

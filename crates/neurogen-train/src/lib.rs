@@ -6,6 +6,7 @@
 //! needs only the weights and the optimiser state to continue exactly as if never stopped.
 
 mod error;
+pub mod evaluate;
 pub mod experiment;
 mod fit;
 pub mod gan;

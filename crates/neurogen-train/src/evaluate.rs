@@ -1,0 +1,268 @@
+//! The model-side half of `neurogen eval`: a run's splits in physical units, latents inferred
+//! by its encoder, their linear recovery of a simulator's true latents, and likelihoods.
+
+use burn::tensor::{Device, Tensor};
+use neurogen_data::{SignalKind, Signals, SplitName};
+use neurogen_eval::Report;
+
+use crate::runs::{score_signals, LoadedRun, Model};
+use crate::{RunDir, TrainError};
+
+/// A run's windows rebuilt from its stored `[data]`, in physical units.
+#[derive(Debug, Clone)]
+pub struct RunSplits {
+    /// Training windows.
+    pub train: Signals,
+    /// Test windows.
+    pub test: Signals,
+    /// Start of each test window in seconds from the start of its recording.
+    pub test_start_s: Vec<f64>,
+}
+
+/// Rebuilds the data a run was trained on and cuts it into its splits.
+pub fn run_splits(run: &RunDir, loaded: &LoadedRun) -> Result<RunSplits, TrainError> {
+    let windows = loaded.exp.build_data(&run.experiment_file())?;
+    let pick = |split| windows.signals.select(&windows.indices(split));
+    let sfreq = windows.signals.meta.sfreq;
+    Ok(RunSplits {
+        train: pick(SplitName::Train),
+        test: pick(SplitName::Test),
+        test_start_s: windows
+            .indices(SplitName::Test)
+            .iter()
+            .map(|&i| windows.info[i].start as f64 / sfreq)
+            .collect(),
+    })
+}
+
+/// Latents a model's encoder infers for a set of windows.
+#[derive(Debug, Clone)]
+pub struct Latents {
+    /// Posterior mean per window (`z` of the VAE, `z0` of the latent ODE), `[n, dim]`.
+    pub codes: Vec<f64>,
+    /// Latent dimension.
+    pub dim: usize,
+    /// The latent ODE's trajectory from the posterior mean, `[n, time, dim]`.
+    pub path: Option<Vec<f64>>,
+}
+
+fn read2(t: Tensor<2>) -> Result<Vec<f64>, TrainError> {
+    read(t.into_data())
+}
+
+fn read(t: burn::tensor::TensorData) -> Result<Vec<f64>, TrainError> {
+    Ok(t.try_to_vec::<f32>()
+        .map_err(|e| TrainError::Input(format!("reading latents back failed: {e:?}")))?
+        .into_iter()
+        .map(f64::from)
+        .collect())
+}
+
+/// The posterior means of `s` (physical units) under the run's encoder; `None` for families
+/// without one (RealNVP's latent is the whole window, the GAN has no encoder).
+pub fn infer_latents(
+    run: &LoadedRun,
+    s: &Signals,
+    device: &Device,
+) -> Result<Option<Latents>, TrainError> {
+    if !matches!(run.model, Model::Vae(_) | Model::LatentOde(_)) {
+        return Ok(None);
+    }
+    let mut s = s.clone();
+    run.info.norm.apply(&mut s);
+    let mut codes = Vec::new();
+    let mut path = Vec::new();
+    let mut dim = 0;
+    let indices: Vec<usize> = (0..s.n).collect();
+    for idx in indices.chunks(256) {
+        let x = s.batch(idx, device); // [chunk, channels, time]
+        match &run.model {
+            Model::Vae(v) => {
+                let (mu, _) = v.encode(x);
+                dim = mu.dims()[1];
+                codes.extend(read2(mu)?);
+            }
+            Model::LatentOde(o) => {
+                let ode = |e: neurogen_models::ode::OdeError| {
+                    TrainError::Input(format!("the ODE solve failed: {e}"))
+                };
+                let mu = o.posterior_mean(x).map_err(ode)?;
+                dim = mu.dims()[1];
+                let (z, _) = o.latent_path(mu.clone()).map_err(ode)?; // [chunk, time, latent]
+                codes.extend(read2(mu)?);
+                path.extend(read(z.into_data())?);
+            }
+            Model::RealNvp(_) | Model::Gan(_) => unreachable!("filtered above"),
+        }
+    }
+    Ok(Some(Latents {
+        codes,
+        dim,
+        path: matches!(run.model, Model::LatentOde(_)).then_some(path),
+    }))
+}
+
+/// R² of a linear map from inferred latents to a simulator's true latents, fitted on `train`
+/// and scored on `test` (both must carry true latents; `None` otherwise or for families
+/// without an encoder).
+///
+/// The latent ODE maps its trajectory `z(t)` to the true state at the same time step, pooling
+/// windows and steps; the VAE, whose latent is one vector per window, maps it to the window's
+/// whole true trajectory (every (latent, step) pair a target column).
+pub fn latent_r2(
+    run: &LoadedRun,
+    train: &Signals,
+    test: &Signals,
+    device: &Device,
+) -> Result<Option<f64>, TrainError> {
+    let (Some((true_train, l)), Some((true_test, _))) = (&train.latents, &test.latents) else {
+        return Ok(None);
+    };
+    let (Some(fit), Some(score)) = (
+        infer_latents(run, train, device)?,
+        infer_latents(run, test, device)?,
+    ) else {
+        return Ok(None);
+    };
+    let t = train.meta.time;
+    let wide = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
+    // [n, latent, time] → [n·time, latent]
+    let per_step = |v: &[f32], n: usize| -> Vec<f64> {
+        let mut out = Vec::with_capacity(n * t * l);
+        for i in 0..n {
+            for k in 0..t {
+                for j in 0..*l {
+                    out.push(v[(i * l + j) * t + k] as f64);
+                }
+            }
+        }
+        out
+    };
+    let r2 = match (&fit.path, &score.path) {
+        (Some(pf), Some(ps)) => neurogen_eval::linear_r2(
+            pf,
+            &per_step(true_train, train.n),
+            ps,
+            &per_step(true_test, test.n),
+            fit.dim,
+            *l,
+        ),
+        _ => neurogen_eval::linear_r2(
+            &fit.codes,
+            &wide(true_train),
+            &score.codes,
+            &wide(true_test),
+            fit.dim,
+            l * t,
+        ),
+    };
+    Ok(Some(r2))
+}
+
+/// Adds the likelihood of `reference` under the run's model to `report`: `neg_elbo`,
+/// `neg_iwae` (IWAE-`k` bound) and `bits_per_dim` for the VAE and latent ODE,
+/// `neg_log_likelihood` and `bits_per_dim` for RealNVP (all means per window, nats, in the
+/// run's normalised units), and for counts `bits_per_spike` against a homogeneous Poisson model
+/// with each neuron's mean training rate. Nothing for a GAN.
+pub fn add_likelihood(
+    report: &mut Report,
+    run: &LoadedRun,
+    reference: &Signals,
+    train: &Signals,
+    k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(), TrainError> {
+    if matches!(run.model, Model::Gan(_)) {
+        return Ok(());
+    }
+    let scores = score_signals(run, reference, k, seed, device)?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let ll = mean(&scores.log_likelihood);
+    match &scores.elbo {
+        Some(elbo) => {
+            report.set("neg_elbo", -mean(elbo));
+            report.set(format!("neg_iwae_k{k}"), -ll);
+        }
+        None => report.set("neg_log_likelihood", -ll),
+    }
+    report.set(
+        "bits_per_dim",
+        -ll / (scores.dim as f64 * std::f64::consts::LN_2),
+    );
+    if reference.meta.kind == SignalKind::Counts {
+        let null = poisson_null(train, reference);
+        let spikes: f64 = reference.values.iter().map(|v| *v as f64).sum();
+        if spikes > 0.0 {
+            let total = ll * reference.n as f64;
+            report.set(
+                "bits_per_spike",
+                (total - null) / (spikes * std::f64::consts::LN_2),
+            );
+        }
+    }
+    report.meta.insert(
+        "likelihood".into(),
+        serde_json::json!({ "bound": scores.bound, "k": k, "windows": reference.n }),
+    );
+    Ok(())
+}
+
+/// Log-likelihood (nats, summed) of `reference` counts under independent Poisson bins with
+/// each neuron's mean count per bin in `train` (floored at 1e-6).
+fn poisson_null(train: &Signals, reference: &Signals) -> f64 {
+    let (c, t) = (train.meta.channels, train.meta.time);
+    let mut rate = vec![0f64; c];
+    for (i, v) in train.values.iter().enumerate() {
+        rate[(i / t) % c] += *v as f64;
+    }
+    for r in rate.iter_mut() {
+        *r = (*r / (train.n * t).max(1) as f64).max(1e-6);
+    }
+    reference
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (x, lam) = (*v as f64, rate[(i / t) % c]);
+            x * lam.ln() - lam - ln_factorial(x as u64)
+        })
+        .sum()
+}
+
+fn ln_factorial(n: u64) -> f64 {
+    (2..=n).map(|k| (k as f64).ln()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neurogen_data::SignalMeta;
+
+    #[test]
+    fn the_poisson_null_matches_its_formula() {
+        let meta = SignalMeta {
+            channels: 2,
+            time: 2,
+            sfreq: 10.0,
+            channel_names: vec!["a".into(), "b".into()],
+            kind: SignalKind::Counts,
+            unit: "count".into(),
+            label_names: vec![],
+        };
+        // Training rates: neuron a 1.5/bin, neuron b 0 (floored at 1e-6).
+        let train = Signals {
+            values: vec![1.0, 2.0, 0.0, 0.0],
+            n: 1,
+            meta: meta.clone(),
+            latents: None,
+            labels: None,
+        };
+        let reference = Signals {
+            values: vec![3.0, 0.0, 0.0, 1.0],
+            ..train.clone()
+        };
+        let want = (3.0 * 1.5f64.ln() - 1.5 - 6f64.ln()) + (-1.5) + (-1e-6) + (1e-6f64.ln() - 1e-6);
+        assert!((poisson_null(&train, &reference) - want).abs() < 1e-12);
+    }
+}
