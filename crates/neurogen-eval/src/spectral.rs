@@ -93,7 +93,7 @@ impl Welch {
 
     /// The one-sided density weight of bin `k`: 2 except at DC and (even `nperseg`) Nyquist.
     fn one_sided(&self, k: usize) -> f64 {
-        if k == 0 || (self.nperseg % 2 == 0 && k == self.nperseg / 2) {
+        if k == 0 || (self.nperseg.is_multiple_of(2) && k == self.nperseg / 2) {
             1.0
         } else {
             2.0
