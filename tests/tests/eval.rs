@@ -34,6 +34,16 @@ fn train(cwd: &Path, config: &str, out: &Path, extra: &[&str]) {
     ok(cwd, &args);
 }
 
+/// A minute of Kuramoto EEG in half-second windows: a few seconds of training.
+const KURAMOTO_DATA: [&str; 6] = [
+    "--set",
+    "data.duration_s=60",
+    "--set",
+    "data.window=64",
+    "--set",
+    "data.stride=32",
+];
+
 fn metric(report: &serde_json::Value, key: &str) -> f64 {
     report[key]
         .as_f64()
@@ -49,25 +59,23 @@ fn eval_judges_a_continuous_run_with_every_metric_and_figure() {
         "vae-kuramoto.toml",
         &run,
         &[
-            "--set",
-            "data.duration_s=60",
-            "--set",
-            "data.window=64",
-            "--set",
-            "data.stride=32",
-            "--set",
-            "model.hidden=[32]",
-            "--set",
-            "model.latent_dim=4",
-            "--set",
-            "train.steps=60",
-            "--set",
-            "train.batch_size=16",
-            "--set",
-            "train.valid_every=20",
-            "--set",
-            "train.checkpoint_every=20",
-        ],
+            &KURAMOTO_DATA[..],
+            &[
+                "--set",
+                "model.hidden=[32]",
+                "--set",
+                "model.latent_dim=4",
+                "--set",
+                "train.steps=60",
+                "--set",
+                "train.batch_size=16",
+                "--set",
+                "train.valid_every=20",
+                "--set",
+                "train.checkpoint_every=20",
+            ],
+        ]
+        .concat(),
     );
     let r = ok(
         tmp.path(),
@@ -305,13 +313,7 @@ fn eval_compares_any_two_npy_files_and_plot_draws_one() {
 fn copies_of_training_windows_are_flagged_as_memorised() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let tiny = [
-        "--set",
-        "data.duration_s=60",
-        "--set",
-        "data.window=64",
-        "--set",
-        "data.stride=32",
+    let model = [
         "--set",
         "model.hidden=[16]",
         "--set",
@@ -321,7 +323,12 @@ fn copies_of_training_windows_are_flagged_as_memorised() {
         "--set",
         "train.checkpoint_every=10",
     ];
-    train(tmp.path(), "vae-kuramoto.toml", &run, &tiny);
+    train(
+        tmp.path(),
+        "vae-kuramoto.toml",
+        &run,
+        &[&KURAMOTO_DATA[..], &model].concat(),
+    );
     // Every window of the same [data], then only the training ones as "samples".
     let cfg = root().join("configs/vae-kuramoto.toml");
     let all = tmp.path().join("all.npy");
@@ -332,7 +339,7 @@ fn copies_of_training_windows_are_flagged_as_memorised() {
         all.to_str().unwrap(),
         "-q",
     ];
-    args.extend_from_slice(&tiny[..6]);
+    args.extend_from_slice(&KURAMOTO_DATA);
     ok(tmp.path(), &args);
     let meta = read_json(&tmp.path().join("all.json"));
     let npy = common::read_npy(&all);
@@ -417,7 +424,7 @@ fn eval_and_plot_refuse_bad_input_with_the_reason() {
                 "--kind",
                 "counts",
             ],
-            "a.npy: --kind counts, but the file holds values that are not non-negative integers",
+            "a.npy: the windows should be spike counts (--kind counts), but the file holds values that are not non-negative integers",
         ),
         (
             &[

@@ -538,24 +538,7 @@ fn score(
         // A recording of the run's own format, cut as the run's data were.
         cfg.build(loaded.exp.seed)?.signals
     } else if ext.eq_ignore_ascii_case("npy") {
-        let (shape, values) = npy::read_f32(data)?;
-        let [n, c, t] = match shape[..] {
-            [n, c, t] => [n, c, t],
-            [c, t] => [1, c, t],
-            _ => bail!(UsageError(format!(
-                "{}: shape {shape:?}: expected windows [n, channels, time]",
-                data.display()
-            ))),
-        };
-        let mut meta = loaded.info.meta.clone();
-        (meta.channels, meta.time) = (c, t);
-        neurogen_data::Signals {
-            values,
-            n,
-            meta,
-            latents: None,
-            labels: None,
-        }
+        crate::eval::read_windows(data, Some(&loaded.info.meta), Default::default())?
     } else {
         bail!(UsageError(format!(
             "{}: DATA must be an .npy of windows, an experiment .toml, or a recording in the run's own format ({})",

@@ -95,18 +95,23 @@ pub(crate) fn read_windows(
             path.display()
         )));
     };
-    let kind = match flags.kind {
-        Some(KindArg::Continuous) => SignalKind::Continuous,
-        Some(KindArg::Counts) => SignalKind::Counts,
+    let (kind, why) = match flags.kind {
+        Some(KindArg::Continuous) => (SignalKind::Continuous, "--kind continuous"),
+        Some(KindArg::Counts) => (SignalKind::Counts, "--kind counts"),
         None => match from_side("kind").and_then(|v| v.as_str()) {
-            Some("counts") => SignalKind::Counts,
-            Some(_) => SignalKind::Continuous,
-            None => fallback.map_or(SignalKind::Continuous, |m| m.kind),
+            Some("counts") => (SignalKind::Counts, "its .json sidecar says so"),
+            Some(_) => (SignalKind::Continuous, "its .json sidecar says so"),
+            None => match fallback {
+                Some(m) if m.kind == SignalKind::Counts => {
+                    (SignalKind::Counts, "the run models spike counts")
+                }
+                _ => (SignalKind::Continuous, "the default"),
+            },
         },
     };
     if kind == SignalKind::Counts && values.iter().any(|v| *v < 0.0 || v.fract() != 0.0) {
         bail!(UsageError(format!(
-            "{}: --kind counts, but the file holds values that are not non-negative integers",
+            "{}: the windows should be spike counts ({why}), but the file holds values that are not non-negative integers",
             path.display()
         )));
     }

@@ -124,26 +124,14 @@ pub fn mean_pairwise_distance(x: &[f32], dim: usize) -> f64 {
 /// Wasserstein-1 distance between two 1-D empirical distributions: `∫ |F_a − F_b| dx`
 /// (`scipy.stats.wasserstein_distance(a, b)`).
 pub fn wasserstein_1d(a: &[f64], b: &[f64]) -> f64 {
-    if a.is_empty() || b.is_empty() {
+    let steps = crate::stats::cdf_steps(a, b);
+    if steps.is_empty() {
         return f64::NAN;
     }
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    let mut all: Vec<f64> = a.iter().chain(&b).copied().collect();
-    all.sort_by(f64::total_cmp);
-    let (mut i, mut j, mut w) = (0usize, 0usize, 0f64);
-    for pair in all.windows(2) {
-        while i < a.len() && a[i] <= pair[0] {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= pair[0] {
-            j += 1;
-        }
-        w += (i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs() * (pair[1] - pair[0]);
-    }
-    w
+    steps
+        .windows(2)
+        .map(|w| (w[0].1 - w[0].2).abs() * (w[1].0 - w[0].0))
+        .sum()
 }
 
 /// Sliced Wasserstein-1 distance: the mean over `projections` random unit directions (seeded)

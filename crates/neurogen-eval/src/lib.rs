@@ -131,6 +131,38 @@ pub(crate) fn test_rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
+/// Windows `[n, channels, time]` for tests, channels named `ch0`, `ch1`, ….
+#[cfg(test)]
+pub(crate) fn test_signals(
+    values: Vec<f32>,
+    n: usize,
+    channels: usize,
+    sfreq: f64,
+    kind: SignalKind,
+) -> Signals {
+    let time = values.len() / (n * channels);
+    Signals {
+        values,
+        n,
+        meta: neurogen_data::SignalMeta {
+            channels,
+            time,
+            sfreq,
+            channel_names: (0..channels).map(|c| format!("ch{c}")).collect(),
+            kind,
+            unit: if kind == SignalKind::Counts {
+                "count"
+            } else {
+                "uV"
+            }
+            .into(),
+            label_names: vec![],
+        },
+        latents: None,
+        labels: None,
+    }
+}
+
 /// Settings of [`compare`]; the defaults are what `neurogen eval` uses.
 #[derive(Debug, Clone, Copy)]
 pub struct EvalOptions {
@@ -497,7 +529,6 @@ mod tests {
 #[cfg(test)]
 mod compare_tests {
     use super::*;
-    use neurogen_data::SignalMeta;
 
     /// `n` windows of 2 channels × 256 samples at 128 Hz: a sinusoid at `freq` with random phase
     /// and amplitude 3, in unit white noise.
@@ -512,21 +543,7 @@ mod compare_tests {
                 values.push((s + normal(&mut rng)) as f32);
             }
         }
-        Signals {
-            values,
-            n,
-            meta: SignalMeta {
-                channels: c,
-                time: t,
-                sfreq: fs,
-                channel_names: vec!["a".into(), "b".into()],
-                kind: SignalKind::Continuous,
-                unit: "uV".into(),
-                label_names: vec![],
-            },
-            latents: None,
-            labels: None,
-        }
+        test_signals(values, n, c, fs, SignalKind::Continuous)
     }
 
     #[test]
@@ -596,21 +613,7 @@ mod compare_tests {
                     (rng.random::<f64>() < rate * (1.0 + k as f64 / 5.0)) as u8 as f32
                 })
                 .collect();
-            Signals {
-                values,
-                n: 60,
-                meta: SignalMeta {
-                    channels: c,
-                    time: t,
-                    sfreq: 100.0,
-                    channel_names: (0..c).map(|k| format!("n{k}")).collect(),
-                    kind: SignalKind::Counts,
-                    unit: "count".into(),
-                    label_names: vec![],
-                },
-                latents: None,
-                labels: None,
-            }
+            test_signals(values, 60, c, 100.0, SignalKind::Counts)
         };
         let opts = EvalOptions::default();
         let same = compare(&counts(0.05, 1), &counts(0.05, 2), &opts).unwrap();

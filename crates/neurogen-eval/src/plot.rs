@@ -100,6 +100,48 @@ where
     Ok(())
 }
 
+/// A 2-D chart on the bitmap backend, with `f64` axes (linear or log).
+type Chart<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
+
+/// One curve with its legend entry.
+fn draw_line<'a, 'b: 'a, X, Y>(
+    chart: &mut Chart<'a, 'b, X, Y>,
+    path: &Path,
+    points: &[(f64, f64)],
+    name: &str,
+    colour: RGBColor,
+) -> Result<(), EvalError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(points.to_vec(), colour.stroke_width(2)))
+        .map_err(draw_err(path))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, top right.
+fn draw_legend<'a, 'b: 'a, X, Y>(
+    chart: &mut Chart<'a, 'b, X, Y>,
+    path: &Path,
+) -> Result<(), EvalError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 15))
+        .draw()
+        .map_err(draw_err(path))
+}
+
 /// `(lo, hi)` of `values`, widened when flat so an axis always has extent.
 fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
@@ -312,22 +354,9 @@ pub fn psd(
         }
         for (k, ((name, _), curve)) in sets.iter().zip(&curves).enumerate() {
             let colour = SET_COLOURS[k % SET_COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(curve.clone(), colour.stroke_width(2)))
-                .map_err(draw_err(path))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
+            draw_line(&mut chart, path, curve, name, colour)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()
-            .map_err(draw_err(path))?;
+        draw_legend(&mut chart, path)?;
         Ok(())
     })
 }
@@ -371,22 +400,9 @@ pub fn curves(
             .map_err(draw_err(path))?;
         for (k, s) in series.iter().enumerate() {
             let colour = LABEL_COLOURS[k % LABEL_COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(s.points.clone(), colour.stroke_width(2)))
-                .map_err(draw_err(path))?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
+            draw_line(&mut chart, path, &s.points, &s.name, colour)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()
-            .map_err(draw_err(path))?;
+        draw_legend(&mut chart, path)?;
         Ok(())
     })
 }
@@ -459,13 +475,7 @@ pub fn scatter(
                         .label(name.as_str())
                         .legend(move |(x, y)| Circle::new((x + 10, y), 4, c.filled()));
                 }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font((FONT, 15))
-                    .draw()
-                    .map_err(draw_err(path))?;
+                draw_legend(&mut chart, path)?;
             }
             Colouring::Value { values, .. } => {
                 let (v0, v1) = extent(values.iter().copied());
@@ -543,7 +553,7 @@ pub fn pca2(x: &[f64], dim: usize) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use neurogen_data::{SignalKind, SignalMeta};
+    use neurogen_data::SignalKind;
 
     /// Decodes a PNG: `(width, height, rgb bytes)`.
     fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
@@ -568,21 +578,7 @@ mod tests {
                 (10.0 * (2.0 * std::f64::consts::PI * freq * k / fs).sin()) as f32
             })
             .collect();
-        Signals {
-            values,
-            n: 2,
-            meta: SignalMeta {
-                channels: c,
-                time: t,
-                sfreq: fs,
-                channel_names: vec!["C3".into(), "Cz".into(), "C4".into()],
-                kind: SignalKind::Continuous,
-                unit: "uV".into(),
-                label_names: vec![],
-            },
-            latents: None,
-            labels: None,
-        }
+        crate::test_signals(values, 2, c, fs, SignalKind::Continuous)
     }
 
     #[test]

@@ -3,29 +3,49 @@
 
 use crate::View;
 
-/// Two-sample Kolmogorov–Smirnov statistic `sup |F_a − F_b|` (`scipy.stats.ks_2samp(a,
-/// b).statistic`). NaN when either side is empty.
-pub fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
+/// The two empirical CDFs just after each distinct value of `a ∪ b`: `(x, F_a(x), F_b(x))` in
+/// increasing `x`. Empty when either side is.
+pub(crate) fn cdf_steps(a: &[f64], b: &[f64]) -> Vec<(f64, f64, f64)> {
     if a.is_empty() || b.is_empty() {
-        return f64::NAN;
+        return Vec::new();
     }
     let mut a = a.to_vec();
     let mut b = b.to_vec();
     a.sort_by(f64::total_cmp);
     b.sort_by(f64::total_cmp);
-    let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
-    while i < a.len() && j < b.len() {
-        // Step past every copy of the smaller value on both sides, so ties move together.
-        let x = a[i].min(b[j]);
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut out = Vec::new();
+    while i < a.len() || j < b.len() {
+        // Step past every copy of the smallest remaining value on both sides, so ties move
+        // together.
+        let x = match (a.get(i), b.get(j)) {
+            (Some(p), Some(q)) => p.min(*q),
+            (Some(p), None) => *p,
+            (None, Some(q)) => *q,
+            (None, None) => break,
+        };
         while i < a.len() && a[i] <= x {
             i += 1;
         }
         while j < b.len() && b[j] <= x {
             j += 1;
         }
-        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+        out.push((x, i as f64 / a.len() as f64, j as f64 / b.len() as f64));
     }
-    d
+    out
+}
+
+/// Two-sample Kolmogorov–Smirnov statistic `sup |F_a − F_b|` (`scipy.stats.ks_2samp(a,
+/// b).statistic`). NaN when either side is empty.
+pub fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
+    let steps = cdf_steps(a, b);
+    if steps.is_empty() {
+        return f64::NAN;
+    }
+    steps
+        .iter()
+        .map(|(_, fa, fb)| (fa - fb).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Every value of channel `c`, over all windows and time steps.
