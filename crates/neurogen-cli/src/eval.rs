@@ -7,7 +7,7 @@ use neurogen_data::{npy, SignalKind, SignalMeta, Signals};
 use neurogen_eval::plot::{self, Colouring, Series};
 use neurogen_eval::{EvalOptions, Report, Spectra, View};
 use neurogen_train::evaluate::{add_likelihood, infer_latents, latent_r2, run_splits, RunSplits};
-use neurogen_train::{sample_signals, LoadedRun, RunDir};
+use neurogen_train::{sample_signals, LoadedRun, Model, RunDir};
 use serde_json::json;
 
 use crate::commands::{open_run, sidecar, BackendArg, UsageError};
@@ -333,7 +333,7 @@ fn run_metrics(
         .meta
         .insert("checkpoint_step".into(), json!(l.checkpoint.step));
     let shaped = (reference.meta.channels, reference.meta.time) == (meta.channels, meta.time);
-    if shaped {
+    if shaped && !matches!(l.model, Model::Gan(_)) {
         status(a.quiet, "scoring the reference under the model…");
         add_likelihood(
             report,
@@ -360,7 +360,8 @@ fn run_metrics(
             ),
         );
     }
-    if c.splits.train.latents.is_some() && reference_is_test {
+    let encodes = matches!(l.model, Model::Vae(_) | Model::LatentOde(_));
+    if c.splits.train.latents.is_some() && reference_is_test && encodes {
         status(a.quiet, "fitting the latent map…");
         let train = neurogen_eval::subsample(&c.splits.train, 1000, a.seed);
         if let Some(r2) = latent_r2(l, &train, &c.splits.test, &c.device)? {
@@ -504,10 +505,22 @@ fn latents_figure(
         );
     };
     let points = plot::pca2(&lat.codes, lat.dim);
-    let colour = match (&test.labels, test.meta.label_names.is_empty()) {
-        (Some(index), false) => Colouring::Labels {
+    // Labels when there are any; else a simulator's first true latent at the window's first
+    // step (does the latent space follow the true state?); else where the window starts.
+    let colour = match (
+        &test.labels,
+        test.meta.label_names.is_empty(),
+        &test.latents,
+    ) {
+        (Some(index), false, _) => Colouring::Labels {
             index: index.clone(),
             names: test.meta.label_names.clone(),
+        },
+        (_, _, Some((lat, l))) => Colouring::Value {
+            values: (0..test.n)
+                .map(|i| lat[i * l * test.meta.time] as f64)
+                .collect(),
+            name: "true latent 1 at t = 0".into(),
         },
         _ => Colouring::Value {
             values: c.splits.test_start_s.clone(),
@@ -515,7 +528,7 @@ fn latents_figure(
         },
     };
     let title = format!(
-        "{} posterior means of test windows",
+        "{} posterior means, test windows",
         c.loaded.exp.model.kind()
     );
     plot::scatter(&out("latents.png")?, &title, &points, &colour)?;

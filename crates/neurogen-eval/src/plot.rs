@@ -255,6 +255,7 @@ pub fn raster(path: &Path, sets: &[(&str, &Signals)]) -> Result<(), EvalError> {
                 .disable_mesh()
                 .x_desc("time (s)")
                 .y_desc("neuron")
+                .y_label_formatter(&|v| format!("{v:.0}"))
                 .draw()
                 .map_err(draw_err(path))?;
             let colour = SET_COLOURS[k % SET_COLOURS.len()];
@@ -439,12 +440,12 @@ pub fn scatter(
     let (x0, x1) = extent(points.iter().map(|p| p.0));
     let (y0, y1) = extent(points.iter().map(|p| p.1));
     let title = match colour {
-        Colouring::Value { name, .. } => format!("{title} (colour: {name}, blue → red)"),
+        Colouring::Value { name, .. } => format!("{title}; colour: {name}, blue → red"),
         Colouring::Labels { .. } => title.to_string(),
     };
     render(path, (720, 640), |root| {
         let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
+            .caption(title, (FONT, 16))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
