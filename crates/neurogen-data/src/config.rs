@@ -62,6 +62,12 @@ impl Source {
         }
     }
 
+    /// Whether the true latents this source records are angles (Kuramoto's oscillator phases in
+    /// [0, 2π)), which a linear map can only reach through their cosine and sine.
+    pub fn latents_are_phases(&self) -> bool {
+        matches!(self, Source::Kuramoto(_))
+    }
+
     /// The file this source reads, if it reads one.
     pub fn path_mut(&mut self) -> Option<&mut std::path::PathBuf> {
         match self {

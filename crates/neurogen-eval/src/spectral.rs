@@ -388,4 +388,50 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn psd_distance_and_band_power_match_scipy() {
+        //   import numpy as np; from scipy.signal import welch   # SciPy 1.17.1
+        //   def mk(a):
+        //       return np.array([[[np.sin(a*i + w + c) + 0.2*np.cos(2.1*i*(c+1))
+        //                          + 0.05*((i*7 + w*3 + c) % 11) for i in range(300)]
+        //                         for c in range(2)] for w in range(3)], dtype=np.float32).astype(float)
+        //   s, r = mk(0.5), mk(0.8)
+        //   f, ps = welch(s, 100.0, nperseg=256); _, pr = welch(r, 100.0, nperseg=256)
+        //   ps, pr = ps.mean(0), pr.mean(0); k = (f >= 1) & (f <= 40)
+        //   print(np.mean(np.abs(10*np.log10(ps[:, k]) - 10*np.log10(pr[:, k]))))
+        //   m = pr.mean(0); b = (f >= 8) & (f < 13); print(m[b].sum() * f[1])
+        let mk = |a: f64| -> Vec<f32> {
+            let mut v = Vec::new();
+            for w in 0..3 {
+                for c in 0..2 {
+                    for i in 0..300 {
+                        let x = (a * i as f64 + w as f64 + c as f64).sin()
+                            + 0.2 * (2.1 * i as f64 * (c + 1) as f64).cos()
+                            + 0.05 * ((i * 7 + w * 3 + c) % 11) as f64;
+                        v.push(x as f32);
+                    }
+                }
+            }
+            v
+        };
+        let (xs, xr) = (mk(0.5), mk(0.8));
+        let view = |x: &[f32]| -> Spectra {
+            Spectra::of(
+                &View {
+                    values: x,
+                    n: 3,
+                    channels: 2,
+                    time: 300,
+                },
+                100.0,
+            )
+        };
+        let (s, r) = (view(&xs), view(&xr));
+        let d = psd_db_distance(&s, &r, 1.0, 40.0);
+        assert!((d - 11.978977861992172).abs() < 1e-6, "{d}");
+        let alpha = r.band_power(8.0, 13.0).unwrap();
+        assert!((alpha - 0.48545677708545093).abs() < 1e-9, "{alpha}");
+        assert_eq!(psd_db_distance(&s, &s, 1.0, 40.0), 0.0);
+    }
 }

@@ -108,7 +108,8 @@ pub fn infer_latents(
 ///
 /// The latent ODE maps its trajectory `z(t)` to the true state at the same time step, pooling
 /// windows and steps; the VAE, whose latent is one vector per window, maps it to the window's
-/// whole true trajectory (every (latent, step) pair a target column).
+/// whole true trajectory (every (latent, step) pair a target column). Phases (Kuramoto) are
+/// replaced by their cosine and sine.
 pub fn latent_r2(
     run: &LoadedRun,
     train: &Signals,
@@ -118,13 +119,24 @@ pub fn latent_r2(
     let (Some((true_train, l)), Some((true_test, _))) = (&train.latents, &test.latents) else {
         return Ok(None);
     };
+    let t = train.meta.time;
+    // Phases wrap at 2π; their cosine and sine are what a linear map can recover.
+    let phases = run.exp.data.source.latents_are_phases();
+    let (true_train, true_test, l) = if phases {
+        (
+            &cos_sin(true_train, train.n, *l, t),
+            &cos_sin(true_test, test.n, *l, t),
+            &(2 * l),
+        )
+    } else {
+        (true_train, true_test, l)
+    };
     let (Some(fit), Some(score)) = (
         infer_latents(run, train, device)?,
         infer_latents(run, test, device)?,
     ) else {
         return Ok(None);
     };
-    let t = train.meta.time;
     let wide = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
     // [n, latent, time] → [n·time, latent]
     let per_step = |v: &[f32], n: usize| -> Vec<f64> {
@@ -157,6 +169,17 @@ pub fn latent_r2(
         ),
     };
     Ok(Some(r2))
+}
+
+/// Angles `[n, latent, time]` → `[n, 2·latent, time]`: each angle's cosine, then its sine.
+fn cos_sin(v: &[f32], n: usize, l: usize, t: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(2 * v.len());
+    for i in 0..n {
+        let w = &v[i * l * t..(i + 1) * l * t];
+        out.extend(w.iter().map(|a| a.cos()));
+        out.extend(w.iter().map(|a| a.sin()));
+    }
+    out
 }
 
 /// Adds the likelihood of `reference` under the run's model to `report`: `neg_elbo`,
@@ -238,6 +261,17 @@ fn ln_factorial(n: u64) -> f64 {
 mod tests {
     use super::*;
     use neurogen_data::SignalMeta;
+
+    #[test]
+    fn phases_become_cosine_then_sine_per_window() {
+        // Two windows, one latent, two steps.
+        let v = [0.0, std::f32::consts::FRAC_PI_2, std::f32::consts::PI, 0.0];
+        let out = cos_sin(&v, 2, 1, 2);
+        let want = [1.0, 0.0, 0.0, 1.0, -1.0, 1.0, 0.0, 0.0];
+        for (a, b) in out.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{out:?}");
+        }
+    }
 
     #[test]
     fn the_poisson_null_matches_its_formula() {
