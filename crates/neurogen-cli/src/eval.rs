@@ -1,12 +1,15 @@
 //! `neurogen eval` and `neurogen plot`.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use neurogen_data::{npy, SignalKind, SignalMeta, Signals};
 use neurogen_eval::plot::{self, Colouring, Series};
 use neurogen_eval::{EvalOptions, Report, Spectra, View};
-use neurogen_train::evaluate::{add_likelihood, infer_latents, latent_r2, run_splits, RunSplits};
+use neurogen_train::evaluate::{
+    add_likelihood, infer_latents, latent_r2, run_splits, Latents, RunSplits,
+};
 use neurogen_train::{sample_signals, LoadedRun, Model, RunDir};
 use serde_json::json;
 
@@ -173,6 +176,20 @@ struct RunCtx {
     loaded: LoadedRun,
     splits: RunSplits,
     device: burn::tensor::Device,
+    /// The test windows' inferred latents, once asked for (latent R² and the latents figure
+    /// both use them).
+    test_latents: OnceCell<Option<Latents>>,
+}
+
+impl RunCtx {
+    /// The encoder's latents of the test split (inferred on first use); `None` without one.
+    fn test_latents(&self) -> Result<Option<&Latents>> {
+        if self.test_latents.get().is_none() {
+            let lat = infer_latents(&self.loaded, &self.splits.test, &self.device)?;
+            let _ = self.test_latents.set(lat);
+        }
+        Ok(self.test_latents.get().and_then(Option::as_ref))
+    }
 }
 
 fn open(run_dir: &Path, backend: Option<BackendArg>) -> Result<RunCtx> {
@@ -184,6 +201,7 @@ fn open(run_dir: &Path, backend: Option<BackendArg>) -> Result<RunCtx> {
         loaded,
         splits,
         device,
+        test_latents: OnceCell::new(),
     })
 }
 
@@ -364,8 +382,10 @@ fn run_metrics(
     if c.splits.train.latents.is_some() && reference_is_test && encodes {
         status(a.quiet, "fitting the latent map…");
         let train = neurogen_eval::subsample(&c.splits.train, 1000, a.seed);
-        if let Some(r2) = latent_r2(l, &train, &c.splits.test, &c.device)? {
-            report.set("latent_r2", r2);
+        if let Some(score) = c.test_latents()? {
+            if let Some(r2) = latent_r2(l, &train, &c.splits.test, score, &c.device)? {
+                report.set("latent_r2", r2);
+            }
         }
     }
     Ok(())
@@ -498,7 +518,7 @@ fn latents_figure(
     if test.n < 3 {
         return refuse("latents", "the run's test split holds fewer than 3 windows");
     }
-    let Some(lat) = infer_latents(&c.loaded, test, &c.device)? else {
+    let Some(lat) = c.test_latents()? else {
         return refuse(
             "latents",
             "only vae and latent_ode runs have an encoder whose latents can be drawn",

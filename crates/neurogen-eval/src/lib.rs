@@ -373,6 +373,11 @@ pub fn compare(
     let fs = reference.meta.sfreq;
     let (lo, hi) = spectral::clip_range(opts.f_lo, opts.f_hi, fs);
     let lags = stats::max_lag(rv.time, fs);
+    // Pairwise channel (neuron) correlations: NaN, so left out, with a single channel.
+    let corr_distance = stats::mean_abs_diff(
+        &stats::correlation_pairs(&sv),
+        &stats::correlation_pairs(&rv),
+    );
     match reference.meta.kind {
         SignalKind::Continuous => {
             let (ss, rs) = (Spectra::of(&sv, fs), Spectra::of(&rv, fs));
@@ -387,13 +392,7 @@ pub fn compare(
             }
             rep.set("band_rel_error_mean", stats::finite_mean(&errors));
             if rv.channels > 1 {
-                rep.set(
-                    "correlation_distance",
-                    stats::mean_abs_diff(
-                        &stats::correlation_pairs(&sv),
-                        &stats::correlation_pairs(&rv),
-                    ),
-                );
+                rep.set("correlation_distance", corr_distance);
                 rep.set(
                     "coherence_distance",
                     stats::mean_abs_diff(
@@ -435,15 +434,7 @@ pub fn compare(
                 .collect();
             let (fa, fb): (Vec<f64>, Vec<f64>) = both.into_iter().unzip();
             rep.set("fano_abs_error", stats::mean_abs_diff(&fa, &fb));
-            if rv.channels > 1 {
-                rep.set(
-                    "spike_correlation_distance",
-                    stats::mean_abs_diff(
-                        &stats::correlation_pairs(&sv),
-                        &stats::correlation_pairs(&rv),
-                    ),
-                );
-            }
+            rep.set("spike_correlation_distance", corr_distance);
             rep.set("synchrony_samples", ss.synchrony);
             rep.set("synchrony_reference", rs.synchrony);
             rep.set("synchrony_abs_error", (ss.synchrony - rs.synchrony).abs());

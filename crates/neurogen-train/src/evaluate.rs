@@ -1,11 +1,11 @@
 //! The model-side half of `neurogen eval`: a run's splits in physical units, latents inferred
 //! by its encoder, their linear recovery of a simulator's true latents, and likelihoods.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use neurogen_data::{SignalKind, Signals, SplitName};
 use neurogen_eval::Report;
 
-use crate::runs::{score_signals, LoadedRun, Model};
+use crate::runs::{host_f64, score_signals, LoadedRun, Model};
 use crate::{RunDir, TrainError};
 
 /// A run's windows rebuilt from its stored `[data]`, in physical units.
@@ -46,18 +46,6 @@ pub struct Latents {
     pub path: Option<Vec<f64>>,
 }
 
-fn read2(t: Tensor<2>) -> Result<Vec<f64>, TrainError> {
-    read(t.into_data())
-}
-
-fn read(t: burn::tensor::TensorData) -> Result<Vec<f64>, TrainError> {
-    Ok(t.try_to_vec::<f32>()
-        .map_err(|e| TrainError::Input(format!("reading latents back failed: {e:?}")))?
-        .into_iter()
-        .map(f64::from)
-        .collect())
-}
-
 /// The posterior means of `s` (physical units) under the run's encoder; `None` for families
 /// without one (RealNVP's latent is the whole window, the GAN has no encoder).
 pub fn infer_latents(
@@ -80,7 +68,7 @@ pub fn infer_latents(
             Model::Vae(v) => {
                 let (mu, _) = v.encode(x);
                 dim = mu.dims()[1];
-                codes.extend(read2(mu)?);
+                codes.extend(host_f64(mu.into_data(), "latents")?);
             }
             Model::LatentOde(o) => {
                 let ode = |e: neurogen_models::ode::OdeError| {
@@ -89,8 +77,8 @@ pub fn infer_latents(
                 let mu = o.posterior_mean(x).map_err(ode)?;
                 dim = mu.dims()[1];
                 let (z, _) = o.latent_path(mu.clone()).map_err(ode)?; // [chunk, time, latent]
-                codes.extend(read2(mu)?);
-                path.extend(read(z.into_data())?);
+                codes.extend(host_f64(mu.into_data(), "latents")?);
+                path.extend(host_f64(z.into_data(), "latents")?);
             }
             Model::RealNvp(_) | Model::Gan(_) => unreachable!("filtered above"),
         }
@@ -103,8 +91,9 @@ pub fn infer_latents(
 }
 
 /// R² of a linear map from inferred latents to a simulator's true latents, fitted on `train`
-/// and scored on `test` (both must carry true latents; `None` otherwise or for families
-/// without an encoder).
+/// and scored on `test`, whose latents `score` the caller has inferred (callers also draw
+/// them). Both sets must carry true latents (`None` otherwise or for families without an
+/// encoder).
 ///
 /// The latent ODE maps its trajectory `z(t)` to the true state at the same time step, pooling
 /// windows and steps; the VAE, whose latent is one vector per window, maps it to the window's
@@ -114,6 +103,7 @@ pub fn latent_r2(
     run: &LoadedRun,
     train: &Signals,
     test: &Signals,
+    score: &Latents,
     device: &Device,
 ) -> Result<Option<f64>, TrainError> {
     let (Some((true_train, l)), Some((true_test, _))) = (&train.latents, &test.latents) else {
@@ -131,10 +121,7 @@ pub fn latent_r2(
     } else {
         (true_train, true_test, l)
     };
-    let (Some(fit), Some(score)) = (
-        infer_latents(run, train, device)?,
-        infer_latents(run, test, device)?,
-    ) else {
+    let Some(fit) = infer_latents(run, train, device)? else {
         return Ok(None);
     };
     let wide = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();

@@ -282,6 +282,16 @@ fn draw(
     Ok(())
 }
 
+/// A tensor's values read back to the host as `f64`; `what` names them in the error.
+pub(crate) fn host_f64(data: burn::tensor::TensorData, what: &str) -> Result<Vec<f64>, TrainError> {
+    Ok(data
+        .try_to_vec::<f32>()
+        .map_err(|e| TrainError::Input(format!("reading {what} back failed: {e:?}")))?
+        .into_iter()
+        .map(f64::from)
+        .collect())
+}
+
 /// Per-window likelihood scores of a run.
 #[derive(Debug, Clone)]
 pub struct Scores {
@@ -328,14 +338,7 @@ pub fn score_signals(
     let mut s = s.clone();
     run.info.norm.apply(&mut s);
     let dim = meta.channels * meta.time;
-    let read = |t: Tensor<1>| -> Result<Vec<f64>, TrainError> {
-        Ok(t.into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| TrainError::Input(format!("reading scores back failed: {e:?}")))?
-            .into_iter()
-            .map(f64::from)
-            .collect())
-    };
+    let read = |t: Tensor<1>| host_f64(t.into_data(), "scores");
     let mut ll = Vec::with_capacity(s.n);
     let mut elbo = Vec::with_capacity(s.n);
     let chunk = match &run.model {
