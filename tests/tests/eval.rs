@@ -387,6 +387,9 @@ fn eval_and_plot_refuse_bad_input_with_the_reason() {
     write_oscillation(&a, 4, 10.0, 0.0);
     let short = tmp.path().join("short.npy");
     neurogen_data::npy::write_f32(&short, &[3, 2, 100], &[0.5; 600]).unwrap();
+    let broken = tmp.path().join("broken.npy");
+    std::fs::copy(&a, &broken).unwrap();
+    std::fs::write(tmp.path().join("broken.json"), "{ not json").unwrap();
     let cases: &[(&[&str], &str)] = &[
         (
             &["eval"],

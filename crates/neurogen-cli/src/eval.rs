@@ -78,14 +78,15 @@ pub(crate) fn read_windows(
     }
     let side = sidecar(path, ".json");
     let side: Option<serde_json::Value> = match std::fs::read_to_string(&side) {
-        Ok(text) => Some(serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: not the JSON sidecar of {}",
+        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
+            UsageError(format!(
+                "{}: not the JSON sidecar of {}: {e}",
                 side.display(),
                 path.display()
-            )
+            ))
         })?),
-        Err(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!(UsageError(format!("{}: {e}", side.display()))),
     };
     let from_side = |key: &str| side.as_ref().and_then(|s| s.get(key));
     let sfreq = flags
