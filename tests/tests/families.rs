@@ -5,61 +5,12 @@ use std::path::Path;
 
 mod common;
 
-use common::{metrics_without_timing, neurogen, ok, read_npy, root};
-
-const TINY_LORENZ_DATA: &[&str] = &["data.n_trials=60", "data.n_neurons=6", "data.n_bins=20"];
-const TINY_KURAMOTO_DATA: &[&str] = &[
-    "data.duration_s=120.0",
-    "data.n_channels=3",
-    "data.window=32",
-    "data.stride=32",
-];
-const TINY_TRAIN: &[&str] = &[
-    "train.batch_size=8",
-    "train.log_every=5",
-    "train.valid_every=10",
-    "train.checkpoint_every=10",
-    "train.kl_warmup_steps=5",
-];
-
-/// Overrides that shrink a shipped config of `family` to seconds.
-fn tiny_model(family: &str) -> &'static [&'static str] {
-    match family {
-        "gan" => &["model.hidden=[8, 4]", "model.noise_dim=8"],
-        "realnvp" => &["model.n_layers=2", "model.hidden=[16]"],
-        "latent-ode" => &[
-            "model.latent_dim=3",
-            "model.rnn_hidden=8",
-            "model.hidden=[8]",
-        ],
-        _ => &[],
-    }
-}
+use common::{metrics_without_timing, neurogen, ok, read_npy, root, tiny_train_args};
 
 /// Trains `config` shrunk to `steps` steps into `out`, with extra `--set` overrides.
 fn train_tiny(cwd: &Path, config: &str, out: &Path, steps: u64, extra: &[&str]) -> common::Run {
-    let family = config.rsplit_once('-').map(|(f, _)| f).unwrap_or(config);
-    let data = if config.ends_with("lorenz") {
-        TINY_LORENZ_DATA
-    } else {
-        TINY_KURAMOTO_DATA
-    };
-    let cfg = root().join("configs").join(format!("{config}.toml"));
-    let steps = format!("train.steps={steps}");
-    let mut sets: Vec<&str> = data.to_vec();
-    sets.extend(tiny_model(family));
-    sets.extend(TINY_TRAIN);
-    sets.push(&steps);
-    sets.extend(extra);
-    let mut args = vec![
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    for s in &sets {
-        args.extend(["--set", s]);
-    }
+    let args = tiny_train_args(config, out, steps, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(cwd, &args)
 }
 
@@ -195,22 +146,8 @@ fn a_resumed_gan_run_equals_the_uninterrupted_one() {
     train_tiny(tmp.path(), "gan-kuramoto", &full, 30, &extra);
     // Stop off the logging grid (step 18; lines every 5, checkpoints every 10) and resume.
     train_tiny(tmp.path(), "gan-kuramoto", &part, 18, &extra);
-    let cfg = root().join("configs/gan-kuramoto.toml");
-    let mut args = vec![
-        "train".to_string(),
-        cfg.to_str().unwrap().to_string(),
-        "--out".into(),
-        part.to_str().unwrap().to_string(),
-        "--resume".into(),
-    ];
-    let mut sets: Vec<&str> = TINY_KURAMOTO_DATA.to_vec();
-    sets.extend(tiny_model("gan"));
-    sets.extend(TINY_TRAIN);
-    sets.push("train.steps=30");
-    sets.extend(extra);
-    for s in sets {
-        args.extend(["--set".into(), s.to_string()]);
-    }
+    let mut args = tiny_train_args("gan-kuramoto", &part, 30, &extra);
+    args.push("--resume".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(tmp.path(), &args);
     assert_eq!(metrics_without_timing(&part), metrics_without_timing(&full));
@@ -227,7 +164,7 @@ fn score_ranks_artefact_windows_below_clean_ones() {
         "-o",
         data_file.to_str().unwrap(),
     ];
-    for s in TINY_KURAMOTO_DATA {
+    for s in common::TINY_KURAMOTO_DATA {
         args.extend(["--set", s]);
     }
     ok(tmp.path(), &args);

@@ -613,11 +613,17 @@ pub(crate) fn describe(e: &anyhow::Error) -> String {
     out
 }
 
+/// Training diverged beyond what the NaN guard may roll back.
+pub(crate) const EXIT_DIVERGED: i32 = 3;
+
 pub(crate) fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
         return EXIT_USAGE;
     }
     if let Some(t) = e.downcast_ref::<TrainError>() {
+        if let TrainError::Diverged { .. } = t {
+            return EXIT_DIVERGED;
+        }
         return if t.is_user_error() { EXIT_USAGE } else { 1 };
     }
     if let Some(neurogen_eval::EvalError::Invalid(_)) = e.downcast_ref() {

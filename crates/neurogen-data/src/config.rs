@@ -69,6 +69,16 @@ impl Source {
     }
 
     /// The file this source reads, if it reads one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Source::Edf(s) | Source::Bdf(s) => Some(&s.path),
+            Source::Npy(s) | Source::Npz(s) => Some(&s.path),
+            Source::Csv(s) => Some(&s.path),
+            _ => None,
+        }
+    }
+
+    /// The recording file a file source reads, mutably (to resolve it against a directory).
     pub fn path_mut(&mut self) -> Option<&mut std::path::PathBuf> {
         match self {
             Source::Edf(s) | Source::Bdf(s) => Some(&mut s.path),

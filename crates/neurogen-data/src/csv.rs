@@ -50,6 +50,14 @@ pub struct TrialColumns<'a> {
     pub ignore: &'a [String],
 }
 
+/// The csv crate's message without its "CSV error: " prefix (ours already says where).
+fn describe(e: &::csv::Error) -> String {
+    let text = e.to_string();
+    text.strip_prefix("CSV error: ")
+        .unwrap_or(&text)
+        .to_string()
+}
+
 /// The reader, past its header row, and the header's column names.
 fn open(path: &Path) -> Result<(::csv::Reader<std::fs::File>, Vec<String>), DataError> {
     let f = std::fs::File::open(path).map_err(|source| DataError::Io {
@@ -58,10 +66,12 @@ fn open(path: &Path) -> Result<(::csv::Reader<std::fs::File>, Vec<String>), Data
     })?;
     let mut r = ::csv::ReaderBuilder::new()
         .trim(::csv::Trim::All)
+        // Rows of the wrong width are reported by `record` with the header's width.
+        .flexible(true)
         .from_reader(f);
     let header = r
         .headers()
-        .map_err(|e| format_err(path, format!("header row: {e}")))?
+        .map_err(|e| format_err(path, format!("header row: {}", describe(&e))))?
         .iter()
         .map(str::to_string)
         .collect();
@@ -97,7 +107,7 @@ fn checked(
     width: usize,
 ) -> Result<(usize, ::csv::StringRecord), DataError> {
     let row = i + 2;
-    let rec = rec.map_err(|e| format_err(path, format!("row {row}: {e}")))?;
+    let rec = rec.map_err(|e| format_err(path, format!("row {row}: {}", describe(&e))))?;
     if rec.len() != width {
         return Err(format_err(
             path,

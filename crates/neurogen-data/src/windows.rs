@@ -322,9 +322,17 @@ fn cut_windows(cfg: DataConfig, recs: &Recordings, seed: u64) -> Result<Windows,
     if window > longest {
         return Err(DataError::invalid(
             "window",
-            format!(
-                "{window} samples is longer than the longest split segment ({longest} samples)"
-            ),
+            match cfg.source.path() {
+                Some(p) => format!(
+                    "{window} samples is longer than the longest split segment ({longest} \
+                     samples) of {}, whose longest recording holds {} samples",
+                    p.display(),
+                    recs.samples.iter().max().unwrap_or(&0)
+                ),
+                None => format!(
+                    "{window} samples is longer than the longest split segment ({longest} samples)"
+                ),
+            },
         ));
     }
 

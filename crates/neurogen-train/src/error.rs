@@ -67,6 +67,24 @@ pub enum TrainError {
     /// Windows handed to a run (e.g. to score) do not fit it (the user's input: exit code 2).
     #[error("{0}")]
     Input(String),
+    /// Training met non-finite values more often than `train.max_rollbacks` allows (exit 3).
+    #[error(
+        "training diverged: {what}; {rollbacks} rollback(s) with learning-rate cuts did not \
+         help (learning rate now {lr:.3e}). Try gradient clipping or more rollbacks, which \
+         continue from the checkpoint of step {checkpoint}: `neurogen train CONFIG --resume \
+         --set train.grad_clip=1.0` (or train.max_rollbacks, train.lr_cut); or start a new run \
+         with a smaller train.lr or a longer train.kl_warmup_steps"
+    )]
+    Diverged {
+        /// What went bad, where and when.
+        what: String,
+        /// Rollbacks made before giving up.
+        rollbacks: u32,
+        /// The learning rate after the cuts.
+        lr: f64,
+        /// The newest good checkpoint.
+        checkpoint: u64,
+    },
     /// A checkpoint could not be written or read.
     #[error("{}: {message}", path.display())]
     Checkpoint {
@@ -86,7 +104,7 @@ impl TrainError {
             | TrainError::Data(neurogen_data::DataError::Format { .. }) => true,
             TrainError::Checkpoint { .. } => true,
             TrainError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-            TrainError::Data(_) => false,
+            TrainError::Data(_) | TrainError::Diverged { .. } => false,
         }
     }
 

@@ -56,6 +56,13 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Keep this many newest checkpoints.
     pub keep_checkpoints: usize,
+    /// Scale gradients so their global L2 norm is at most this (0 = no clipping; the norm is
+    /// then neither computed nor checked).
+    pub grad_clip: f64,
+    /// Multiply the learning rate by this after each rollback of the NaN guard.
+    pub lr_cut: f64,
+    /// Rollbacks the NaN guard may make before training stops with exit code 3.
+    pub max_rollbacks: u32,
 }
 
 impl Default for TrainConfig {
@@ -71,6 +78,9 @@ impl Default for TrainConfig {
             valid_every: 100,
             checkpoint_every: 500,
             keep_checkpoints: 3,
+            grad_clip: 0.0,
+            lr_cut: 0.5,
+            max_rollbacks: 3,
         }
     }
 }
@@ -218,6 +228,21 @@ impl Experiment {
                 ));
             }
         }
+        if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
+            return Err(invalid(
+                "train.grad_clip".into(),
+                format!(
+                    "must be a non-negative norm (0 = no clipping), got {}",
+                    t.grad_clip
+                ),
+            ));
+        }
+        if !(t.lr_cut > 0.0 && t.lr_cut < 1.0) {
+            return Err(invalid(
+                "train.lr_cut".into(),
+                format!("must lie strictly between 0 and 1, got {}", t.lr_cut),
+            ));
+        }
         for b in t.betas {
             if !(0.0..1.0).contains(&b) {
                 return Err(invalid(
@@ -270,7 +295,8 @@ impl Experiment {
         toml::to_string_pretty(self).map_err(|e| e.to_string())
     }
 
-    /// The parts that must not change when a run is resumed: everything but `train.steps`,
+    /// The parts that must not change when a run is resumed: everything but `train.steps`, the
+    /// NaN guard's settings (`train.grad_clip`, `train.lr_cut`, `train.max_rollbacks`),
     /// `backend`, `name` and the provenance.
     pub fn resume_key(&self) -> Experiment {
         Experiment {
@@ -278,6 +304,9 @@ impl Experiment {
             backend: Backend::Ndarray,
             train: TrainConfig {
                 steps: 0,
+                grad_clip: 0.0,
+                lr_cut: 0.5,
+                max_rollbacks: 0,
                 ..self.train.clone()
             },
             provenance: None,

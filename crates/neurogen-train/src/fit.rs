@@ -11,6 +11,7 @@ use neurogen_models::{GenerativeModel, Loss, LossContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::guard::{clip_grad_norm, first_non_finite, inject_fault, Fault, Guard};
 use crate::progress::Progress;
 use crate::rng::{batch_indices, normals, rng, Stream};
 use crate::run_dir::{write_line, CheckpointState};
@@ -64,23 +65,52 @@ pub(crate) fn adam(t: &crate::TrainConfig) -> AdamConfig {
         .with_epsilon(t.eps as f32)
 }
 
-/// The newest complete checkpoint of `run` and its state, for `--resume`.
+/// The newest checkpoint of `run`, verified against its manifest, and its state.
 pub(crate) fn resume_point(
     run: &RunDir,
 ) -> Result<(crate::Checkpoint, CheckpointState), TrainError> {
     let ckpt = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
         path: run.root().to_path_buf(),
-        message: "--resume: no complete checkpoint to resume from".into(),
+        message: "no complete checkpoint to resume from".into(),
     })?;
+    let kind = run.read_experiment()?.model.kind();
+    run.verify(&ckpt, kind)?;
     let state = run.read_state(&ckpt)?;
-    tracing::info!(step = state.step, dir = %ckpt.dir.display(), "resuming");
+    tracing::info!(step = state.step, dir = %ckpt.dir.display(), "restoring");
     Ok((ckpt, state))
+}
+
+impl CheckpointState {
+    /// The state after `step` of `exp`, where each step consumes `batches_per_step` batches.
+    pub(crate) fn at(
+        step: u64,
+        exp: &Experiment,
+        n_train: usize,
+        batches_per_step: u64,
+        kl_warmup: f64,
+        interval: &LossSums,
+        guard: &Guard,
+    ) -> Self {
+        let per_epoch = (n_train / exp.train.batch_size).max(1) as u64;
+        CheckpointState {
+            step,
+            seed: exp.seed,
+            epoch: step * batches_per_step / per_epoch,
+            batch_in_epoch: step * batches_per_step % per_epoch,
+            kl_warmup,
+            neurogen_version: env!("CARGO_PKG_VERSION").into(),
+            interval: interval.clone(),
+            lr_scale: guard.lr_scale,
+            rollbacks: guard.rollbacks,
+        }
+    }
 }
 
 /// Trains `model` on `data.train`, logging to and checkpointing in `run`.
 ///
 /// `model` must live on `device.autodiff()` (create it there: parameters moved onto an autodiff
-/// device afterwards are not tracked); validation runs on the plain `device`.
+/// device afterwards are not tracked); validation runs on the plain `device`. A fresh run
+/// checkpoints its initial weights as step 0, so the NaN guard always has a state to restore.
 pub fn fit<M>(
     mut model: M,
     data: &Dataset,
@@ -93,31 +123,58 @@ where
     M: GenerativeModel,
 {
     let t = &exp.train;
+    let kind = exp.model.kind();
     let ad = device.clone().autodiff();
     let mut optim = adam(t).init();
-    let (mut start, mut interval) = (0, LossSums::default());
-    if opts.resume {
-        let (ckpt, state) = resume_point(run)?;
-        model = model
+    let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(t, None));
+    let restore = |model: M, ckpt: &crate::Checkpoint| -> Result<_, TrainError> {
+        let model = model
             .try_load_file(ckpt.model_file())
             .map_err(|e| ckpt_err(&ckpt.model_file(), e))?;
-        optim = optim
+        let optim = adam(t)
+            .init()
             .load(ckpt.optim_file())
             .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
-        (start, interval) = (state.step, state.interval);
+        Ok((model, optim))
+    };
+    if opts.resume {
+        let (ckpt, state) = resume_point(run)?;
+        (model, optim) = restore(model, &ckpt)?;
+        (step, interval) = (state.step, state.interval.clone());
+        guard = Guard::new(t, Some(&state));
     }
     let metrics_path = run.metrics_file();
-    let mut metrics = run.open_metrics(start, t.log_every, t.valid_every)?;
+    let mut metrics = run.open_metrics(step, t.log_every, t.valid_every, false)?;
     let (n_train, batch, noise_dim) = (data.train.n, t.batch_size, model.noise_dim());
     let warmup = |step: u64| match t.kl_warmup_steps {
         0 => 1.0,
         w => (step as f64 / w as f64).min(1.0),
     };
-    let progress = Progress::new(opts.verbosity, start, t.steps);
+    let save = |model: &M, optim: &burn::optim::ModuleOptimizer, state: CheckpointState| {
+        tracing::debug!(step = state.step, "writing checkpoint");
+        run.save_checkpoint(&state, kind, t.keep_checkpoints, |c| {
+            model
+                .clone()
+                .save_file(c.model_file())
+                .map_err(|e| ckpt_err(&c.model_file(), e))?;
+            optim
+                .save(c.optim_file())
+                .map_err(|e| ckpt_err(&c.optim_file(), e))
+        })
+    };
+    if !opts.resume {
+        save(
+            &model,
+            &optim,
+            CheckpointState::at(0, exp, n_train, 1, 0.0, &interval, &guard),
+        )?;
+    }
+    let progress = Progress::new(opts.verbosity, step, t.steps);
     let (began, mut since) = (Instant::now(), Instant::now());
-    let mut report = FitReport::starting_at(start);
+    let mut report = FitReport::starting_at(step);
 
-    for step in start + 1..=t.steps {
+    while step < t.steps {
+        step += 1;
         let x = data
             .train
             .batch(&batch_indices(exp.seed, step, n_train, batch), &ad); // [batch, channels, time]
@@ -130,10 +187,25 @@ where
             kl_warmup: warmup(step) as f32,
         };
         let loss = model.loss(x, eps, &ctx);
+        let mut values = loss_values(&loss);
         let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-        model = optim.step(t.lr, model, grads);
-
-        interval.add(&loss, 1.0);
+        let lr = t.lr * guard.lr_scale;
+        model = if t.grad_clip > 0.0 {
+            let (grads, norm) = clip_grad_norm(&model, grads, t.grad_clip);
+            values.push(("grad_norm", norm));
+            optim.step(lr, model, grads)
+        } else {
+            optim.step(lr, model, grads)
+        };
+        inject_fault(step, &mut values);
+        if let Some(mut fault) = Fault::find(step, &values) {
+            fault.param = first_non_finite(&model);
+            let (ckpt, state, file) = guard.roll_back(run, fault, t)?;
+            (model, optim) = restore(model, &ckpt)?;
+            (step, interval, metrics, since) = (state.step, state.interval, file, Instant::now());
+            continue;
+        }
+        interval.add_named(&values, 1.0);
         let elapsed = since.elapsed().as_secs_f64().max(1e-9);
         let steps_timed = interval.weight.max(1.0);
         let rate = steps_timed * batch as f64 / elapsed;
@@ -153,7 +225,7 @@ where
                     ("step", json!(step)),
                     ("split", json!("train")),
                     ("kl_warmup", json!(ctx.kl_warmup)),
-                    ("lr", json!(t.lr)),
+                    ("lr", json!(lr)),
                     ("samples_per_s", json!(rate)),
                 ]
                 .map(|(k, v)| (k.to_string(), v)),
@@ -183,32 +255,23 @@ where
             report.valid = Some(line);
         }
         if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
-            let per_epoch = (n_train / batch).max(1) as u64;
-            let state = CheckpointState {
-                step,
-                seed: exp.seed,
-                epoch: step / per_epoch,
-                batch_in_epoch: step % per_epoch,
-                kl_warmup: warmup(step),
-                neurogen_version: env!("CARGO_PKG_VERSION").into(),
-                interval: interval.clone(),
-            };
-            tracing::debug!(step, "writing checkpoint");
-            let to_save = model.clone();
-            run.save_checkpoint(&state, t.keep_checkpoints, |c| {
-                to_save
-                    .save_file(c.model_file())
-                    .map_err(|e| ckpt_err(&c.model_file(), e))?;
-                optim
-                    .save(c.optim_file())
-                    .map_err(|e| ckpt_err(&c.optim_file(), e))
-            })?;
+            let state = CheckpointState::at(step, exp, n_train, 1, warmup(step), &interval, &guard);
+            save(&model, &optim, state)?;
         }
         report.steps = step;
     }
     progress.finish();
     report.wall_s = began.elapsed().as_secs_f64();
     Ok((model, report))
+}
+
+/// Every loss term of one step read to the host: the total as `loss`, then each named term
+/// and statistic.
+fn loss_values(loss: &Loss) -> Vec<(&'static str, f64)> {
+    let mut named = vec![("loss", scalar(&loss.total))];
+    named.extend(loss.terms.iter().map(|(k, v)| (*k, scalar(v))));
+    named.extend(loss.stats.iter().copied());
+    named
 }
 
 /// Weighted sums of the loss terms; `mean` divides by the total weight.
@@ -226,10 +289,7 @@ pub struct LossSums {
 
 impl LossSums {
     fn add(&mut self, loss: &Loss, weight: f64) {
-        let mut named = vec![("loss", scalar(&loss.total))];
-        named.extend(loss.terms.iter().map(|(k, v)| (*k, scalar(v))));
-        named.extend(loss.stats.iter().copied());
-        self.add_named(&named, weight);
+        self.add_named(&loss_values(loss), weight);
     }
 
     /// Adds named values with `weight`.

@@ -10,6 +10,7 @@ use neurogen_models::{Critic, GanConfig, GanLoss, Generator};
 use serde_json::{json, Map, Value};
 
 use crate::fit::{adam, ckpt_err, host_tensor, resume_point, scalar, LossSums};
+use crate::guard::{clip_grad_norm, first_non_finite, Fault, Guard};
 use crate::progress::Progress;
 use crate::rng::{batch_indices, normals, rng, uniforms, Stream};
 use crate::run_dir::{write_line, Checkpoint, CheckpointState};
@@ -99,6 +100,26 @@ struct StepLosses {
     generator: Tensor<1>,
     d_real: Tensor<1>,
     d_fake: Tensor<1>,
+    /// Largest global gradient norm of the critic's updates and the generator's, before
+    /// clipping (only when `train.grad_clip` > 0).
+    grad_norms: Option<(f64, f64)>,
+}
+
+impl StepLosses {
+    /// Every figure of the step, read to the host.
+    fn values(&self) -> Vec<(&'static str, f64)> {
+        let mut v = vec![
+            ("loss", scalar(&self.critic)),
+            ("loss_critic", scalar(&self.critic)),
+            ("loss_generator", scalar(&self.generator)),
+            ("d_real", scalar(&self.d_real)),
+            ("d_fake", scalar(&self.d_fake)),
+        ];
+        if let Some((c, g)) = self.grad_norms {
+            v.extend([("grad_norm_critic", c), ("grad_norm_generator", g)]);
+        }
+        v
+    }
 }
 
 /// `n_critic` critic updates on detached fakes, then one generator update through a fresh
@@ -108,11 +129,13 @@ fn gan_step(
     cfg: &GanConfig,
     input: StepInput,
     lr: (f64, f64),
+    clip: f64,
     opt_g: &mut ModuleOptimizer,
     opt_c: &mut ModuleOptimizer,
 ) -> (Players, StepLosses) {
     let loss = cfg.loss;
     let mut last = None;
+    let mut norm_c = 0.0f64;
     for (real, z) in input.real.into_iter().zip(&input.z) {
         let mut critic = p.critic;
         if cfg.spectral_norm {
@@ -121,7 +144,17 @@ fn gan_step(
         let fake = p.generator.forward(z.clone()).detach(); // [batch, channels, time]
         let (d_real, d_fake) = (critic.forward(real), critic.forward(fake));
         let l = loss.critic(d_real.clone(), d_fake.clone());
-        let grads = GradientsParams::from_grads(l.backward(), &critic);
+        let mut grads = GradientsParams::from_grads(l.backward(), &critic);
+        if clip > 0.0 {
+            let norm;
+            (grads, norm) = clip_grad_norm(&critic, grads, clip);
+            // NaN must win the maximum, so it is not lost to a later finite update.
+            norm_c = if norm.is_nan() {
+                norm
+            } else {
+                norm_c.max(norm)
+            };
+        }
         critic = opt_c.step(lr.1, critic, grads);
         if loss == GanLoss::WganClip {
             critic = critic.clip(cfg.clip as f32);
@@ -132,7 +165,11 @@ fn gan_step(
     let z = input.z.last().cloned().expect("n_critic + 1 noise draws");
     let gl = loss.generator(p.critic.forward(p.generator.forward(z)));
     // Only the generator's parameters are collected, so this step leaves the critic as it is.
-    let grads = GradientsParams::from_grads(gl.backward(), &p.generator);
+    let mut grads = GradientsParams::from_grads(gl.backward(), &p.generator);
+    let mut norm_g = 0.0;
+    if clip > 0.0 {
+        (grads, norm_g) = clip_grad_norm(&p.generator, grads, clip);
+    }
     p.generator = opt_g.step(lr.0, p.generator, grads);
     if let (Some(ema), Some(decay)) = (p.ema.take(), cfg.ema) {
         p.ema = Some(blend(ema, &p.generator.valid(), decay as f32));
@@ -145,11 +182,13 @@ fn gan_step(
             generator: gl,
             d_real,
             d_fake,
+            grad_norms: (clip > 0.0).then_some((norm_c, norm_g)),
         },
     )
 }
 
-/// Trains both players on `data.train`, logging to and checkpointing in `run`.
+/// Trains both players on `data.train`, logging to and checkpointing in `run`; a fresh run
+/// checkpoints its initial players as step 0.
 pub fn fit_gan(
     mut p: Players,
     cfg: &GanConfig,
@@ -163,51 +202,67 @@ pub fn fit_gan(
     let ad = device.clone().autodiff();
     let (mut opt_g, mut opt_c) = (adam(t).init(), adam(t).init());
     let lr = (t.lr, cfg.critic_lr.unwrap_or(t.lr));
-    let (mut start, mut interval) = (0, LossSums::default());
+    let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(t, None));
     if opts.resume {
         let (ckpt, state) = resume_point(run)?;
-        p.generator = p
-            .generator
-            .try_load_file(ckpt.model_file())
-            .map_err(|e| ckpt_err(&ckpt.model_file(), e))?;
-        p.critic = p
-            .critic
-            .try_load_file(critic_file(&ckpt))
-            .map_err(|e| ckpt_err(&critic_file(&ckpt), e))?;
-        if let Some(ema) = p.ema.take() {
-            p.ema = Some(
-                ema.try_load_file(ema_file(&ckpt))
-                    .map_err(|e| ckpt_err(&ema_file(&ckpt), e))?,
-            );
-        }
-        opt_g = opt_g
-            .load(ckpt.optim_file())
-            .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
-        opt_c = opt_c
-            .load(critic_optim_file(&ckpt))
-            .map_err(|e| ckpt_err(&critic_optim_file(&ckpt), e))?;
-        (start, interval) = (state.step, state.interval);
+        (p, opt_g, opt_c) = restore(p, &ckpt, t)?;
+        (step, interval) = (state.step, state.interval.clone());
+        guard = Guard::new(t, Some(&state));
     }
     let metrics_path = run.metrics_file();
-    let mut metrics = run.open_metrics(start, t.log_every, t.valid_every)?;
-    let batch = t.batch_size;
-    let progress = Progress::new(opts.verbosity, start, t.steps);
+    let mut metrics = run.open_metrics(step, t.log_every, t.valid_every, false)?;
+    let (batch, n_critic) = (t.batch_size, cfg.n_critic as u64);
+    let state_at = |step, interval: &LossSums, guard: &Guard| {
+        CheckpointState::at(step, exp, data.train.n, n_critic, 1.0, interval, guard)
+    };
+    let save = |p: &Players, opt_g: &ModuleOptimizer, opt_c: &ModuleOptimizer, state| {
+        run.save_checkpoint(&state, "gan", t.keep_checkpoints, |c| {
+            let files = [
+                (
+                    p.generator.clone().save_file(c.model_file()),
+                    c.model_file(),
+                ),
+                (p.critic.clone().save_file(critic_file(c)), critic_file(c)),
+            ];
+            for (r, f) in files {
+                r.map_err(|e| ckpt_err(&f, e))?;
+            }
+            if let Some(ema) = &p.ema {
+                ema.clone()
+                    .save_file(ema_file(c))
+                    .map_err(|e| ckpt_err(&ema_file(c), e))?;
+            }
+            opt_g
+                .save(c.optim_file())
+                .map_err(|e| ckpt_err(&c.optim_file(), e))?;
+            opt_c
+                .save(critic_optim_file(c))
+                .map_err(|e| ckpt_err(&critic_optim_file(c), e))
+        })
+    };
+    if !opts.resume {
+        save(&p, &opt_g, &opt_c, state_at(0, &interval, &guard))?;
+    }
+    let progress = Progress::new(opts.verbosity, step, t.steps);
     let (began, mut since) = (Instant::now(), Instant::now());
-    let mut report = FitReport::starting_at(start);
-    for step in start + 1..=t.steps {
+    let mut report = FitReport::starting_at(step);
+    while step < t.steps {
+        step += 1;
         let input = step_input(exp, cfg, &data.train, step, &ad);
-        let (next, l) = gan_step(p, cfg, input, lr, &mut opt_g, &mut opt_c);
+        let lr = (lr.0 * guard.lr_scale, lr.1 * guard.lr_scale);
+        let (next, l) = gan_step(p, cfg, input, lr, t.grad_clip, &mut opt_g, &mut opt_c);
         p = next;
-        interval.add_named(
-            &[
-                ("loss", scalar(&l.critic)),
-                ("loss_critic", scalar(&l.critic)),
-                ("loss_generator", scalar(&l.generator)),
-                ("d_real", scalar(&l.d_real)),
-                ("d_fake", scalar(&l.d_fake)),
-            ],
-            1.0,
-        );
+        let values = l.values();
+        if let Some(mut fault) = Fault::find(step, &values) {
+            fault.param = first_non_finite(&p.generator)
+                .map(|s| format!("generator.{s}"))
+                .or_else(|| first_non_finite(&p.critic).map(|s| format!("critic.{s}")));
+            let (ckpt, state, file) = guard.roll_back(run, fault, t)?;
+            (p, opt_g, opt_c) = restore(p, &ckpt, t)?;
+            (step, interval, metrics, since) = (state.step, state.interval, file, Instant::now());
+            continue;
+        }
+        interval.add_named(&values, 1.0);
         let elapsed = since.elapsed().as_secs_f64().max(1e-9);
         let rate = interval.weight.max(1.0) * batch as f64 / elapsed;
         progress.update(
@@ -224,7 +279,7 @@ pub fn fit_gan(
                 [
                     ("step", json!(step)),
                     ("split", json!("train")),
-                    ("lr", json!(t.lr)),
+                    ("lr", json!(lr.0)),
                     ("samples_per_s", json!(rate)),
                 ],
             );
@@ -261,43 +316,44 @@ pub fn fit_gan(
             report.valid = Some(line);
         }
         if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
-            let per_epoch = (data.train.n / batch).max(1) as u64;
-            let state = CheckpointState {
-                step,
-                seed: exp.seed,
-                epoch: step * cfg.n_critic as u64 / per_epoch,
-                batch_in_epoch: step * cfg.n_critic as u64 % per_epoch,
-                kl_warmup: 1.0,
-                neurogen_version: env!("CARGO_PKG_VERSION").into(),
-                interval: interval.clone(),
-            };
-            let saved = p.clone();
-            run.save_checkpoint(&state, t.keep_checkpoints, |c| {
-                saved
-                    .generator
-                    .save_file(c.model_file())
-                    .map_err(|e| ckpt_err(&c.model_file(), e))?;
-                saved
-                    .critic
-                    .save_file(critic_file(c))
-                    .map_err(|e| ckpt_err(&critic_file(c), e))?;
-                if let Some(ema) = saved.ema {
-                    ema.save_file(ema_file(c))
-                        .map_err(|e| ckpt_err(&ema_file(c), e))?;
-                }
-                opt_g
-                    .save(c.optim_file())
-                    .map_err(|e| ckpt_err(&c.optim_file(), e))?;
-                opt_c
-                    .save(critic_optim_file(c))
-                    .map_err(|e| ckpt_err(&critic_optim_file(c), e))
-            })?;
+            save(&p, &opt_g, &opt_c, state_at(step, &interval, &guard))?;
         }
         report.steps = step;
     }
     progress.finish();
     report.wall_s = began.elapsed().as_secs_f64();
     Ok((p, report))
+}
+
+/// Both players, their average and both optimisers as a checkpoint saved them.
+fn restore(
+    mut p: Players,
+    ckpt: &Checkpoint,
+    t: &crate::TrainConfig,
+) -> Result<(Players, ModuleOptimizer, ModuleOptimizer), TrainError> {
+    p.generator = p
+        .generator
+        .try_load_file(ckpt.model_file())
+        .map_err(|e| ckpt_err(&ckpt.model_file(), e))?;
+    p.critic = p
+        .critic
+        .try_load_file(critic_file(ckpt))
+        .map_err(|e| ckpt_err(&critic_file(ckpt), e))?;
+    if let Some(ema) = p.ema.take() {
+        p.ema = Some(
+            ema.try_load_file(ema_file(ckpt))
+                .map_err(|e| ckpt_err(&ema_file(ckpt), e))?,
+        );
+    }
+    let opt_g = adam(t)
+        .init()
+        .load(ckpt.optim_file())
+        .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
+    let opt_c = adam(t)
+        .init()
+        .load(critic_optim_file(ckpt))
+        .map_err(|e| ckpt_err(&critic_optim_file(ckpt), e))?;
+    Ok((p, opt_g, opt_c))
 }
 
 fn extend<const N: usize>(line: &mut Map<String, Value>, items: [(&str, Value); N]) {
@@ -443,13 +499,14 @@ mod tests {
             &cfg,
             input.clone(),
             (0.0, 1e-2),
+            0.0,
             &mut og,
             &mut oc,
         );
         assert_eq!(params(&p0.generator), before.0, "lr 0 leaves G as it is");
         assert_ne!(params(&p0.critic), before.1, "the critic steps");
         let (mut og, mut oc) = (adam.init(), adam.init());
-        let (p1, l) = gan_step(p, &cfg, input, (1e-2, 1e-2), &mut og, &mut oc);
+        let (p1, l) = gan_step(p, &cfg, input, (1e-2, 1e-2), 0.0, &mut og, &mut oc);
         assert_eq!(
             params(&p1.critic),
             params(&p0.critic),

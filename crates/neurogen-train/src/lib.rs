@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod experiment;
 mod fit;
 pub mod gan;
+mod guard;
 mod progress;
 mod rng;
 pub mod run_dir;

@@ -5,9 +5,16 @@
 //!   experiment.toml     resolved experiment + [provenance]
 //!   data.json           shape, sfreq, channel names, kind, unit, normalisation statistics
 //!   metrics.jsonl       one JSON object per logged step
-//!   checkpoints/<step>/ model.bpk, optim.bpk, state.toml
+//!   checkpoints/<step>/ model.bpk, optim.bpk, state.toml, manifest.json
 //! ```
+//!
+//! A checkpoint is built in `checkpoints/.partial-<step>/`, every file fsynced, then
+//! `manifest.json` (format, model kind, each file's size and XXH3-128 hash) written last and the
+//! directory renamed into place: a crash at any instant leaves either the complete checkpoint
+//! or none under the step's name, and loading checks every file against the manifest, so a
+//! truncated or corrupted file is refused by name rather than loaded.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -67,7 +74,63 @@ pub struct CheckpointState {
     pub neurogen_version: String,
     /// Loss sums since the last logged training line.
     pub interval: crate::fit::LossSums,
+    /// Product of the learning-rate cuts the NaN guard has made so far.
+    pub lr_scale: f64,
+    /// Rollbacks the NaN guard has made so far.
+    pub rollbacks: u32,
 }
+
+/// The checkpoint layout this neurogen writes and reads.
+pub const CHECKPOINT_FORMAT: u32 = 2;
+
+/// `manifest.json`: what a complete checkpoint holds, checked before anything is loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version ([`CHECKPOINT_FORMAT`] when written by this neurogen).
+    pub format: u32,
+    /// neurogen version that wrote it.
+    pub neurogen_version: String,
+    /// The model family (`vae`, `gan`, `realnvp`, `latent_ode`).
+    pub model: String,
+    /// Steps completed.
+    pub step: u64,
+    /// Every other file of the checkpoint.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// One file's size and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Length in bytes.
+    pub bytes: u64,
+    /// XXH3-128 of the contents, 32 hex digits.
+    pub xxh3_128: String,
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:032x}", twox_hash::XxHash3_128::oneshot(bytes))
+}
+
+/// Flushes a directory entry (a rename or a new file) to disk.
+fn sync_dir(dir: &Path) -> Result<(), TrainError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(TrainError::io(dir))
+}
+
+/// Test hook: with `NEUROGEN_FAULT_STALL_CHECKPOINT=<step>`, the write of that step's
+/// checkpoint stops half-way (weights written, manifest not) and says so on stderr, so a test
+/// can `kill -9` the process at exactly that moment.
+fn stall_for_fault_injection(step: u64) {
+    let wanted = std::env::var("NEUROGEN_FAULT_STALL_CHECKPOINT").ok();
+    if wanted.and_then(|s| s.parse::<u64>().ok()) == Some(step) {
+        eprintln!("neurogen: stalled inside the checkpoint write of step {step}");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}
+
+/// The manifest's file name inside a checkpoint.
+pub const MANIFEST: &str = "manifest.json";
 
 /// A run directory.
 #[derive(Debug, Clone)]
@@ -142,7 +205,22 @@ impl RunDir {
                 path: path.clone(),
                 message: format!("not valid TOML: {e}"),
             })?;
-        Ok(Experiment::from_table(table, &path)?)
+        let written_by = table
+            .get("provenance")
+            .and_then(|p| p.get("neurogen_version"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Experiment::from_table(table, &path).map_err(|e| match written_by {
+            Some(v) if v != env!("CARGO_PKG_VERSION") => TrainError::RunDir {
+                path: path.clone(),
+                message: format!(
+                    "written by neurogen {v}, which this neurogen {} cannot read ({e}); use the \
+                     version that trained the run",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            },
+            _ => e.into(),
+        })
     }
 
     /// Writes `data.json`.
@@ -168,8 +246,8 @@ impl RunDir {
         })
     }
 
-    /// Complete checkpoints, oldest first. Directories without `state.toml` (a write that never
-    /// finished) are ignored.
+    /// Checkpoints, oldest first (unverified: see [`RunDir::verify`]). Writes that never
+    /// finished live under dot-names and are ignored.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, TrainError> {
         let dir = self.checkpoints_dir();
         let entries = match std::fs::read_dir(&dir) {
@@ -182,10 +260,10 @@ impl RunDir {
             let entry = entry.map_err(TrainError::io(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Ok(step) = name.parse::<u64>() {
-                let dir = entry.path();
-                if dir.join("state.toml").is_file() {
-                    out.push(Checkpoint { step, dir });
-                }
+                out.push(Checkpoint {
+                    step,
+                    dir: entry.path(),
+                });
             }
         }
         out.sort_by_key(|c| c.step);
@@ -197,23 +275,22 @@ impl RunDir {
         Ok(self.checkpoints()?.pop())
     }
 
-    /// Writes a checkpoint: files go to a temporary directory that is renamed into place only
-    /// once complete, so a crash never leaves a half-written checkpoint under a step's name.
+    /// Writes a checkpoint of a `model` run and keeps the newest `keep`: `write` puts the
+    /// weights into a temporary directory; the state and the manifest follow, everything is
+    /// fsynced, and the directory is renamed into place.
     pub fn save_checkpoint(
         &self,
         state: &CheckpointState,
+        model: &str,
         keep: usize,
         write: impl FnOnce(&Checkpoint) -> Result<(), TrainError>,
     ) -> Result<Checkpoint, TrainError> {
+        let root = self.checkpoints_dir();
+        self.remove_leftovers()?;
         let tmp = Checkpoint {
             step: state.step,
-            dir: self
-                .checkpoints_dir()
-                .join(format!(".partial-{}", state.step)),
+            dir: root.join(format!(".partial-{}", state.step)),
         };
-        if tmp.dir.exists() {
-            std::fs::remove_dir_all(&tmp.dir).map_err(TrainError::io(&tmp.dir))?;
-        }
         std::fs::create_dir_all(&tmp.dir).map_err(TrainError::io(&tmp.dir))?;
         write(&tmp)?;
         let text = toml::to_string(state).map_err(|e| TrainError::Checkpoint {
@@ -221,19 +298,161 @@ impl RunDir {
             message: e.to_string(),
         })?;
         write_atomic(&tmp.dir.join("state.toml"), text.as_bytes())?;
+        stall_for_fault_injection(state.step);
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(&tmp.dir).map_err(TrainError::io(&tmp.dir))? {
+            let path = entry.map_err(TrainError::io(&tmp.dir))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let Some(name) = name.filter(|n| !n.ends_with(".partial")) else {
+                continue;
+            };
+            // Hash what is on disk, after it is flushed: the manifest vouches for the file.
+            let f = std::fs::File::open(&path).map_err(TrainError::io(&path))?;
+            f.sync_all().map_err(TrainError::io(&path))?;
+            let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
+            let entry = FileEntry {
+                bytes: bytes.len() as u64,
+                xxh3_128: hash_hex(&bytes),
+            };
+            files.insert(name, entry);
+        }
+        let manifest = Manifest {
+            format: CHECKPOINT_FORMAT,
+            neurogen_version: env!("CARGO_PKG_VERSION").into(),
+            model: model.into(),
+            step: state.step,
+            files,
+        };
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| TrainError::Checkpoint {
+            path: tmp.dir.join(MANIFEST),
+            message: e.to_string(),
+        })?;
+        write_atomic(&tmp.dir.join(MANIFEST), text.as_bytes())?;
+        sync_dir(&tmp.dir)?;
         let done = Checkpoint {
             step: state.step,
-            dir: self.checkpoints_dir().join(state.step.to_string()),
+            dir: root.join(state.step.to_string()),
         };
         if done.dir.exists() {
-            std::fs::remove_dir_all(&done.dir).map_err(TrainError::io(&done.dir))?;
+            // Re-saving a step (after a rollback): move the old one aside first, so the name
+            // always holds a complete checkpoint or none.
+            let old = root.join(format!(".trash-{}", state.step));
+            std::fs::rename(&done.dir, &old).map_err(TrainError::io(&done.dir))?;
         }
         std::fs::rename(&tmp.dir, &done.dir).map_err(TrainError::io(&done.dir))?;
+        sync_dir(&root)?;
         let all = self.checkpoints()?;
-        for old in all.iter().take(all.len().saturating_sub(keep)) {
-            std::fs::remove_dir_all(&old.dir).map_err(TrainError::io(&old.dir))?;
+        for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+            let trash = root.join(format!(".trash-{}", old.step));
+            std::fs::rename(&old.dir, &trash).map_err(TrainError::io(&old.dir))?;
         }
+        self.remove_leftovers()?;
         Ok(done)
+    }
+
+    /// Removes unfinished writes and pruned checkpoints (dot-named directories).
+    fn remove_leftovers(&self) -> Result<(), TrainError> {
+        let root = self.checkpoints_dir();
+        let entries = match std::fs::read_dir(&root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(TrainError::io(root)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(TrainError::io(&root))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with(".partial-") || n.starts_with(".trash-")) {
+                std::fs::remove_dir_all(&path).map_err(TrainError::io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a checkpoint against its manifest: the format this neurogen reads, the model
+    /// family `model`, and every file's size and hash.
+    pub fn verify(&self, ckpt: &Checkpoint, model: &str) -> Result<Manifest, TrainError> {
+        let path = ckpt.dir.join(MANIFEST);
+        let bad = |path: &Path, message: String| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(bad(
+                    &path,
+                    format!(
+                        "missing: the checkpoint was written by a neurogen older than \
+                         {} (checkpoint format 1) or is not a neurogen checkpoint; retrain, or \
+                         use the version that trained it",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                ))
+            }
+            Err(e) => return Err(bad(&path, format!("cannot read the manifest: {e}"))),
+        };
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| bad(&path, format!("malformed checkpoint manifest: {e}")))?;
+        if manifest.format != CHECKPOINT_FORMAT {
+            return Err(bad(
+                &path,
+                format!(
+                    "checkpoint format {} (written by neurogen {}), but this neurogen {} reads \
+                     format {CHECKPOINT_FORMAT}; use the version that trained it",
+                    manifest.format,
+                    manifest.neurogen_version,
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        if manifest.model != model {
+            return Err(bad(
+                &path,
+                format!(
+                    "holds a `{}` model, but the run's experiment.toml describes a `{model}` \
+                     model: the checkpoint belongs to another run",
+                    manifest.model
+                ),
+            ));
+        }
+        if manifest.step != ckpt.step {
+            return Err(bad(
+                &path,
+                format!(
+                    "is for step {}, but lies in the directory of step {}",
+                    manifest.step, ckpt.step
+                ),
+            ));
+        }
+        for (name, want) in &manifest.files {
+            let file = ckpt.dir.join(name);
+            let len = match std::fs::metadata(&file) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(bad(&file, "missing from the checkpoint".into()))
+                }
+                Err(e) => return Err(bad(&file, format!("cannot read: {e}"))),
+            };
+            if len != want.bytes {
+                return Err(bad(
+                    &file,
+                    format!(
+                        "{len} bytes, but the checkpoint manifest says {} (truncated or \
+                         overwritten)",
+                        want.bytes
+                    ),
+                ));
+            }
+            let bytes =
+                std::fs::read(&file).map_err(|e| bad(&file, format!("cannot read: {e}")))?;
+            if hash_hex(&bytes) != want.xxh3_128 {
+                return Err(bad(
+                    &file,
+                    "contents differ from the checkpoint manifest's hash (corrupt)".into(),
+                ));
+            }
+        }
+        Ok(manifest)
     }
 
     /// Reads a checkpoint's `state.toml`.
@@ -249,15 +468,22 @@ impl RunDir {
     /// Keeps the metric lines a run resumed at `start` would have written by then and opens the
     /// file for appending: lines after `start` go, and so do lines at `start` that lie off the
     /// `log_every` / `valid_every` grid (written only because `start` was the last step).
+    /// The NaN guard's `guard` lines (stamped with the step rolled back to) stay when
+    /// `keep_guard` (a rollback truncating) and otherwise only from before `start` (a resume:
+    /// the replay makes the same rollback again).
     pub fn open_metrics(
         &self,
         start: u64,
         log_every: u64,
         valid_every: u64,
+        keep_guard: bool,
     ) -> Result<std::fs::File, TrainError> {
         let keep = |line: &serde_json::Value| {
             let step = line.get("step").and_then(|s| s.as_u64());
             let every = match line.get("split").and_then(|s| s.as_str()) {
+                Some("guard") => {
+                    return step.is_some_and(|s| s < start || (keep_guard && s == start))
+                }
                 Some("valid") => valid_every,
                 _ => log_every,
             };

@@ -83,20 +83,35 @@ pub fn train_experiment(
         config_file: config_path.display().to_string(),
         created_unix: created,
     };
+    let has_checkpoint = run.latest_checkpoint()?.is_some();
     if opts.resume {
-        let stored = run.read_experiment()?;
-        if stored.resume_key() != exp.resume_key() {
-            return Err(TrainError::RunDir {
-                path: run.experiment_file(),
-                message: "--resume: the experiment differs from the one this run was started with \
-                          (only train.steps and backend may change on resume)"
-                    .into(),
-            });
+        // A run killed before its first checkpoint (or never started) has nothing to resume:
+        // it starts from step 0, so a scheduler can always restart with --resume.
+        if run.experiment_file().exists() {
+            let stored = run.read_experiment()?;
+            if stored.resume_key() != exp.resume_key() {
+                return Err(TrainError::RunDir {
+                    path: run.experiment_file(),
+                    message: "--resume: the experiment differs from the one this run was started \
+                              with (only train.steps, backend, train.grad_clip, train.lr_cut and \
+                              train.max_rollbacks may change on resume)"
+                        .into(),
+                });
+            }
+            if let Some(p) = stored.provenance {
+                provenance.created_unix = p.created_unix;
+            }
         }
-        if let Some(p) = stored.provenance {
-            provenance.created_unix = p.created_unix;
+        if has_checkpoint {
+            // Refuse a damaged checkpoint before anything in the run directory is rewritten.
+            crate::fit::resume_point(run)?;
+        } else {
+            tracing::warn!(
+                "{}: no checkpoint to resume from yet; starting from step 0",
+                run.root().display()
+            );
         }
-    } else if run.latest_checkpoint()?.is_some() || run.metrics_file().exists() {
+    } else if has_checkpoint || run.metrics_file().exists() {
         return Err(TrainError::RunDir {
             path: run.root().to_path_buf(),
             message:
@@ -104,6 +119,10 @@ pub fn train_experiment(
                     .into(),
         });
     }
+    let opts = FitOptions {
+        resume: opts.resume && has_checkpoint,
+        ..opts
+    };
     exp.provenance = Some(provenance);
 
     let data = windows.into_dataset();
@@ -177,6 +196,7 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
         path: run.root().to_path_buf(),
         message: "holds no complete checkpoint yet".into(),
     })?;
+    run.verify(&checkpoint, exp.model.kind())?;
     let shape = WindowShape::from(&info.meta);
     // A GAN samples from its generator's moving average when the run kept one.
     let ema = ema_file(&checkpoint);

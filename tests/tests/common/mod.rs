@@ -114,3 +114,62 @@ pub fn metrics_without_timing(run_dir: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A Lorenz spike recording shrunk to seconds of work.
+pub const TINY_LORENZ_DATA: &[&str] = &["data.n_trials=60", "data.n_neurons=6", "data.n_bins=20"];
+/// A Kuramoto recording shrunk to seconds of work.
+pub const TINY_KURAMOTO_DATA: &[&str] = &[
+    "data.duration_s=120.0",
+    "data.n_channels=3",
+    "data.window=32",
+    "data.stride=32",
+];
+const TINY_TRAIN: &[&str] = &[
+    "train.batch_size=8",
+    "train.log_every=5",
+    "train.valid_every=10",
+    "train.checkpoint_every=10",
+    "train.kl_warmup_steps=5",
+];
+
+/// Overrides that shrink a shipped config of `family` to seconds.
+fn tiny_model(family: &str) -> &'static [&'static str] {
+    match family {
+        "gan" => &["model.hidden=[8, 4]", "model.noise_dim=8"],
+        "realnvp" => &["model.n_layers=2", "model.hidden=[16]"],
+        "latent-ode" => &[
+            "model.latent_dim=3",
+            "model.rnn_hidden=8",
+            "model.hidden=[8]",
+        ],
+        _ => &[],
+    }
+}
+
+/// `train` arguments for shipped `config` (e.g. `gan-kuramoto`) shrunk to `steps` steps of
+/// seconds' work into `out`, with extra `--set` overrides after the shrinking ones.
+pub fn tiny_train_args(config: &str, out: &Path, steps: u64, extra: &[&str]) -> Vec<String> {
+    let family = config.rsplit_once('-').map(|(f, _)| f).unwrap_or(config);
+    let data = if config.ends_with("lorenz") {
+        TINY_LORENZ_DATA
+    } else {
+        TINY_KURAMOTO_DATA
+    };
+    let cfg = root().join("configs").join(format!("{config}.toml"));
+    let steps = format!("train.steps={steps}");
+    let mut sets: Vec<&str> = data.to_vec();
+    sets.extend(tiny_model(family));
+    sets.extend(TINY_TRAIN);
+    sets.push(&steps);
+    sets.extend(extra);
+    let mut args = vec![
+        "train".to_string(),
+        cfg.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    for s in sets {
+        args.extend(["--set".to_string(), s.to_string()]);
+    }
+    args
+}
