@@ -248,7 +248,7 @@ fn kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run() {
             .unwrap();
         // Short lives (a few percent of the whole run each), so that the run is still going
         // after a dozen of them.
-        let delay = full_time.mul_f64(rng.random_range(0.01..0.06));
+        let delay = full_time.mul_f64(rng.random_range(0.01..0.04));
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
