@@ -12,7 +12,9 @@ use rand::{Rng, SeedableRng};
 
 mod common;
 
-use common::{binary, metrics_without_timing, neurogen, ok, read_npy, tiny_train_args};
+use common::{
+    binary, metrics_without_timing, neurogen, neurogen_env, ok, read_npy, tiny_train_args,
+};
 
 fn args_of(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -23,22 +25,6 @@ fn guard_lines(run: &Path) -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|m| m["split"] == "guard")
         .collect()
-}
-
-/// Runs the binary with extra environment variables.
-fn neurogen_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> common::Run {
-    let out = Command::new(binary())
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().copied())
-        .env_remove("NEUROGEN_LOG")
-        .output()
-        .expect("spawn neurogen");
-    common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[test]
@@ -154,8 +140,8 @@ fn a_rollback_mid_run_replays_from_the_checkpoint_and_resumes_exactly() {
     assert_eq!(metrics_without_timing(&split), m);
 }
 
-/// Every complete checkpoint of `run` passes `sample`'s manifest check, and no step
-/// directory is half-written.
+/// The newest checkpoint of `run` (a step directory, never a `.partial-` one) passes
+/// `sample`'s manifest check; its step, if there is one.
 fn newest_checkpoint_loads(cwd: &Path, run: &Path) -> Option<u64> {
     let dir = run.join("checkpoints");
     let steps: Vec<u64> = std::fs::read_dir(&dir)
@@ -239,6 +225,7 @@ fn kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run() {
     // Then at random moments until at least 10 more kills have hit a live process.
     while landed < 12 && attempts < 60 {
         attempts += 1;
+        let spawned = std::time::SystemTime::now();
         let mut child = Command::new(binary())
             .args(args_of(&resume))
             .current_dir(tmp.path())
@@ -250,21 +237,27 @@ fn kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run() {
         // after a dozen of them.
         let delay = full_time.mul_f64(rng.random_range(0.01..0.04));
         std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            landed += 1;
-            let partials = std::fs::read_dir(run.join("checkpoints"))
-                .map(|d| {
-                    d.filter(|e| {
-                        let e = e.as_ref().unwrap();
-                        e.file_name().to_string_lossy().starts_with(".partial")
-                    })
-                    .count()
-                })
-                .unwrap_or(0);
-            in_checkpoint += usize::from(partials > 0);
+        let alive = child.try_wait().unwrap().is_none();
+        if alive {
+            child.kill().unwrap(); // SIGKILL
         }
         child.wait().unwrap();
+        if alive {
+            landed += 1;
+            // A half-written checkpoint this process started (one left by an earlier kill is
+            // cleared by the next write, and is not counted again).
+            let mid_write = std::fs::read_dir(run.join("checkpoints"))
+                .map(|d| {
+                    d.filter_map(Result::ok).any(|e| {
+                        e.file_name().to_string_lossy().starts_with(".partial")
+                            && e.metadata()
+                                .and_then(|m| m.modified())
+                                .is_ok_and(|t| t >= spawned)
+                    })
+                })
+                .unwrap_or(false);
+            in_checkpoint += usize::from(mid_write);
+        }
         newest_checkpoint_loads(tmp.path(), &run);
     }
     assert!(

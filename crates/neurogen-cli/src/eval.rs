@@ -71,14 +71,7 @@ pub(crate) fn read_windows(
             path.display()
         )));
     }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        bail!(UsageError(format!(
-            "{}: value {i} (window {}) is {}; windows must be finite",
-            path.display(),
-            i / (channels * time),
-            values[i]
-        )));
-    }
+    neurogen_data::files::check_finite(path, &values)?;
     if let Some(f) = flags.sfreq.filter(|f| !(*f > 0.0 && f.is_finite())) {
         bail!(UsageError(format!(
             "--sfreq {f}: must be a positive number of Hz"

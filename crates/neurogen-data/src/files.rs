@@ -180,7 +180,8 @@ fn take_channels(data: &[f32], samples: usize, keep: &[usize]) -> Vec<f32> {
     out
 }
 
-fn check_finite(path: &Path, values: &[f32]) -> Result<(), DataError> {
+/// Refuses the first NaN or infinity in `values` read from `path`, naming its position.
+pub fn check_finite(path: &Path, values: &[f32]) -> Result<(), DataError> {
     match values.iter().position(|v| !v.is_finite()) {
         Some(i) => Err(format_err(
             path,

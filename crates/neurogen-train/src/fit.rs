@@ -65,15 +65,16 @@ pub(crate) fn adam(t: &crate::TrainConfig) -> AdamConfig {
         .with_epsilon(t.eps as f32)
 }
 
-/// The newest checkpoint of `run`, verified against its manifest, and its state.
+/// The newest checkpoint of `run`, verified against its manifest (as one of a `kind` model),
+/// and its state.
 pub(crate) fn resume_point(
     run: &RunDir,
+    kind: &str,
 ) -> Result<(crate::Checkpoint, CheckpointState), TrainError> {
     let ckpt = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
         path: run.root().to_path_buf(),
         message: "no complete checkpoint to resume from".into(),
     })?;
-    let kind = run.read_experiment()?.model.kind();
     run.verify(&ckpt, kind)?;
     let state = run.read_state(&ckpt)?;
     tracing::info!(step = state.step, dir = %ckpt.dir.display(), "restoring");
@@ -126,7 +127,7 @@ where
     let kind = exp.model.kind();
     let ad = device.clone().autodiff();
     let mut optim = adam(t).init();
-    let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(t, None));
+    let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(None));
     let restore = |model: M, ckpt: &crate::Checkpoint| -> Result<_, TrainError> {
         let model = model
             .try_load_file(ckpt.model_file())
@@ -138,10 +139,10 @@ where
         Ok((model, optim))
     };
     if opts.resume {
-        let (ckpt, state) = resume_point(run)?;
+        let (ckpt, state) = resume_point(run, kind)?;
         (model, optim) = restore(model, &ckpt)?;
         (step, interval) = (state.step, state.interval.clone());
-        guard = Guard::new(t, Some(&state));
+        guard = Guard::new(Some(&state));
     }
     let metrics_path = run.metrics_file();
     let mut metrics = run.open_metrics(step, t.log_every, t.valid_every, false)?;
@@ -188,19 +189,18 @@ where
         };
         let loss = model.loss(x, eps, &ctx);
         let mut values = loss_values(&loss);
-        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-        let lr = t.lr * guard.lr_scale;
-        model = if t.grad_clip > 0.0 {
-            let (grads, norm) = clip_grad_norm(&model, grads, t.grad_clip);
+        let mut grads = GradientsParams::from_grads(loss.total.backward(), &model);
+        if t.grad_clip > 0.0 {
+            let norm;
+            (grads, norm) = clip_grad_norm(&model, grads, t.grad_clip);
             values.push(("grad_norm", norm));
-            optim.step(lr, model, grads)
-        } else {
-            optim.step(lr, model, grads)
-        };
+        }
+        let lr = t.lr * guard.lr_scale;
+        model = optim.step(lr, model, grads);
         inject_fault(step, &mut values);
         if let Some(mut fault) = Fault::find(step, &values) {
             fault.param = first_non_finite(&model);
-            let (ckpt, state, file) = guard.roll_back(run, fault, t)?;
+            let (ckpt, state, file) = guard.roll_back(run, kind, fault, t)?;
             (model, optim) = restore(model, &ckpt)?;
             (step, interval, metrics, since) = (state.step, state.interval, file, Instant::now());
             continue;

@@ -148,9 +148,9 @@ fn gan_step(
         if clip > 0.0 {
             let norm;
             (grads, norm) = clip_grad_norm(&critic, grads, clip);
-            // NaN must win the maximum, so it is not lost to a later finite update.
-            norm_c = if norm.is_nan() {
-                norm
+            // A NaN must survive later finite updates, and `f64::max` drops NaN operands.
+            norm_c = if norm_c.is_nan() || norm.is_nan() {
+                f64::NAN
             } else {
                 norm_c.max(norm)
             };
@@ -202,12 +202,12 @@ pub fn fit_gan(
     let ad = device.clone().autodiff();
     let (mut opt_g, mut opt_c) = (adam(t).init(), adam(t).init());
     let lr = (t.lr, cfg.critic_lr.unwrap_or(t.lr));
-    let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(t, None));
+    let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(None));
     if opts.resume {
-        let (ckpt, state) = resume_point(run)?;
+        let (ckpt, state) = resume_point(run, "gan")?;
         (p, opt_g, opt_c) = restore(p, &ckpt, t)?;
         (step, interval) = (state.step, state.interval.clone());
-        guard = Guard::new(t, Some(&state));
+        guard = Guard::new(Some(&state));
     }
     let metrics_path = run.metrics_file();
     let mut metrics = run.open_metrics(step, t.log_every, t.valid_every, false)?;
@@ -257,7 +257,7 @@ pub fn fit_gan(
             fault.param = first_non_finite(&p.generator)
                 .map(|s| format!("generator.{s}"))
                 .or_else(|| first_non_finite(&p.critic).map(|s| format!("critic.{s}")));
-            let (ckpt, state, file) = guard.roll_back(run, fault, t)?;
+            let (ckpt, state, file) = guard.roll_back(run, "gan", fault, t)?;
             (p, opt_g, opt_c) = restore(p, &ckpt, t)?;
             (step, interval, metrics, since) = (state.step, state.interval, file, Instant::now());
             continue;

@@ -69,11 +69,10 @@ pub(crate) fn inject_fault(step: u64, values: &mut [(&str, f64)]) {
     }
 }
 
-/// The guard's state: rollbacks made and the learning-rate factor they left.
+/// The guard's state: rollbacks made and the learning-rate factor they left (its settings
+/// are read from `[train]` at each rollback).
 #[derive(Debug, Clone)]
 pub(crate) struct Guard {
-    max_rollbacks: u32,
-    lr_cut: f64,
     /// Rollbacks made so far.
     pub rollbacks: u32,
     /// Product of the cuts so far.
@@ -81,28 +80,27 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    /// A guard for `t`, continuing from a checkpoint's state when resuming.
-    pub(crate) fn new(t: &TrainConfig, state: Option<&CheckpointState>) -> Self {
+    /// A fresh guard, or the one a checkpoint saved when resuming.
+    pub(crate) fn new(state: Option<&CheckpointState>) -> Self {
         Guard {
-            max_rollbacks: t.max_rollbacks,
-            lr_cut: t.lr_cut,
             rollbacks: state.map_or(0, |s| s.rollbacks),
             lr_scale: state.map_or(1.0, |s| s.lr_scale),
         }
     }
 
-    /// Records `fault` and names the checkpoint to restore, or gives up with
-    /// [`TrainError::Diverged`] once `train.max_rollbacks` are spent.
+    /// Records `fault` and names the checkpoint (of a `kind` model) to restore, or gives up
+    /// with [`TrainError::Diverged`] once `train.max_rollbacks` are spent.
     ///
     /// Truncates `metrics.jsonl` to the restored step and appends a `guard` line.
     pub(crate) fn roll_back(
         &mut self,
         run: &RunDir,
+        kind: &str,
         fault: Fault,
         t: &TrainConfig,
     ) -> Result<(crate::Checkpoint, CheckpointState, File), TrainError> {
-        let (ckpt, state) = crate::fit::resume_point(run)?;
-        if self.rollbacks >= self.max_rollbacks {
+        let (ckpt, state) = crate::fit::resume_point(run, kind)?;
+        if self.rollbacks >= t.max_rollbacks {
             return Err(TrainError::Diverged {
                 what: fault.describe(),
                 rollbacks: self.rollbacks,
@@ -111,7 +109,7 @@ impl Guard {
             });
         }
         self.rollbacks += 1;
-        self.lr_scale *= self.lr_cut;
+        self.lr_scale *= t.lr_cut;
         let lr = t.lr * self.lr_scale;
         tracing::warn!(
             "{}; rolling back to the checkpoint of step {} with learning rate {lr:.3e} \
@@ -119,7 +117,7 @@ impl Guard {
             fault.describe(),
             ckpt.step,
             self.rollbacks,
-            self.max_rollbacks
+            t.max_rollbacks
         );
         let mut metrics = run.open_metrics(ckpt.step, t.log_every, t.valid_every, true)?;
         let line = json!({

@@ -333,12 +333,6 @@ impl RunDir {
             step: state.step,
             dir: root.join(state.step.to_string()),
         };
-        if done.dir.exists() {
-            // Re-saving a step (after a rollback): move the old one aside first, so the name
-            // always holds a complete checkpoint or none.
-            let old = root.join(format!(".trash-{}", state.step));
-            std::fs::rename(&done.dir, &old).map_err(TrainError::io(&done.dir))?;
-        }
         std::fs::rename(&tmp.dir, &done.dir).map_err(TrainError::io(&done.dir))?;
         sync_dir(&root)?;
         let all = self.checkpoints()?;

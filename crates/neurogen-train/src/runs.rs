@@ -104,7 +104,7 @@ pub fn train_experiment(
         }
         if has_checkpoint {
             // Refuse a damaged checkpoint before anything in the run directory is rewritten.
-            crate::fit::resume_point(run)?;
+            crate::fit::resume_point(run, exp.model.kind())?;
         } else {
             tracing::warn!(
                 "{}: no checkpoint to resume from yet; starting from step 0",

@@ -29,9 +29,15 @@ pub struct Run {
 
 /// Runs `neurogen args…` in `cwd` and captures everything.
 pub fn neurogen(cwd: &Path, args: &[&str]) -> Run {
+    neurogen_env(cwd, args, &[])
+}
+
+/// Runs `neurogen args…` in `cwd` with extra environment variables and captures everything.
+pub fn neurogen_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out: Output = Command::new(binary())
         .args(args)
         .current_dir(cwd)
+        .envs(env.iter().copied())
         .env_remove("NEUROGEN_LOG")
         .output()
         .expect("spawn neurogen");
