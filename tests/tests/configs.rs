@@ -8,15 +8,23 @@ use neurogen_train::Experiment;
 #[test]
 fn every_shipped_config_loads_and_round_trips() {
     let mut seen = 0;
-    for entry in std::fs::read_dir(root().join("configs")).unwrap() {
+    let configs = std::fs::read_dir(root().join("configs")).unwrap();
+    let bench = std::fs::read_dir(root().join("configs/bench")).unwrap();
+    for entry in configs.chain(bench) {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
         let exp = Experiment::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+        // The reference workloads' experiments are named bench-<file>.
+        let prefix = if path.parent().unwrap().ends_with("bench") {
+            "bench-"
+        } else {
+            ""
+        };
         assert_eq!(
             exp.name,
-            path.file_stem().unwrap().to_string_lossy(),
+            format!("{prefix}{}", path.file_stem().unwrap().to_string_lossy()),
             "name matches file"
         );
         // The resolved form a run directory stores parses back to the same experiment.
@@ -29,7 +37,7 @@ fn every_shipped_config_loads_and_round_trips() {
         }
         seen += 1;
     }
-    assert!(seen >= 11, "expected the shipped configs, found {seen}");
+    assert!(seen >= 15, "expected the shipped configs, found {seen}");
 }
 
 #[test]

@@ -165,6 +165,69 @@ enum Command {
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
+    /// Time the reference workloads (../shared/bench/WORKLOADS.md) on each backend: one JSON
+    /// line per workload and backend, then a table.
+    ///
+    /// Each row runs in its own process (so its peak RSS is its own): 10 warm-up steps, then
+    /// the median rate of 5 repeats of 50 steps. The models are the shipped configs under
+    /// configs/bench/, trained exactly as `neurogen train` trains them.
+    Bench {
+        /// vae, realnvp, realnvp_sample, realnvp_log_prob, gan, latent_ode, sgemm or all
+        /// (comma-separated or repeated; default all).
+        #[arg(long, value_name = "NAME")]
+        workload: Vec<String>,
+        /// Backends, comma-separated: ndarray, flex, wgpu (default ndarray,flex).
+        #[arg(long, value_name = "LIST")]
+        backend: Vec<String>,
+        /// Threads of the CPU backends' pools (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Write the JSON lines here (the table then goes to stdout); default: JSON lines to
+        /// stdout, the table to stderr.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Untimed steps first (default: the reference protocol's).
+        #[arg(long)]
+        warmup: Option<usize>,
+        /// Steps per timed repeat (default: the reference protocol's).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Timed repeats, of which the median is reported (default 5).
+        #[arg(long)]
+        repeats: Option<usize>,
+        /// Run one row in this process (what the parent spawns).
+        #[arg(long, hide = true)]
+        child: bool,
+    },
+    /// Check that backends agree: the same initial weights, batches and noise on each, then the
+    /// loss and every parameter's gradient after one step and the loss curve after K steps,
+    /// against tolerances; a JSON report.
+    Parity {
+        /// The experiment (TOML).
+        config: PathBuf,
+        /// Backends to compare, comma-separated; the first is the reference (default
+        /// ndarray,flex).
+        #[arg(long, value_name = "LIST")]
+        backends: Vec<String>,
+        /// Steps of the loss curve compared.
+        #[arg(long, default_value_t = 20)]
+        steps: u64,
+        /// Override any key, as for train.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Write the JSON report here (default: stdout).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Largest relative difference of the first loss.
+        #[arg(long, default_value_t = 1e-4)]
+        tol_loss: f64,
+        /// Largest relative difference of any parameter's gradient (max |a − b| over max |a|).
+        #[arg(long, default_value_t = 1e-3)]
+        tol_grad: f64,
+        /// Largest relative difference of the loss curve after K steps.
+        #[arg(long, default_value_t = 1e-3)]
+        tol_curve: f64,
+    },
     /// Show a run's resolved experiment, newest checkpoint and last metrics.
     Inspect {
         /// The run directory.
@@ -282,6 +345,48 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<()> {
                 kind: *kind,
             },
             backend: *backend,
+            quiet: cli.quiet,
+        }),
+        Command::Bench {
+            workload,
+            backend,
+            threads,
+            out,
+            warmup,
+            steps,
+            repeats,
+            child,
+        } => crate::bench::bench(&crate::bench::BenchArgs {
+            workloads: workload,
+            backends: backend,
+            threads: *threads,
+            out: out.as_deref(),
+            warmup: *warmup,
+            steps: *steps,
+            repeats: *repeats,
+            child: *child,
+            quiet: cli.quiet,
+        }),
+        Command::Parity {
+            config,
+            backends,
+            steps,
+            set,
+            out,
+            tol_loss,
+            tol_grad,
+            tol_curve,
+        } => crate::bench::parity(&crate::bench::ParityArgs {
+            config,
+            backends,
+            steps: *steps,
+            set,
+            out: out.as_deref(),
+            tolerances: neurogen_train::parity::Tolerances {
+                loss: *tol_loss,
+                grad: *tol_grad,
+                curve: *tol_curve,
+            },
             quiet: cli.quiet,
         }),
         Command::Inspect { run_dir } => inspect(run_dir),

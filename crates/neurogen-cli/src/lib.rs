@@ -6,6 +6,7 @@
 //! errors for people and picks exit codes: 0 on success, 2 for the user's input (usage, config,
 //! data, run directory), 1 for anything else, never a panic backtrace.
 
+mod bench;
 mod commands;
 mod eval;
 
@@ -16,6 +17,12 @@ use clap::Parser;
 use neurogen_train::Backend;
 
 pub use commands::Cli;
+
+/// mimalloc keeps freed memory for reuse: burn allocates a fresh buffer for nearly every tensor
+/// op (Adam alone makes a dozen parameter-sized ones per step), and glibc's malloc hands large
+/// buffers back to the kernel on free, so each one was paid again in page faults.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for bad usage, config or input.
 pub const EXIT_USAGE: i32 = 2;

@@ -6,12 +6,12 @@
 //! sign and which player it differentiates can be tested on its own.
 
 use burn::module::Module;
-use burn::tensor::activation::{leaky_relu, relu, softplus};
+use burn::tensor::activation::{relu, softplus};
 use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
-use crate::conv::{ConvDown, ConvUp};
+use crate::conv::{leaky_relu, ConvDown, ConvUp};
 use crate::mlp::MlpHead;
 use crate::spectral::SnLinear;
 use crate::{ModelError, Observation, WindowShape};

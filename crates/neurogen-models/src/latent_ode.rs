@@ -19,6 +19,7 @@ use crate::likelihood::{
     gaussian_kl, gaussian_nll_elements, poisson_nll_elements, posterior_draws, repeat_draws,
     sum_window, Likelihood,
 };
+use crate::mlp::tanh;
 use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
 use crate::{GenerativeModel, Loss, LossContext, ModelError, Observation, WindowShape};
 
@@ -207,7 +208,7 @@ impl GruCell {
         let hh = self.hidden.forward(h.clone()); // [batch, 3 * size]
         let r = sigmoid(xi.clone().narrow(1, 0, n) + hh.clone().narrow(1, 0, n));
         let u = sigmoid(xi.clone().narrow(1, n, n) + hh.clone().narrow(1, n, n));
-        let cand = (xi.narrow(1, 2 * n, n) + r * hh.narrow(1, 2 * n, n)).tanh();
+        let cand = tanh(xi.narrow(1, 2 * n, n) + r * hh.narrow(1, 2 * n, n));
         let one_minus_u = u.clone().neg().add_scalar(1.0);
         one_minus_u * cand + u * h
     }
@@ -239,7 +240,7 @@ impl VectorField for Dynamics {
         self.layers.iter().enumerate().fold(y, |h, (i, l)| {
             let h = l.forward(h);
             if i < last {
-                h.tanh()
+                tanh(h)
             } else {
                 h
             }

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use neurogen_data::{Dataset, Signals};
 use neurogen_models::{GenerativeModel, Loss, LossContext};
@@ -189,14 +190,10 @@ where
         };
         let loss = model.loss(x, eps, &ctx);
         let mut values = loss_values(&loss);
-        let mut grads = GradientsParams::from_grads(loss.total.backward(), &model);
-        if t.grad_clip > 0.0 {
-            let norm;
-            (grads, norm) = clip_grad_norm(&model, grads, t.grad_clip);
-            values.push(("grad_norm", norm));
-        }
         let lr = t.lr * guard.lr_scale;
-        model = optim.step(lr, model, grads);
+        let norm;
+        (model, norm) = optimise(model, &mut optim, loss.total, lr, t.grad_clip);
+        values.extend(norm.map(|n| ("grad_norm", n)));
         inject_fault(step, &mut values);
         if let Some(mut fault) = Fault::find(step, &values) {
             fault.param = first_non_finite(&model);
@@ -263,6 +260,25 @@ where
     progress.finish();
     report.wall_s = began.elapsed().as_secs_f64();
     Ok((model, report))
+}
+
+/// One Adam step on `loss`: backward, gradients of `model`'s parameters, global-norm clipping
+/// when `clip` > 0 (then the norm before clipping is returned), update.
+pub(crate) fn optimise<M: Module>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    loss: Tensor<1>,
+    lr: f64,
+    clip: f64,
+) -> (M, Option<f64>) {
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut norm = None;
+    if clip > 0.0 {
+        let n;
+        (grads, n) = clip_grad_norm(&model, grads, clip);
+        norm = Some(n);
+    }
+    (optim.step(lr, model, grads), norm)
 }
 
 /// Every loss term of one step read to the host: the total as `loss`, then each named term

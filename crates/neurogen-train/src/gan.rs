@@ -44,14 +44,14 @@ pub fn ema_file(c: &Checkpoint) -> std::path::PathBuf {
 
 /// One training step's data and noise, all drawn on the host from `(seed, step)`.
 #[derive(Clone)]
-struct StepInput {
+pub(crate) struct StepInput {
     /// Real windows for each critic update, `[batch, channels, time]`.
-    real: Vec<Tensor<3>>,
+    pub real: Vec<Tensor<3>>,
     /// Generator noise for each critic update, then for the generator update.
-    z: Vec<Tensor<2>>,
+    pub z: Vec<Tensor<2>>,
 }
 
-fn step_input(
+pub(crate) fn step_input(
     exp: &Experiment,
     cfg: &GanConfig,
     data: &Signals,
@@ -95,9 +95,9 @@ fn step_input(
 }
 
 /// The losses of one step, for logging.
-struct StepLosses {
-    critic: Tensor<1>,
-    generator: Tensor<1>,
+pub(crate) struct StepLosses {
+    pub critic: Tensor<1>,
+    pub generator: Tensor<1>,
     d_real: Tensor<1>,
     d_fake: Tensor<1>,
     /// Largest global gradient norm of the critic's updates and the generator's, before
@@ -124,7 +124,7 @@ impl StepLosses {
 
 /// `n_critic` critic updates on detached fakes, then one generator update through a fresh
 /// forward pass of the updated critic.
-fn gan_step(
+pub(crate) fn gan_step(
     mut p: Players,
     cfg: &GanConfig,
     input: StepInput,

@@ -5,12 +5,14 @@
 //! `(seed, k)`, not from a stream that advances, so resuming from a checkpoint at step `k`
 //! needs only the weights and the optimiser state to continue exactly as if never stopped.
 
+pub mod bench;
 mod error;
 pub mod evaluate;
 pub mod experiment;
 mod fit;
 pub mod gan;
 mod guard;
+pub mod parity;
 mod progress;
 mod rng;
 pub mod run_dir;

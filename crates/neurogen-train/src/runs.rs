@@ -44,7 +44,12 @@ pub fn build_model(exp: &Experiment, shape: WindowShape, device: &Device) -> Mod
 }
 
 /// Runs a model's data-dependent initialisation on the first (up to) 512 training windows.
-fn init_from_data<M: GenerativeModel>(model: M, data: &Dataset, seed: u64, device: &Device) -> M {
+pub(crate) fn init_from_data<M: GenerativeModel>(
+    model: M,
+    data: &Dataset,
+    seed: u64,
+    device: &Device,
+) -> M {
     let n = data.train.n.min(512);
     let idx: Vec<usize> = (0..n).collect();
     let x = data.train.batch(&idx, device); // [n, channels, time]

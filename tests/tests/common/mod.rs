@@ -155,25 +155,33 @@ fn tiny_model(family: &str) -> &'static [&'static str] {
 /// `train` arguments for shipped `config` (e.g. `gan-kuramoto`) shrunk to `steps` steps of
 /// seconds' work into `out`, with extra `--set` overrides after the shrinking ones.
 pub fn tiny_train_args(config: &str, out: &Path, steps: u64, extra: &[&str]) -> Vec<String> {
-    let family = config.rsplit_once('-').map(|(f, _)| f).unwrap_or(config);
-    let data = if config.ends_with("lorenz") {
-        TINY_LORENZ_DATA
-    } else {
-        TINY_KURAMOTO_DATA
-    };
     let cfg = root().join("configs").join(format!("{config}.toml"));
-    let steps = format!("train.steps={steps}");
-    let mut sets: Vec<&str> = data.to_vec();
-    sets.extend(tiny_model(family));
-    sets.extend(TINY_TRAIN);
-    sets.push(&steps);
-    sets.extend(extra);
     let mut args = vec![
         "train".to_string(),
         cfg.display().to_string(),
         "--out".into(),
         out.display().to_string(),
     ];
+    args.extend(tiny_sets(config, steps, extra));
+    args
+}
+
+/// The `--set` arguments that shrink shipped `config` to `steps` steps of seconds' work, with
+/// `extra` overrides after them.
+pub fn tiny_sets(config: &str, steps: u64, extra: &[&str]) -> Vec<String> {
+    let family = config.rsplit_once('-').map(|(f, _)| f).unwrap_or(config);
+    let data = if config.ends_with("lorenz") {
+        TINY_LORENZ_DATA
+    } else {
+        TINY_KURAMOTO_DATA
+    };
+    let steps = format!("train.steps={steps}");
+    let mut sets: Vec<&str> = data.to_vec();
+    sets.extend(tiny_model(family));
+    sets.extend(TINY_TRAIN);
+    sets.push(&steps);
+    sets.extend(extra);
+    let mut args = Vec::new();
     for s in sets {
         args.extend(["--set".to_string(), s.to_string()]);
     }

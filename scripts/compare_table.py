@@ -1,0 +1,109 @@
+"""Comparison table (Markdown) and bar chart (SVG) from one compare-pytorch.sh run.
+
+    python3 scripts/compare_table.py DIR [--svg FILE]
+
+DIR holds pytorch.jsonl, openblas.jsonl and burn.jsonl (the reference JSON lines) and
+machine.txt. Standard library only.
+"""
+import argparse
+import json
+from pathlib import Path
+
+ORDER = ["vae", "realnvp", "realnvp_sample", "realnvp_log_prob", "gan", "wgan_gp",
+         "latent_ode", "sgemm_2048"]
+WHY_MISSING = {"wgan_gp": "n/a: needs double backward, which burn 0.22 lacks"}
+
+
+def load(path):
+    if not path.exists():
+        return []
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip().startswith("{")]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--svg", type=Path)
+    args = ap.parse_args()
+    torch = load(args.dir / "pytorch.jsonl")
+    blas = load(args.dir / "openblas.jsonl")
+    burn = load(args.dir / "burn.jsonl")
+    threads = max((r["threads"] for r in burn), default=2)
+    pt = {r["workload"]: r for r in torch if r["threads"] == threads}
+    frameworks = sorted({r["framework"] for r in burn})
+    ours = {(r["workload"], r["framework"]): r for r in burn}
+    gflops = lambda r: r["steps_per_s"] * r["flops_per_step"] / 1e9
+    peak = max((gflops(r) for r in blas), default=float("nan"))
+    peak_name = max(blas, key=gflops)["framework"] if blas else "none"
+
+    if (args.dir / "machine.txt").exists():
+        print((args.dir / "machine.txt").read_text().strip().replace("\n", "; "))
+    print(f"threads: {threads}; sgemm peak {peak:.0f} GFLOP/s ({peak_name}, 2048^3)\n")
+    head = ["workload", "PyTorch steps/s"] + [f"{f} steps/s (× PyTorch)" for f in frameworks]
+    head += ["best burn GFLOP/s (% of peak)", "PyTorch GFLOP/s (% of peak)"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    chart = []
+    for w in ORDER:
+        p = pt.get(w)
+        if p is None and not any((w, f) in ours for f in frameworks):
+            continue
+        cells = [f"`{w}`", f"{p['steps_per_s']:.2f}" if p else "–"]
+        best = None
+        for f in frameworks:
+            r = ours.get((w, f))
+            if r is None:
+                cells.append(WHY_MISSING.get(w, "–"))
+                continue
+            ratio = r["steps_per_s"] / p["steps_per_s"] if p else float("nan")
+            cells.append(f"{r['steps_per_s']:.2f} (**{ratio:.2f}×**)" if p else f"{r['steps_per_s']:.2f}")
+            chart.append((w, f, ratio))
+            if best is None or r["steps_per_s"] > best["steps_per_s"]:
+                best = r
+        cells.append(f"{gflops(best):.1f} ({100 * gflops(best) / peak:.0f} %)" if best else "–")
+        cells.append(f"{gflops(p):.1f} ({100 * gflops(p) / peak:.0f} %)" if p else "–")
+        print("| " + " | ".join(cells) + " |")
+    if args.svg:
+        args.svg.parent.mkdir(parents=True, exist_ok=True)
+        args.svg.write_text(svg(chart, frameworks))
+        print(f"\nchart: {args.svg}")
+
+
+def svg(chart, frameworks):
+    """Horizontal bars of burn / PyTorch steps/s, one group per workload."""
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    rows = [(w, f, r) for w, f, r in chart if r == r]
+    workloads = [w for w in ORDER if any(x[0] == w for x in rows)]
+    bar, gap, left, width = 14, 10, 150, 420
+    top = 40
+    height = top + len(workloads) * (len(frameworks) * bar + gap) + 40
+    vmax = max([2.0] + [r for _, _, r in rows])
+    x = lambda v: left + width * v / vmax
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 150}" height="{height}" '
+           'font-family="sans-serif" font-size="12">',
+           f'<text x="{left}" y="20" font-size="14">steps/s relative to PyTorch CPU (same machine, same run)</text>']
+    y = top
+    for w in workloads:
+        out.append(f'<text x="{left - 8}" y="{y + bar * len(frameworks) / 2 + 4}" text-anchor="end">{w}</text>')
+        for i, f in enumerate(frameworks):
+            r = next((r for ww, ff, r in rows if ww == w and ff == f), None)
+            if r is not None:
+                c = colours[i % len(colours)]
+                out.append(f'<rect x="{left}" y="{y}" width="{x(r) - left:.1f}" height="{bar - 2}" fill="{c}"/>')
+                out.append(f'<text x="{x(r) + 4:.1f}" y="{y + bar - 4}">{r:.2f}×</text>')
+            y += bar
+        y += gap
+    for v, label in [(1.0, "1.0× (parity)"), (1.5, "1.5× (target)")]:
+        out.append(f'<line x1="{x(v):.1f}" y1="{top - 6}" x2="{x(v):.1f}" y2="{y}" stroke="#333" '
+                   'stroke-dasharray="4 3"/>')
+        out.append(f'<text x="{x(v):.1f}" y="{y + 14}" text-anchor="middle">{label}</text>')
+    for i, f in enumerate(frameworks):
+        c = colours[i % len(colours)]
+        out.append(f'<rect x="{left + width + 20}" y="{top + i * 18}" width="12" height="12" fill="{c}"/>')
+        out.append(f'<text x="{left + width + 36}" y="{top + i * 18 + 10}">{f}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
