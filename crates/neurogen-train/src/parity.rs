@@ -498,6 +498,6 @@ impl ModuleMapper for Bump {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let b = self.0;
         // A fresh leaf, so the perturbed weights are what gradients are taken against.
-        param.map(|t| t.detach().add_scalar(b).require_grad())
+        param.map(|t| t.add_scalar(b).detach().require_grad())
     }
 }
