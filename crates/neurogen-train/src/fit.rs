@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use neurogen_data::{Dataset, Signals};
 use neurogen_models::{GenerativeModel, Loss, LossContext};
@@ -59,11 +59,12 @@ impl FitReport {
 }
 
 /// Adam with the experiment's betas and ε.
-pub(crate) fn adam(t: &crate::TrainConfig) -> AdamConfig {
-    AdamConfig::new()
-        .with_beta_1(t.betas[0] as f32)
-        .with_beta_2(t.betas[1] as f32)
-        .with_epsilon(t.eps as f32)
+pub(crate) fn adam(t: &crate::TrainConfig) -> crate::adam::Adam {
+    crate::adam::Adam {
+        beta_1: t.betas[0] as f32,
+        beta_2: t.betas[1] as f32,
+        epsilon: t.eps as f32,
+    }
 }
 
 /// The newest checkpoint of `run`, verified against its manifest (as one of a `kind` model),

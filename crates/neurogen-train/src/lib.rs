@@ -5,6 +5,7 @@
 //! `(seed, k)`, not from a stream that advances, so resuming from a checkpoint at step `k`
 //! needs only the weights and the optimiser state to continue exactly as if never stopped.
 
+mod adam;
 pub mod bench;
 mod error;
 pub mod evaluate;
