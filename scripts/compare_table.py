@@ -29,12 +29,18 @@ def main():
     blas = load(args.dir / "openblas.jsonl")
     burn = load(args.dir / "burn.jsonl")
     threads = max((r["threads"] for r in burn), default=2)
-    pt = {r["workload"]: r for r in torch if r["threads"] == threads}
+    pt = {}
+    for r in torch:  # the faster of repeated lines (run_all.py times sgemm twice)
+        if r["threads"] == threads and r["steps_per_s"] > pt.get(r["workload"], r)["steps_per_s"] - 1e-9:
+            pt[r["workload"]] = r
     frameworks = sorted({r["framework"] for r in burn})
     ours = {(r["workload"], r["framework"]): r for r in burn}
     gflops = lambda r: r["steps_per_s"] * r["flops_per_step"] / 1e9
-    peak = max((gflops(r) for r in blas), default=float("nan"))
-    peak_name = max(blas, key=gflops)["framework"] if blas else "none"
+    # The machine's limit: the best 2048³ sgemm anything reached in this run (OpenBLAS with
+    # either kernel set, PyTorch's matmul, burn's).
+    sgemms = [r for r in blas + torch + burn if r["workload"] == "sgemm_2048"]
+    peak = max((gflops(r) for r in sgemms), default=float("nan"))
+    peak_name = max(sgemms, key=gflops)["framework"] if sgemms else "none"
 
     if (args.dir / "machine.txt").exists():
         print((args.dir / "machine.txt").read_text().strip().replace("\n", "; "))
