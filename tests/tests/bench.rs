@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{neurogen, neurogen_env, ok, root, tiny_sets};
+use common::{neurogen, neurogen_env, ok, root, tiny_sets, wgpu_available};
 use serde_json::Value;
 
 /// WORKLOADS.md: every workload's batch and analytic FLOPs per step.
@@ -212,16 +212,7 @@ fn parity_fails_with_a_report_when_one_backend_has_other_weights() {
 /// CPU against wgpu (a GPU, or Mesa's software Vulkan in CI with NEUROGEN_TEST_WGPU=1).
 #[test]
 fn parity_holds_between_flex_and_wgpu_on_a_small_config() {
-    let forced = std::env::var("NEUROGEN_TEST_WGPU").is_ok();
-    let has_icd = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
-        .iter()
-        .any(|d| {
-            std::fs::read_dir(d)
-                .map(|mut e| e.next().is_some())
-                .unwrap_or(false)
-        });
-    if !forced && !has_icd {
-        eprintln!("skipping: no Vulkan driver found (install mesa-vulkan-drivers)");
+    if !wgpu_available() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{metrics_without_timing, neurogen, ok, read_json, read_npy, root};
+use common::{metrics_without_timing, neurogen, ok, read_json, read_npy, root, wgpu_available};
 
 /// Shrinks a shipped config to a few seconds of work.
 const TINY_LORENZ: &[&str] = &[
@@ -191,16 +191,7 @@ fn train_and_sample_spikes_on_flex() {
 /// NEUROGEN_TEST_WGPU=1; elsewhere the test runs when a Vulkan driver manifest exists.
 #[test]
 fn train_and_sample_on_wgpu() {
-    let forced = std::env::var("NEUROGEN_TEST_WGPU").is_ok();
-    let has_icd = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
-        .iter()
-        .any(|d| {
-            std::fs::read_dir(d)
-                .map(|mut e| e.next().is_some())
-                .unwrap_or(false)
-        });
-    if !forced && !has_icd {
-        eprintln!("skipping: no Vulkan driver found (install mesa-vulkan-drivers)");
+    if !wgpu_available() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

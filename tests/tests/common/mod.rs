@@ -187,3 +187,20 @@ pub fn tiny_sets(config: &str, steps: u64, extra: &[&str]) -> Vec<String> {
     }
     args
 }
+
+/// Whether the wgpu tests run: CI installs Mesa's software Vulkan and sets NEUROGEN_TEST_WGPU=1;
+/// elsewhere they run when a Vulkan driver manifest exists (and say why they skip otherwise).
+pub fn wgpu_available() -> bool {
+    let forced = std::env::var("NEUROGEN_TEST_WGPU").is_ok();
+    let has_icd = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
+        .iter()
+        .any(|d| {
+            std::fs::read_dir(d)
+                .map(|mut e| e.next().is_some())
+                .unwrap_or(false)
+        });
+    if !forced && !has_icd {
+        eprintln!("skipping: no Vulkan driver found (install mesa-vulkan-drivers)");
+    }
+    forced || has_icd
+}
