@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::nn::conv::{ConvTranspose1d, ConvTranspose1dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::ops::{IndexingUpdateOp, PadMode};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::spectral::SnConv1d;
 
@@ -23,6 +24,126 @@ const SLOPE: f64 = 0.2;
 /// are vectorised.
 pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
     x.clone().mul_scalar(slope) + relu(x).mul_scalar(1.0 - slope)
+}
+
+/// conv1d (dilation 1, one group) as one matrix product over the whole batch.
+///
+/// burn-flex runs conv1d as a 3-D convolution with a small product per batch element (burn-flex
+/// `src/ops/conv.rs:238`, `conv3d_impl`) and its transposed form as a direct loop
+/// (`src/ops/conv_transpose.rs:246`): with their backward passes, 60 % of a DCGAN step; burn-ndarray
+/// runs both as scalar loops. Here one row gather lays out every tap of every output position as
+/// a `[batch·len_out, k·c_in]` matrix (im2col), so the forward and both gradients are one large
+/// product each, near gemm's peak, and the gather's backward is one row scatter-add. Activations
+/// stay time-major (`[batch, len, channels]`, see [`conv1d_nlc`]) between layers: rows of that
+/// layout are what the gather moves, and it saves a transpose per layer.
+///
+/// # Shapes
+/// - `x`: `[batch, c_in, len]`, `weight`: `[c_out, c_in, k]`, `bias`: `[c_out]`
+/// - output: `[batch, c_out, (len + 2·padding − k) / stride + 1]`
+pub fn conv1d(
+    x: Tensor<3>,
+    weight: Tensor<3>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<3> {
+    conv1d_nlc(x.swap_dims(1, 2), weight, bias, stride, padding).swap_dims(1, 2)
+}
+
+/// [`conv1d`] on time-major activations.
+///
+/// # Shapes
+/// - `x`: `[batch, len, c_in]`, `weight`: `[c_out, c_in, k]`, `bias`: `[c_out]`
+/// - output: `[batch, (len + 2·padding − k) / stride + 1, c_out]`
+pub fn conv1d_nlc(
+    x: Tensor<3>,
+    weight: Tensor<3>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<3> {
+    let ([b, t, c], [o, _, k], s) = (x.dims(), weight.dims(), stride.max(1));
+    let len = t + 2 * padding;
+    let t_out = len.saturating_sub(k) / s + 1;
+    let rows = x
+        .pad([(padding, padding), (0, 0)], PadMode::Constant(0.0))
+        .reshape([b * len, c]); // [b·len, c]
+    let taps = tap_rows(b, len, t_out, k, s, &rows.device());
+    let cols = rows.select(0, taps).reshape([b * t_out, k * c]); // [b·t_out, k·c]
+    let w = weight.swap_dims(1, 2).reshape([o, k * c]); // [o, k·c]
+    let mut y = cols.matmul(w.transpose()); // [b·t_out, o]
+    if let Some(bias) = bias {
+        y = y + bias.reshape([1, o]);
+    }
+    y.reshape([b, t_out, o])
+}
+
+/// conv_transpose1d (dilation 1, one group, no output padding) as one matrix product, every
+/// tap of every input position at once, then one row scatter-add of the taps to their output
+/// positions (col2im). See [`conv1d`] for why.
+///
+/// # Shapes
+/// - `x`: `[batch, c_in, len]`, `weight`: `[c_in, c_out, k]`, `bias`: `[c_out]`
+/// - output: `[batch, c_out, (len − 1)·stride + k − 2·padding]`
+pub fn conv_transpose1d(
+    x: Tensor<3>,
+    weight: Tensor<3>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<3> {
+    conv_transpose1d_nlc(x.swap_dims(1, 2), weight, bias, stride, padding).swap_dims(1, 2)
+}
+
+/// [`conv_transpose1d`] on time-major activations.
+///
+/// # Shapes
+/// - `x`: `[batch, len, c_in]`, `weight`: `[c_in, c_out, k]`, `bias`: `[c_out]`
+/// - output: `[batch, (len − 1)·stride + k − 2·padding, c_out]`
+pub fn conv_transpose1d_nlc(
+    x: Tensor<3>,
+    weight: Tensor<3>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<3> {
+    let ([b, t, c], [_, o, k], s) = (x.dims(), weight.dims(), stride.max(1));
+    let full = (t - 1) * s + k;
+    let device = x.device();
+    let w = weight.swap_dims(1, 2).reshape([c, k * o]); // [c, k·o]
+                                                        // Row (bb·t + i)·k + j: tap j of input i of batch element bb.
+    let y = x.reshape([b * t, c]).matmul(w).reshape([b * t * k, o]); // [b·t·k, o]
+    let out = Tensor::<2>::zeros([b * full, o], &device).select_assign(
+        0,
+        tap_rows(b, full, t, k, s, &device),
+        y,
+        IndexingUpdateOp::Add,
+    ); // [b·full, o]
+    let mut out = out
+        .reshape([b, full, o])
+        .narrow(1, padding, full - 2 * padding); // [b, len_out, o]
+    if let Some(bias) = bias {
+        out = out + bias.reshape([1, 1, o]);
+    }
+    out
+}
+
+/// Row `bb·len + i·stride + j` for batch element `bb < b`, position `i < n` and tap `j < k`, in
+/// that order: the row of a `[b·len, channels]` matrix that tap `j` of output `i` reads (conv)
+/// or of input `i` writes (transposed conv).
+fn tap_rows(
+    b: usize,
+    len: usize,
+    n: usize,
+    k: usize,
+    stride: usize,
+    device: &Device,
+) -> Tensor<1, Int> {
+    let idx: Vec<i64> = (0..b)
+        .flat_map(|bb| (0..n).flat_map(move |i| (0..k).map(move |j| bb * len + i * stride + j)))
+        .map(|r| r as i64)
+        .collect();
+    Tensor::from_data(TensorData::new(idx, [b * n * k]), device)
 }
 
 /// Strided convolutions from `[batch, c_in, time]` to a flat feature vector.
@@ -65,11 +186,11 @@ impl ConvDown {
     /// - `x`: `[batch, c_in, time]` → `[batch, features]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
         let b = x.dims()[0];
-        let h = self
-            .layers
-            .iter()
-            .fold(x, |h, l| leaky_relu(l.forward(h), SLOPE)); // [batch, c, t]
-        h.reshape([b, self.features])
+        let h = self.layers.iter().fold(x.swap_dims(1, 2), |h, l| {
+            leaky_relu(l.forward_nlc(h), SLOPE)
+        }); // [batch, t, c]
+            // Flattened channel-major, as checkpoints of the critic's last layer expect.
+        h.swap_dims(1, 2).reshape([b, self.features])
     }
 
     /// See [`SnConv1d::power_iteration`].
@@ -143,15 +264,17 @@ impl ConvUp {
     /// - `z`: `[batch, d_in]` → `[batch, c_out, time]`
     pub fn forward(&self, z: Tensor<2>) -> Tensor<3> {
         let b = z.dims()[0];
-        let mut h = leaky_relu(self.input.forward(z), SLOPE).reshape([b, self.c0, self.t0]);
+        let h = leaky_relu(self.input.forward(z), SLOPE).reshape([b, self.c0, self.t0]);
+        let mut h = h.swap_dims(1, 2); // [batch, t0, c0]
         let last = self.layers.len().saturating_sub(1);
         for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(h); // [batch, c, 2t]
+            let bias = l.bias.as_ref().map(|b| b.val());
+            h = conv_transpose1d_nlc(h, l.weight.val(), bias, l.stride, l.padding); // [batch, 2t, c]
             if i < last {
                 h = leaky_relu(h, SLOPE);
             }
         }
-        h.narrow(2, 0, self.time)
+        h.swap_dims(1, 2).narrow(2, 0, self.time)
     }
 }
 
@@ -159,6 +282,70 @@ impl ConvUp {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+
+    /// Values and all three gradients against burn's own conv1d and conv_transpose1d, over
+    /// kernels, strides, paddings and odd lengths.
+    #[test]
+    fn gemm_convolutions_match_burns() {
+        use burn::tensor::module as reference;
+        use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+        use burn::tensor::Tolerance;
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let normal = |shape: [usize; 3]| {
+            Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad()
+        };
+        let close = |a: Tensor<3>, b: Tensor<3>| {
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4));
+        };
+        for (k, s, p, t) in [
+            (4, 2, 1, 16),
+            (4, 2, 1, 17),
+            (3, 1, 1, 9),
+            (5, 3, 2, 20),
+            (1, 1, 0, 4),
+        ] {
+            let (x, w, bias) = (normal([3, 5, t]), normal([4, 5, k]), normal([1, 1, 4]));
+            let bias = bias.reshape([4]).detach().require_grad();
+            let ours = conv1d(x.clone(), w.clone(), Some(bias.clone()), s, p);
+            let opts = ConvOptions::new([s], [p], [1], 1);
+            let theirs = reference::conv1d(x.clone(), w.clone(), Some(bias.clone()), opts);
+            assert_eq!(ours.dims(), theirs.dims(), "conv1d k{k} s{s} p{p} t{t}");
+            close(ours.clone(), theirs.clone());
+            // A loss that weights every output differently, so a misplaced gradient shows.
+            let weights = Tensor::<3>::random(ours.dims(), Distribution::Default, &device);
+            let (ga, gb) = (
+                (ours * weights.clone()).sum().backward(),
+                (theirs * weights).sum().backward(),
+            );
+            close(x.grad(&ga).unwrap().into(), x.grad(&gb).unwrap().into());
+            close(w.grad(&ga).unwrap().into(), w.grad(&gb).unwrap().into());
+            let (ba, bb) = (bias.grad(&ga).unwrap(), bias.grad(&gb).unwrap());
+            close(ba.reshape([1, 1, 4]), bb.reshape([1, 1, 4]));
+
+            let (x, w) = (normal([3, 5, t]), normal([5, 4, k]));
+            let ours = conv_transpose1d(x.clone(), w.clone(), Some(bias.clone()), s, p);
+            let opts = ConvTransposeOptions::new([s], [p], [0], [1], 1);
+            let theirs =
+                reference::conv_transpose1d(x.clone(), w.clone(), Some(bias.clone()), opts);
+            assert_eq!(
+                ours.dims(),
+                theirs.dims(),
+                "conv_transpose1d k{k} s{s} p{p} t{t}"
+            );
+            close(ours.clone(), theirs.clone());
+            let weights = Tensor::<3>::random(ours.dims(), Distribution::Default, &device);
+            let (ga, gb) = (
+                (ours * weights.clone()).sum().backward(),
+                (theirs * weights).sum().backward(),
+            );
+            close(x.grad(&ga).unwrap().into(), x.grad(&gb).unwrap().into());
+            close(w.grad(&ga).unwrap().into(), w.grad(&gb).unwrap().into());
+            let (ba, bb) = (bias.grad(&ga).unwrap(), bias.grad(&gb).unwrap());
+            close(ba.reshape([1, 1, 4]), bb.reshape([1, 1, 4]));
+        }
+    }
 
     #[test]
     fn stacks_produce_the_window_shape_for_odd_lengths() {

@@ -10,8 +10,6 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LinearConfig};
-use burn::tensor::module::conv1d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 
 const EPS: f32 = 1e-12;
@@ -145,6 +143,14 @@ impl SnConv1d {
     /// # Shapes
     /// - `x`: `[batch, c_in, len]` → `[batch, c_out, out_len(len)]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_nlc(x.swap_dims(1, 2)).swap_dims(1, 2)
+    }
+
+    /// [`forward`](Self::forward) on time-major activations (see [`crate::conv::conv1d`]).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, c_in]` → `[batch, out_len(len), c_out]`
+    pub fn forward_nlc(&self, x: Tensor<3>) -> Tensor<3> {
         let w = self.weight.val(); // [out, in, k]
         let w = if self.spectral {
             let [o, i, k] = w.dims();
@@ -158,8 +164,7 @@ impl SnConv1d {
         } else {
             w
         };
-        let opts = ConvOptions::new([self.stride], [self.padding], [1], 1);
-        conv1d(x, w, Some(self.bias.val()), opts)
+        crate::conv::conv1d_nlc(x, w, Some(self.bias.val()), self.stride, self.padding)
     }
 
     /// One power-iteration update of `u` (no-op without spectral normalisation).
