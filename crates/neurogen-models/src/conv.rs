@@ -299,6 +299,21 @@ mod tests {
             a.into_data()
                 .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4));
         };
+        // Ours against burn's on the same leaves: outputs, then the gradients of a loss that
+        // weights every output differently, so a misplaced tap shows.
+        let check =
+            |ours: Tensor<3>, theirs: Tensor<3>, leaves: [&Tensor<3>; 2], bias: &Tensor<1>| {
+                assert_eq!(ours.dims(), theirs.dims());
+                close(ours.clone(), theirs.clone());
+                let weights = Tensor::<3>::random(ours.dims(), Distribution::Default, &device);
+                let ga = (ours * weights.clone()).sum().backward();
+                let gb = (theirs * weights).sum().backward();
+                for leaf in leaves {
+                    close(leaf.grad(&ga).unwrap(), leaf.grad(&gb).unwrap());
+                }
+                let (ba, bb) = (bias.grad(&ga).unwrap(), bias.grad(&gb).unwrap());
+                close(ba.reshape([1, 1, 4]), bb.reshape([1, 1, 4]));
+            };
         for (k, s, p, t) in [
             (4, 2, 1, 16),
             (4, 2, 1, 17),
@@ -306,44 +321,23 @@ mod tests {
             (5, 3, 2, 20),
             (1, 1, 0, 4),
         ] {
-            let (x, w, bias) = (normal([3, 5, t]), normal([4, 5, k]), normal([1, 1, 4]));
-            let bias = bias.reshape([4]).detach().require_grad();
-            let ours = conv1d(x.clone(), w.clone(), Some(bias.clone()), s, p);
+            let bias = normal([1, 1, 4]).reshape([4]).detach().require_grad();
+            let (x, w) = (normal([3, 5, t]), normal([4, 5, k]));
             let opts = ConvOptions::new([s], [p], [1], 1);
-            let theirs = reference::conv1d(x.clone(), w.clone(), Some(bias.clone()), opts);
-            assert_eq!(ours.dims(), theirs.dims(), "conv1d k{k} s{s} p{p} t{t}");
-            close(ours.clone(), theirs.clone());
-            // A loss that weights every output differently, so a misplaced gradient shows.
-            let weights = Tensor::<3>::random(ours.dims(), Distribution::Default, &device);
-            let (ga, gb) = (
-                (ours * weights.clone()).sum().backward(),
-                (theirs * weights).sum().backward(),
+            check(
+                conv1d(x.clone(), w.clone(), Some(bias.clone()), s, p),
+                reference::conv1d(x.clone(), w.clone(), Some(bias.clone()), opts),
+                [&x, &w],
+                &bias,
             );
-            close(x.grad(&ga).unwrap().into(), x.grad(&gb).unwrap().into());
-            close(w.grad(&ga).unwrap().into(), w.grad(&gb).unwrap().into());
-            let (ba, bb) = (bias.grad(&ga).unwrap(), bias.grad(&gb).unwrap());
-            close(ba.reshape([1, 1, 4]), bb.reshape([1, 1, 4]));
-
             let (x, w) = (normal([3, 5, t]), normal([5, 4, k]));
-            let ours = conv_transpose1d(x.clone(), w.clone(), Some(bias.clone()), s, p);
             let opts = ConvTransposeOptions::new([s], [p], [0], [1], 1);
-            let theirs =
-                reference::conv_transpose1d(x.clone(), w.clone(), Some(bias.clone()), opts);
-            assert_eq!(
-                ours.dims(),
-                theirs.dims(),
-                "conv_transpose1d k{k} s{s} p{p} t{t}"
+            check(
+                conv_transpose1d(x.clone(), w.clone(), Some(bias.clone()), s, p),
+                reference::conv_transpose1d(x.clone(), w.clone(), Some(bias.clone()), opts),
+                [&x, &w],
+                &bias,
             );
-            close(ours.clone(), theirs.clone());
-            let weights = Tensor::<3>::random(ours.dims(), Distribution::Default, &device);
-            let (ga, gb) = (
-                (ours * weights.clone()).sum().backward(),
-                (theirs * weights).sum().backward(),
-            );
-            close(x.grad(&ga).unwrap().into(), x.grad(&gb).unwrap().into());
-            close(w.grad(&ga).unwrap().into(), w.grad(&gb).unwrap().into());
-            let (ba, bb) = (bias.grad(&ga).unwrap(), bias.grad(&gb).unwrap());
-            close(ba.reshape([1, 1, 4]), bb.reshape([1, 1, 4]));
         }
     }
 
