@@ -59,7 +59,7 @@ where
     // A panic is a bug of ours: report it in one line, not as a backtrace.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| commands::dispatch(&cli));
+    let result = std::panic::catch_unwind(|| on_worker_thread(|| commands::dispatch(&cli)));
     std::panic::set_hook(default_hook);
     match result {
         Ok(Ok(())) => 0,
@@ -79,6 +79,21 @@ where
             }
             1
         }
+    }
+}
+
+/// Runs `f` on a thread of the compute pool rather than beside it.
+///
+/// The CPU backends split each large op over rayon's pool. Called from a thread outside the
+/// pool, every such op parks the caller and wakes it again when the workers finish: two context
+/// switches per op, which on the 2-core VM cost more than the second core gave (RealNVP training
+/// ran faster on one thread than on two). On a pool thread the caller takes its own share of
+/// the op and only the other workers are woken. The pool has `RAYON_NUM_THREADS` threads (rayon's
+/// default: one per core), as the global pool would.
+fn on_worker_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new().build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
     }
 }
 
