@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::conv::{ConvTranspose1d, ConvTranspose1dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::ops::{IndexingUpdateOp, PadMode};
+use burn::tensor::ops::IndexingUpdateOp;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::spectral::SnConv1d;
@@ -63,12 +63,14 @@ pub fn conv1d_nlc(
     padding: usize,
 ) -> Tensor<3> {
     let ([b, t, c], [o, _, k], s) = (x.dims(), weight.dims(), stride.max(1));
-    let len = t + 2 * padding;
-    let t_out = len.saturating_sub(k) / s + 1;
-    let rows = x
-        .pad([(padding, padding), (0, 0)], PadMode::Constant(0.0))
-        .reshape([b * len, c]); // [b·len, c]
-    let taps = tap_rows(b, len, t_out, k, s, &rows.device());
+    let t_out = (t + 2 * padding).saturating_sub(k) / s + 1;
+    let device = x.device();
+    // One zero row after the data stands for every padded position.
+    let rows = Tensor::cat(
+        vec![x.reshape([b * t, c]), Tensor::zeros([1, c], &device)],
+        0,
+    );
+    let taps = tap_rows(b, t_out, k, s, padding, t, &device);
     let cols = rows.select(0, taps).reshape([b * t_out, k * c]); // [b·t_out, k·c]
     let w = weight.swap_dims(1, 2).reshape([o, k * c]); // [o, k·c]
     let mut y = cols.matmul(w.transpose()); // [b·t_out, o]
@@ -108,40 +110,44 @@ pub fn conv_transpose1d_nlc(
     padding: usize,
 ) -> Tensor<3> {
     let ([b, t, c], [_, o, k], s) = (x.dims(), weight.dims(), stride.max(1));
-    let full = (t - 1) * s + k;
+    let len = ((t - 1) * s + k).saturating_sub(2 * padding);
     let device = x.device();
     let w = weight.swap_dims(1, 2).reshape([c, k * o]); // [c, k·o]
                                                         // Row (bb·t + i)·k + j: tap j of input i of batch element bb.
     let y = x.reshape([b * t, c]).matmul(w).reshape([b * t * k, o]); // [b·t·k, o]
-    let out = Tensor::<2>::zeros([b * full, o], &device).select_assign(
+                                                                     // Taps that land in the cropped padding go to one extra row, dropped after.
+    let out = Tensor::<2>::zeros([b * len + 1, o], &device).select_assign(
         0,
-        tap_rows(b, full, t, k, s, &device),
+        tap_rows(b, t, k, s, padding, len, &device),
         y,
         IndexingUpdateOp::Add,
-    ); // [b·full, o]
-    let mut out = out
-        .reshape([b, full, o])
-        .narrow(1, padding, full - 2 * padding); // [b, len_out, o]
+    ); // [b·len + 1, o]
+    let mut out = out.narrow(0, 0, b * len).reshape([b, len, o]);
     if let Some(bias) = bias {
         out = out + bias.reshape([1, 1, o]);
     }
     out
 }
 
-/// Row `bb·len + i·stride + j` for batch element `bb < b`, position `i < n` and tap `j < k`, in
-/// that order: the row of a `[b·len, channels]` matrix that tap `j` of output `i` reads (conv)
-/// or of input `i` writes (transposed conv).
+/// For batch element `bb < b`, position `i < n` and tap `j < k`, in that order: the row of a
+/// `[b·len + 1, channels]` matrix at sequence position `i·stride + j − padding` of `bb`, which tap
+/// `j` of output `i` reads (conv) or of input `i` writes (transposed conv); positions outside
+/// `0..len` (the padding) map to the extra last row `b·len`.
 fn tap_rows(
     b: usize,
-    len: usize,
     n: usize,
     k: usize,
     stride: usize,
+    padding: usize,
+    len: usize,
     device: &Device,
 ) -> Tensor<1, Int> {
+    let row = |bb: usize, i: usize, j: usize| match (i * stride + j).checked_sub(padding) {
+        Some(pos) if pos < len => (bb * len + pos) as i64,
+        _ => (b * len) as i64,
+    };
     let idx: Vec<i64> = (0..b)
-        .flat_map(|bb| (0..n).flat_map(move |i| (0..k).map(move |j| bb * len + i * stride + j)))
-        .map(|r| r as i64)
+        .flat_map(|bb| (0..n).flat_map(move |i| (0..k).map(move |j| row(bb, i, j))))
         .collect();
     Tensor::from_data(TensorData::new(idx, [b * n * k]), device)
 }
