@@ -112,10 +112,11 @@ pub fn conv_transpose1d_nlc(
     let ([b, t, c], [_, o, k], s) = (x.dims(), weight.dims(), stride.max(1));
     let len = ((t - 1) * s + k).saturating_sub(2 * padding);
     let device = x.device();
-    let w = weight.swap_dims(1, 2).reshape([c, k * o]); // [c, k·o]
-                                                        // Row (bb·t + i)·k + j: tap j of input i of batch element bb.
-    let y = x.reshape([b * t, c]).matmul(w).reshape([b * t * k, o]); // [b·t·k, o]
-                                                                     // Taps that land in the cropped padding go to one extra row, dropped after.
+    // [c, k·o]
+    let w = weight.swap_dims(1, 2).reshape([c, k * o]);
+    // [b·t·k, o]: row (bb·t + i)·k + j is tap j of input i of batch element bb.
+    let y = x.reshape([b * t, c]).matmul(w).reshape([b * t * k, o]);
+    // Taps that land in the cropped padding go to one extra row, dropped after.
     let out = Tensor::<2>::zeros([b * len + 1, o], &device).select_assign(
         0,
         tap_rows(b, t, k, s, padding, len, &device),
