@@ -175,16 +175,7 @@ impl Workload {
         let Some((path, text)) = self.config() else {
             return Ok(None);
         };
-        let path = Path::new(path);
-        let table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
-        let exp = Experiment::from_table(table, path)?.resolved();
-        exp.check(path)?;
-        Ok(Some(exp))
+        Experiment::parse(text, Path::new(path), &[]).map(Some)
     }
 }
 
@@ -380,6 +371,10 @@ mod tests {
                 Workload::Sgemm => unreachable!(),
             };
             assert_eq!(params, expected, "{}", w.name());
+            // The shape the workload declares is the one its data make.
+            let (path, _) = w.config().unwrap();
+            let data = exp.build_data(Path::new(path)).unwrap().signals;
+            assert_eq!(w.shape(), WindowShape::from(&data.meta), "{}", w.name());
             if !matches!(w, Workload::RealNvpSample | Workload::RealNvpLogProb) {
                 assert_eq!(exp.train.batch_size, w.batch(), "{}", w.name());
             }
@@ -396,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tiny_protocol_times_every_workload() {
+    fn a_tiny_protocol_reports_the_median_of_its_repeats() {
         let p = Protocol {
             warmup: 1,
             steps: 1,

@@ -145,6 +145,12 @@ impl Experiment {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(&text, path, overrides)
+    }
+
+    /// [`load`](Self::load) of `text`, the contents of `path` (named in errors, and the base
+    /// of relative recording paths).
+    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Experiment, ConfigError> {
         let mut table: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
