@@ -149,10 +149,6 @@ where
     let metrics_path = run.metrics_file();
     let mut metrics = run.open_metrics(step, t.log_every, t.valid_every, false)?;
     let (n_train, batch, noise_dim) = (data.train.n, t.batch_size, model.noise_dim());
-    let warmup = |step: u64| match t.kl_warmup_steps {
-        0 => 1.0,
-        w => (step as f64 / w as f64).min(1.0),
-    };
     let save = |model: &M, optim: &burn::optim::ModuleOptimizer, state: CheckpointState| {
         tracing::debug!(step = state.step, "writing checkpoint");
         run.save_checkpoint(&state, kind, t.keep_checkpoints, |c| {
@@ -187,7 +183,7 @@ where
         );
         let eps = host_tensor(eps, [batch, noise_dim], &ad); // [batch, noise_dim]
         let ctx = LossContext {
-            kl_warmup: warmup(step) as f32,
+            kl_warmup: kl_weight(t, step) as f32,
         };
         let loss = model.loss(x, eps, &ctx);
         let mut values = loss_values(&loss);
@@ -253,7 +249,8 @@ where
             report.valid = Some(line);
         }
         if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
-            let state = CheckpointState::at(step, exp, n_train, 1, warmup(step), &interval, &guard);
+            let state =
+                CheckpointState::at(step, exp, n_train, 1, kl_weight(t, step), &interval, &guard);
             save(&model, &optim, state)?;
         }
         report.steps = step;
@@ -272,7 +269,18 @@ pub(crate) fn optimise<M: Module>(
     lr: f64,
     clip: f64,
 ) -> (M, Option<f64>) {
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    apply(model, optim, grads, lr, clip)
+}
+
+/// The update half of [`optimise`], for a caller that also reads the gradients.
+pub(crate) fn apply<M: Module>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    mut grads: GradientsParams,
+    lr: f64,
+    clip: f64,
+) -> (M, Option<f64>) {
     let mut norm = None;
     if clip > 0.0 {
         let n;
@@ -280,6 +288,14 @@ pub(crate) fn optimise<M: Module>(
         norm = Some(n);
     }
     (optim.step(lr, model, grads), norm)
+}
+
+/// The KL weight at training step `step` (1-based): a linear ramp to 1 over `kl_warmup_steps`.
+pub(crate) fn kl_weight(t: &crate::TrainConfig, step: u64) -> f64 {
+    match t.kl_warmup_steps {
+        0 => 1.0,
+        w => (step as f64 / w as f64).min(1.0),
+    }
 }
 
 /// Every loss term of one step read to the host: the total as `loss`, then each named term

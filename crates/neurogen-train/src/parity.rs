@@ -16,9 +16,8 @@ use neurogen_data::Dataset;
 use neurogen_models::{Critic, GenerativeModel, Generator, LossContext, ModelConfig, WindowShape};
 use serde::Serialize;
 
-use crate::fit::{adam, ckpt_err, host_tensor, scalar};
+use crate::fit::{adam, apply, ckpt_err, host_tensor, kl_weight, scalar};
 use crate::gan::{gan_step, step_input, Players};
-use crate::guard::clip_grad_norm;
 use crate::rng::{batch_indices, normals, rng, Stream};
 use crate::{build_model, Experiment, Model, TrainError};
 
@@ -124,35 +123,17 @@ pub fn parity(
     let ad = ref_dev.clone().autodiff();
     // The initial weights, written once by the reference backend.
     let files = [dir.join("model.bpk"), dir.join("critic.bpk")];
-    let save = |m: &dyn Fn(&Path) -> Result<(), String>, f: &Path| m(f).map_err(|e| ckpt_err(f, e));
-    match (&exp.model, build_model(exp, shape, &ad)) {
-        (ModelConfig::Gan(c), Model::Gan(g)) => {
-            let critic = c.init_critic(shape, &ad);
-            save(
-                &|f| g.clone().save_file(f).map_err(|e| e.to_string()),
-                &files[0],
-            )?;
-            save(
-                &|f| critic.clone().save_file(f).map_err(|e| e.to_string()),
-                &files[1],
-            )?;
-        }
-        (_, Model::RealNvp(m)) => {
-            let m = crate::runs::init_from_data(m, data, exp.seed, &ad);
-            save(
-                &|f| m.clone().save_file(f).map_err(|e| e.to_string()),
-                &files[0],
-            )?;
-        }
-        (_, Model::Vae(m)) => save(
-            &|f| m.clone().save_file(f).map_err(|e| e.to_string()),
-            &files[0],
-        )?,
-        (_, Model::LatentOde(m)) => save(
-            &|f| m.clone().save_file(f).map_err(|e| e.to_string()),
-            &files[0],
-        )?,
-        (_, Model::Gan(_)) => unreachable!("a GAN config builds a generator"),
+    let model = match build_model(exp, shape, &ad) {
+        Model::RealNvp(m) => Model::RealNvp(crate::runs::init_from_data(m, data, exp.seed, &ad)),
+        m => m,
+    };
+    model
+        .save_file(&files[0])
+        .map_err(|e| ckpt_err(&files[0], e))?;
+    if let ModelConfig::Gan(c) = &exp.model {
+        c.init_critic(shape, &ad)
+            .save_file(&files[1])
+            .map_err(|e| ckpt_err(&files[1], e))?;
     }
     let mut traces = Vec::new();
     for (name, device) in devices {
@@ -177,8 +158,13 @@ pub fn parity(
     Ok(report)
 }
 
+/// `|a − b|`, relative to `scale`.
 fn rel(a: f64, b: f64, scale: f64) -> Diff {
-    let abs = (a - b).abs();
+    diff((a - b).abs(), scale)
+}
+
+/// A difference of `abs` relative to `scale` (no difference is none at any scale).
+fn diff(abs: f64, scale: f64) -> Diff {
     Diff {
         max_abs: abs,
         max_rel: if abs == 0.0 {
@@ -236,14 +222,7 @@ fn compare(name: &str, r: &Trace, t: &Trace, tol: Tolerances) -> BackendReport {
             Named {
                 name: k.clone(),
                 reference: scale,
-                diff: Diff {
-                    max_abs: abs,
-                    max_rel: if abs == 0.0 {
-                        0.0
-                    } else {
-                        abs / scale.max(1e-30)
-                    },
-                },
+                diff: diff(abs, scale),
             }
         })
         .collect();
@@ -303,43 +282,20 @@ fn trace(
     bump: Option<f32>,
 ) -> Result<Trace, TrainError> {
     let ad = device.clone().autodiff();
-    let load = |m: Model| -> Result<Model, TrainError> {
-        let f = &files[0];
-        Ok(match m {
-            Model::Vae(m) => Model::Vae(perturbed(
-                m.try_load_file(f).map_err(|e| ckpt_err(f, e))?,
-                bump,
-            )),
-            Model::RealNvp(m) => Model::RealNvp(perturbed(
-                m.try_load_file(f).map_err(|e| ckpt_err(f, e))?,
-                bump,
-            )),
-            Model::LatentOde(m) => Model::LatentOde(perturbed(
-                m.try_load_file(f).map_err(|e| ckpt_err(f, e))?,
-                bump,
-            )),
-            Model::Gan(m) => Model::Gan(perturbed(
-                m.try_load_file(f).map_err(|e| ckpt_err(f, e))?,
-                bump,
-            )),
-        })
-    };
-    match (&exp.model, load(build_model(exp, shape, &ad))?) {
+    let f = &files[0];
+    let model = build_model(exp, shape, &ad)
+        .load_file(f)
+        .map_err(|e| ckpt_err(f, e))?
+        .map(&mut Bump(bump));
+    match (&exp.model, model) {
         (ModelConfig::Gan(cfg), Model::Gan(generator)) => {
             let f = &files[1];
             let critic: Critic = cfg
                 .init_critic(shape, &ad)
                 .try_load_file(f)
-                .map_err(|e| ckpt_err(f, e))?;
-            Ok(trace_gan(
-                exp,
-                cfg,
-                data,
-                &ad,
-                generator,
-                perturbed(critic, bump),
-                steps,
-            ))
+                .map_err(|e| ckpt_err(f, e))?
+                .map(&mut Bump(bump));
+            Ok(trace_gan(exp, cfg, data, &ad, generator, critic, steps))
         }
         (_, Model::Vae(m)) => Ok(trace_fit(exp, data, &ad, m, steps)),
         (_, Model::RealNvp(m)) => Ok(trace_fit(exp, data, &ad, m, steps)),
@@ -364,28 +320,18 @@ fn trace_fit<M: GenerativeModel>(
         let x = data.train.batch(&batch_indices(exp.seed, step, n, b), ad); // [batch, channels, time]
         let eps = normals(&mut rng(exp.seed, Stream::TrainNoise, step), b * d);
         let eps = host_tensor(eps, [b, d], ad); // [batch, noise_dim]
-        let warmup = match t.kl_warmup_steps {
-            0 => 1.0,
-            w => (step as f64 / w as f64).min(1.0),
+        let ctx = LossContext {
+            kl_warmup: kl_weight(t, step) as f32,
         };
-        let loss = model.loss(
-            x,
-            eps,
-            &LossContext {
-                kl_warmup: warmup as f32,
-            },
-        );
+        let loss = model.loss(x, eps, &ctx);
         let mut values = vec![("loss".to_string(), scalar(&loss.total))];
         values.extend(loss.terms.iter().map(|(k, v)| (k.to_string(), scalar(v))));
-        let mut grads = GradientsParams::from_grads(loss.total.backward(), &model);
+        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
         if step == 1 {
             grads_out = collect_grads(&model, &grads);
             first = values.clone();
         }
-        if t.grad_clip > 0.0 {
-            grads = clip_grad_norm(&model, grads, t.grad_clip).0;
-        }
-        model = optim.step(t.lr, model, grads);
+        (model, _) = apply(model, &mut optim, grads, t.lr, t.grad_clip);
         curve.push(values.into_iter().map(|(_, v)| v).collect());
     }
     Trace {
@@ -484,20 +430,15 @@ impl ModuleVisitor for CollectGrads<'_> {
     }
 }
 
-/// `module` with `bump` added to every float parameter (none: unchanged).
-fn perturbed<M: Module>(module: M, bump: Option<f32>) -> M {
-    match bump {
-        Some(b) => module.map(&mut Bump(b)),
-        None => module,
-    }
-}
-
-struct Bump(f32);
+/// Adds its value, if any, to every float parameter.
+struct Bump(Option<f32>);
 
 impl ModuleMapper for Bump {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let b = self.0;
-        // A fresh leaf, so the perturbed weights are what gradients are taken against.
-        param.map(|t| t.add_scalar(b).detach().require_grad())
+        match self.0 {
+            // A fresh leaf, so the perturbed weights are what gradients are taken against.
+            Some(b) => param.map(|t| t.add_scalar(b).detach().require_grad()),
+            None => param,
+        }
     }
 }

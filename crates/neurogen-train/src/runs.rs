@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper};
 use burn::tensor::{Device, Tensor};
 use neurogen_data::{Dataset, SignalKind, SignalMeta, Signals};
 use neurogen_models::likelihood::bounds;
@@ -29,6 +29,38 @@ pub enum Model {
     LatentOde(LatentOde),
     /// A GAN's generator (its moving average when the run keeps one).
     Gan(Generator),
+}
+
+impl Model {
+    /// These weights loaded from a burnpack file written by a model of the same config.
+    pub(crate) fn load_file(self, file: &Path) -> Result<Model, burn::store::RecordError> {
+        Ok(match self {
+            Model::Vae(m) => Model::Vae(m.try_load_file(file)?),
+            Model::RealNvp(m) => Model::RealNvp(m.try_load_file(file)?),
+            Model::LatentOde(m) => Model::LatentOde(m.try_load_file(file)?),
+            Model::Gan(m) => Model::Gan(m.try_load_file(file)?),
+        })
+    }
+
+    /// Writes the weights as a burnpack file.
+    pub(crate) fn save_file(&self, file: &Path) -> Result<(), burn::store::RecordError> {
+        match self {
+            Model::Vae(m) => m.clone().save_file(file),
+            Model::RealNvp(m) => m.clone().save_file(file),
+            Model::LatentOde(m) => m.clone().save_file(file),
+            Model::Gan(m) => m.clone().save_file(file),
+        }
+    }
+
+    /// Every parameter passed through `mapper`.
+    pub(crate) fn map(self, mapper: &mut impl ModuleMapper) -> Model {
+        match self {
+            Model::Vae(m) => Model::Vae(m.map(mapper)),
+            Model::RealNvp(m) => Model::RealNvp(m.map(mapper)),
+            Model::LatentOde(m) => Model::LatentOde(m.map(mapper)),
+            Model::Gan(m) => Model::Gan(m.map(mapper)),
+        }
+    }
 }
 
 /// Builds the model an experiment describes for windows of `shape` (for the GAN, the
@@ -214,12 +246,9 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
         path: file.clone(),
         message: format!("cannot load model weights: {e}"),
     };
-    let model = match build_model(&exp, shape, device) {
-        Model::Vae(m) => Model::Vae(m.try_load_file(&file).map_err(load_err)?),
-        Model::RealNvp(m) => Model::RealNvp(m.try_load_file(&file).map_err(load_err)?),
-        Model::LatentOde(m) => Model::LatentOde(m.try_load_file(&file).map_err(load_err)?),
-        Model::Gan(g) => Model::Gan(g.try_load_file(&file).map_err(load_err)?),
-    };
+    let model = build_model(&exp, shape, device)
+        .load_file(&file)
+        .map_err(load_err)?;
     Ok(LoadedRun {
         exp,
         info,
