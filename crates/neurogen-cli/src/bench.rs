@@ -48,21 +48,22 @@ fn workloads(names: &[String]) -> Result<Vec<Workload>> {
     Ok(out)
 }
 
-/// Parses a comma-separated backend list (`ndarray,flex,wgpu`).
+/// Parses a comma-separated backend list (`ndarray,flex,wgpu`); none named is ndarray, flex.
 pub(crate) fn backends(names: &[String], flag: &str) -> Result<Vec<Backend>> {
+    const ALL: [Backend; 3] = [Backend::Ndarray, Backend::Flex, Backend::Wgpu];
     let mut out: Vec<Backend> = Vec::new();
     for name in names.iter().flat_map(|s| s.split(',')).map(str::trim) {
-        let b = match name {
-            "ndarray" => Backend::Ndarray,
-            "flex" => Backend::Flex,
-            "wgpu" => Backend::Wgpu,
-            other => bail!(UsageError(format!(
-                "{flag} {other}: no such backend; choose from ndarray, flex, wgpu"
-            ))),
+        let Some(b) = ALL.into_iter().find(|b| b.name() == name) else {
+            bail!(UsageError(format!(
+                "{flag} {name}: no such backend; choose from ndarray, flex, wgpu"
+            )));
         };
         if !out.contains(&b) {
             out.push(b);
         }
+    }
+    if out.is_empty() {
+        out = vec![Backend::Ndarray, Backend::Flex];
     }
     Ok(out)
 }
@@ -79,10 +80,7 @@ fn protocol(w: Workload, a: &BenchArgs) -> Protocol {
 
 pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     let list = workloads(a.workloads)?;
-    let mut bs = backends(a.backends, "--backend")?;
-    if bs.is_empty() {
-        bs = vec![Backend::Ndarray, Backend::Flex];
-    }
+    let bs = backends(a.backends, "--backend")?;
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -232,19 +230,22 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// A numeric field of a result line (NaN when absent).
+fn num(v: &Value, k: &str) -> f64 {
+    v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
 fn gflops(v: &Value) -> f64 {
-    let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    f("steps_per_s") * f("flops_per_step") / 1e9
+    num(v, "steps_per_s") * num(v, "flops_per_step") / 1e9
 }
 
 fn summary(v: &Value) -> String {
-    let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     format!(
         "{:.2} steps/s, {:.0} samples/s, {:.1} GFLOP/s, peak RSS {:.0} MiB",
-        f("steps_per_s"),
-        f("samples_per_s"),
+        num(v, "steps_per_s"),
+        num(v, "samples_per_s"),
         gflops(v),
-        f("peak_rss_mb")
+        num(v, "peak_rss_mb")
     )
 }
 
@@ -254,7 +255,6 @@ fn table(rows: &[Value]) -> String {
         Some(x) => x.to_string(),
         None => String::new(),
     };
-    let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let mut out = format!(
         "\n{:<17} {:<13} {:>7} {:>6} {:>10} {:>11} {:>8} {:>9} {:>9}\n",
         "workload",
@@ -274,10 +274,10 @@ fn table(rows: &[Value]) -> String {
             s(v, "framework"),
             s(v, "threads"),
             s(v, "batch"),
-            f(v, "steps_per_s"),
-            f(v, "samples_per_s"),
+            num(v, "steps_per_s"),
+            num(v, "samples_per_s"),
             gflops(v),
-            f(v, "peak_rss_mb"),
+            num(v, "peak_rss_mb"),
             s(v, "params"),
         ));
     }
@@ -303,10 +303,7 @@ pub(crate) struct ParityFailed(String);
 
 pub(crate) fn parity(a: &ParityArgs) -> Result<()> {
     let exp = neurogen_train::Experiment::load(a.config, a.set)?;
-    let mut bs = backends(a.backends, "--backends")?;
-    if bs.is_empty() {
-        bs = vec![Backend::Ndarray, Backend::Flex];
-    }
+    let bs = backends(a.backends, "--backends")?;
     if bs.len() < 2 {
         bail!(UsageError(
             "--backends: name at least two backends to compare, e.g. ndarray,flex".into()
