@@ -174,9 +174,11 @@ fn parity_holds_between_ndarray_and_flex_for_every_family() {
         // rounding somewhere (the comparison is not of a backend with itself).
         let grads = b["grads"].as_array().unwrap();
         assert!(grads.len() >= 4, "{config}: {grads:?}");
-        assert!(grads
-            .iter()
-            .all(|g| g["reference"].as_f64().unwrap() >= 0.0));
+        let differs = |d: &Value| d["max_abs"].as_f64().unwrap() > 0.0;
+        assert!(
+            grads.iter().any(differs) || differs(&b["curve"]),
+            "{config}: ndarray and flex agree to the last bit: {b:?}"
+        );
         assert!(r.stderr.contains("flex vs ndarray: PASS"), "{}", r.stderr);
     }
 }
