@@ -19,8 +19,9 @@ use neurogen_train::Backend;
 pub use commands::Cli;
 
 /// mimalloc keeps freed memory for reuse: burn allocates a fresh buffer for nearly every tensor
-/// op (Adam alone makes a dozen parameter-sized ones per step), and glibc's malloc hands large
-/// buffers back to the kernel on free, so each one was paid again in page faults.
+/// op (forward, backward, and burn's own Adam a dozen parameter-sized ones per step), and glibc's
+/// malloc hands large buffers back to the kernel on free, so each one was paid again in page
+/// faults.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
