@@ -607,7 +607,8 @@ fn every_bad_input_exits_2_with_one_message_naming_the_file() {
         if r.code != 2 {
             problems.push(format!("exit code {}", r.code));
         }
-        if err.contains("panicked") || err.contains("RUST_BACKTRACE") {
+        // A panic prints the CLI hook's one line, never a backtrace.
+        if err.contains("neurogen: internal error") || err.contains("RUST_BACKTRACE") {
             problems.push("panicked".into());
         }
         // One message: nothing before it, no second error (a TOML error's own excerpt of the

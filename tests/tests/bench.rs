@@ -101,7 +101,9 @@ fn bench_writes_one_reference_line_per_workload_and_backend() {
 
 #[test]
 fn bench_refuses_unknown_workloads_and_backends() {
+    // Run where nothing else is, so "writes nothing" can be checked.
     let tmp = tempfile::tempdir().unwrap();
+    let config = root().join("configs/vae-lorenz.toml").display().to_string();
     for (args, needle) in [
         (
             vec!["bench", "--workload", "vae,resnet"],
@@ -116,14 +118,17 @@ fn bench_refuses_unknown_workloads_and_backends() {
             "--threads: must be at least 1",
         ),
         (
-            vec!["parity", "configs/vae-lorenz.toml", "--backends", "flex"],
+            vec!["parity", config.as_str(), "--backends", "flex"],
             "--backends: name at least two backends",
         ),
     ] {
-        let r = neurogen(&root(), &args);
+        let r = neurogen(tmp.path(), &args);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
-        assert!(tmp.path().read_dir().unwrap().next().is_none());
+        assert!(
+            tmp.path().read_dir().unwrap().next().is_none(),
+            "{args:?} wrote into its working directory"
+        );
     }
 }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use common::{neurogen, ok, root};
 use neurogen_data::edf::{self, EdfFormat};
-use neurogen_data::files::write_signals;
 use neurogen_data::npy::{self, NpyArray, NpyValues};
+use neurogen_data::write::write_signals;
 use neurogen_data::{DataConfig, SignalKind, SplitName};
 
 fn fixture(name: &str) -> PathBuf {

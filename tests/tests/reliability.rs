@@ -140,6 +140,45 @@ fn a_rollback_mid_run_replays_from_the_checkpoint_and_resumes_exactly() {
     assert_eq!(metrics_without_timing(&split), m);
 }
 
+#[test]
+fn the_gan_rolls_back_through_the_same_loop() {
+    // One loop for every family: the NaN fault hook and the rollback reach the GAN's two
+    // players too, and the replay after the rollback resumes exactly.
+    let tmp = tempfile::tempdir().unwrap();
+    let nan = [("NEUROGEN_FAULT_NAN_AT_STEP", "13")];
+    let whole = tmp.path().join("whole");
+    let args = tiny_train_args("gan-kuramoto", &whole, 20, &[]);
+    let r = neurogen_env(tmp.path(), &args_of(&args), &nan);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`loss` was NaN at step 13")
+            && r.stderr
+                .contains("rolling back to the checkpoint of step 10"),
+        "{}",
+        r.stderr
+    );
+    let guard = guard_lines(&whole);
+    assert_eq!(guard.len(), 1, "{guard:?}");
+    assert_eq!(guard[0]["bad_step"].as_u64(), Some(13));
+    let m = metrics_without_timing(&whole);
+    let lr: Vec<f64> = m
+        .iter()
+        .filter(|l| l["split"] == "train")
+        .map(|l| l["lr"].as_f64().unwrap())
+        .collect();
+    // lr 2e-4 up to the checkpoint of step 10, halved after the rollback.
+    assert_eq!(lr.len(), 4, "{m:?}");
+    assert!((lr[1] / 2e-4 - 1.0).abs() < 1e-9 && (lr[3] / 1e-4 - 1.0).abs() < 1e-9);
+    // Stopped after the rollback and resumed without the fault: the same run.
+    let split = tmp.path().join("split");
+    let args = tiny_train_args("gan-kuramoto", &split, 15, &[]);
+    assert_eq!(neurogen_env(tmp.path(), &args_of(&args), &nan).code, 0);
+    let mut args = tiny_train_args("gan-kuramoto", &split, 20, &[]);
+    args.push("--resume".into());
+    ok(tmp.path(), &args_of(&args));
+    assert_eq!(metrics_without_timing(&split), m);
+}
+
 /// The newest checkpoint of `run` (a step directory, never a `.partial-` one) passes
 /// `sample`'s manifest check; its step, if there is one.
 fn newest_checkpoint_loads(cwd: &Path, run: &Path) -> Option<u64> {

@@ -482,3 +482,27 @@ fn data_writes_every_window_with_its_split_and_latents() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
+
+#[test]
+fn inspect_into_a_closed_pipe_ends_quietly() {
+    // `neurogen inspect RUN | head -1`: the reader goes away before the output is written, as
+    // `head` does once it has its line. A Unix tool then stops without an error of its own.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let args = common::tiny_train_args("vae-lorenz", &run, 2, &[]);
+    ok(
+        tmp.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut child = std::process::Command::new(common::binary())
+        .args(["inspect", run.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}

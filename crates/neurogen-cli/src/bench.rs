@@ -1,7 +1,7 @@
 //! `neurogen bench`: the reference workloads on each backend, one process per row.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -9,21 +9,37 @@ use neurogen_train::bench::{self, Protocol, Workload};
 use neurogen_train::Backend;
 use serde_json::{json, Value};
 
-use crate::commands::UsageError;
+use crate::common::{backends, UsageError};
 use crate::device_for;
 
-/// What `neurogen bench` was asked for.
-#[derive(Debug)]
-pub(crate) struct BenchArgs<'a> {
-    pub workloads: &'a [String],
-    pub backends: &'a [String],
-    pub threads: Option<usize>,
-    pub out: Option<&'a Path>,
-    pub warmup: Option<usize>,
-    pub steps: Option<usize>,
-    pub repeats: Option<usize>,
-    pub child: bool,
-    pub quiet: bool,
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// vae, realnvp, realnvp_sample, realnvp_log_prob, gan, latent_ode, sgemm or all
+    /// (comma-separated or repeated; default all).
+    #[arg(long, value_name = "NAME")]
+    workload: Vec<String>,
+    /// Backends, comma-separated: ndarray, flex, wgpu (default ndarray,flex).
+    #[arg(long, value_name = "LIST")]
+    backend: Vec<String>,
+    /// Threads of the CPU backends' pools (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Write the JSON lines here (the table then goes to stdout); default: JSON lines to
+    /// stdout, the table to stderr.
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Untimed steps first (default: the reference protocol's).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Steps per timed repeat (default: the reference protocol's).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Timed repeats, of which the median is reported (default 5).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Run one row in this process (what the parent spawns).
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 fn workloads(names: &[String]) -> Result<Vec<Workload>> {
@@ -48,28 +64,8 @@ fn workloads(names: &[String]) -> Result<Vec<Workload>> {
     Ok(out)
 }
 
-/// Parses a comma-separated backend list (`ndarray,flex,wgpu`); none named is ndarray, flex.
-pub(crate) fn backends(names: &[String], flag: &str) -> Result<Vec<Backend>> {
-    const ALL: [Backend; 3] = [Backend::Ndarray, Backend::Flex, Backend::Wgpu];
-    let mut out: Vec<Backend> = Vec::new();
-    for name in names.iter().flat_map(|s| s.split(',')).map(str::trim) {
-        let Some(b) = ALL.into_iter().find(|b| b.name() == name) else {
-            bail!(UsageError(format!(
-                "{flag} {name}: no such backend; choose from ndarray, flex, wgpu"
-            )));
-        };
-        if !out.contains(&b) {
-            out.push(b);
-        }
-    }
-    if out.is_empty() {
-        out = vec![Backend::Ndarray, Backend::Flex];
-    }
-    Ok(out)
-}
-
 /// The reference protocol, with any count the user overrode.
-fn protocol(w: Workload, a: &BenchArgs) -> Protocol {
+fn protocol(w: Workload, a: &Args) -> Protocol {
     let p = w.protocol();
     Protocol {
         warmup: a.warmup.unwrap_or(p.warmup),
@@ -78,9 +74,9 @@ fn protocol(w: Workload, a: &BenchArgs) -> Protocol {
     }
 }
 
-pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
-    let list = workloads(a.workloads)?;
-    let bs = backends(a.backends, "--backend")?;
+pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
+    let list = workloads(&a.workload)?;
+    let bs = backends(&a.backend, "--backend")?;
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -99,7 +95,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         println!("{}", row(w, b, threads, &t));
         return Ok(());
     }
-    let mut file = match a.out {
+    let mut file = match &a.out {
         Some(p) => Some(
             std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
         ),
@@ -114,7 +110,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         .enumerate()
     {
         let p = protocol(w, a);
-        if !a.quiet {
+        if !quiet {
             eprint!(
                 "[{}/{total}] {} on burn-{} ({} threads, {} warm-up + {} × {} steps) … ",
                 i + 1,
@@ -148,7 +144,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         let line = stdout.lines().rev().find(|l| l.starts_with('{'));
         match line.map(serde_json::from_str::<Value>) {
             Some(Ok(v)) if out.status.success() => {
-                if !a.quiet {
+                if !quiet {
                     eprintln!("{}", summary(&v));
                 }
                 match &mut file {
@@ -166,14 +162,14 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
                     .unwrap_or("no result")
                     .trim()
                     .to_string();
-                if !a.quiet {
+                if !quiet {
                     eprintln!("failed: {why}");
                 }
                 failed.push(format!("{} on burn-{}: {why}", w.name(), b.name()));
             }
         }
     }
-    if !a.quiet {
+    if !quiet {
         let table = table(&rows);
         if a.out.is_some() {
             print!("{table}");
@@ -181,7 +177,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
             eprint!("{table}");
         }
     }
-    if let (Some(f), Some(p)) = (&mut file, a.out) {
+    if let (Some(f), Some(p)) = (&mut file, &a.out) {
         f.flush()
             .with_context(|| format!("{}: cannot write", p.display()))?;
     }
@@ -282,99 +278,4 @@ fn table(rows: &[Value]) -> String {
         ));
     }
     out
-}
-
-/// What `neurogen parity` was asked for.
-#[derive(Debug)]
-pub(crate) struct ParityArgs<'a> {
-    pub config: &'a Path,
-    pub backends: &'a [String],
-    pub steps: u64,
-    pub set: &'a [String],
-    pub out: Option<&'a Path>,
-    pub tolerances: neurogen_train::parity::Tolerances,
-    pub quiet: bool,
-}
-
-/// Parity found backends that disagree (exit code 1, after the report is written).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct ParityFailed(String);
-
-pub(crate) fn parity(a: &ParityArgs) -> Result<()> {
-    let exp = neurogen_train::Experiment::load(a.config, a.set)?;
-    let bs = backends(a.backends, "--backends")?;
-    if bs.len() < 2 {
-        bail!(UsageError(
-            "--backends: name at least two backends to compare, e.g. ndarray,flex".into()
-        ));
-    }
-    if a.steps == 0 {
-        bail!(UsageError("--steps: must be at least 1".into()));
-    }
-    let data = exp.build_data(a.config)?.into_dataset();
-    exp.check_against(a.config, data.train.n)?;
-    let devices: Vec<_> = bs
-        .iter()
-        .map(|b| (b.name().to_string(), device_for(*b)))
-        .collect();
-    // Test hook: weights loaded on this backend are nudged, so the check must fail.
-    let perturb = std::env::var("NEUROGEN_FAULT_PERTURB_BACKEND").ok();
-    let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    if !a.quiet {
-        eprintln!(
-            "parity of {} ({}) on {} over {} steps …",
-            a.config.display(),
-            exp.model.kind(),
-            bs.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "),
-            a.steps
-        );
-    }
-    let report = neurogen_train::parity::parity(
-        &exp,
-        &data,
-        &devices,
-        a.steps,
-        a.tolerances,
-        dir.path(),
-        perturb.as_deref(),
-    )?;
-    let text = serde_json::to_string_pretty(&report)?;
-    match a.out {
-        Some(p) => neurogen_data::npy::write_atomic(p, format!("{text}\n").as_bytes())?,
-        None => println!("{text}"),
-    }
-    let mut bad = Vec::new();
-    for b in &report.backends {
-        let worst = b
-            .grads
-            .iter()
-            .max_by(|x, y| x.diff.max_rel.total_cmp(&y.diff.max_rel));
-        let loss = b.loss.iter().map(|l| l.diff.max_rel).fold(0.0, f64::max);
-        if !a.quiet {
-            eprintln!(
-                "{} vs {}: {} — first loss rel {:.1e}, gradients max rel {:.1e}{}, loss curve max rel {:.1e} over {} steps",
-                b.backend,
-                report.reference,
-                if b.failures.is_empty() { "PASS" } else { "FAIL" },
-                loss,
-                worst.map_or(0.0, |w| w.diff.max_rel),
-                worst.map_or(String::new(), |w| format!(" (`{}`)", w.name)),
-                b.curve.max_rel,
-                report.steps
-            );
-        }
-        if !b.failures.is_empty() {
-            bad.push(format!(
-                "{} differs from {}: {}",
-                b.backend,
-                report.reference,
-                b.failures.join("; ")
-            ));
-        }
-    }
-    if !bad.is_empty() {
-        bail!(ParityFailed(bad.join(" | ")));
-    }
-    Ok(())
 }

@@ -7,16 +7,89 @@
 //! data, run directory), 1 for anything else, never a panic backtrace.
 
 mod bench;
-mod commands;
+mod common;
+mod data;
 mod eval;
+mod inspect;
+mod parity;
+mod plot;
+mod sample;
+mod score;
+mod train;
 
 use std::ffi::OsString;
 
 use burn::tensor::{Device, DeviceKind};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use neurogen_train::Backend;
 
-pub use commands::Cli;
+/// Train deep generative models of neural signals and sample synthetic data from them.
+#[derive(Debug, Parser)]
+#[command(name = "neurogen", version, about)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors: no progress, no summaries.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train the model an experiment file describes.
+    Train(train::Args),
+    /// Sample synthetic windows from a trained run.
+    Sample(sample::Args),
+    /// Write every window an experiment's [data] builds, in physical units.
+    Data(data::Args),
+    /// Score windows by their likelihood under a trained run (low = anomalous).
+    ///
+    /// RealNVP gives the exact log-likelihood; the VAE and the latent ODE give the IWAE bound
+    /// with K samples (and the ELBO). Scores are in nats in the run's normalised units.
+    Score(score::Args),
+    /// Judge samples against real data: spectra, amplitudes, spike statistics, two-sample
+    /// tests, likelihood, memorisation and latent recovery; writes report.json and figures.
+    ///
+    /// With a RUN_DIR, samples are drawn from the run (or read from --samples) and compared
+    /// with its test split (or --against FILE). Without one, compares two .npy files of
+    /// windows [n, channels, time]: --samples A.npy --against B.npy --sfreq HZ.
+    Eval(eval::Args),
+    /// Draw figures of a run (traces or rasters, PSD, loss curves, latents) or of an .npy file.
+    Plot(plot::Args),
+    /// Time the reference workloads (../shared/bench/WORKLOADS.md) on each backend: one JSON
+    /// line per workload and backend, then a table.
+    ///
+    /// Each row runs in its own process (so its peak RSS is its own): 10 warm-up steps, then
+    /// the median rate of 5 repeats of 50 steps. The models are the shipped configs under
+    /// configs/bench/, trained exactly as `neurogen train` trains them.
+    Bench(bench::Args),
+    /// Check that backends agree: the same initial weights, batches and noise on each, then the
+    /// loss and every parameter's gradient after one step and the loss curve after K steps,
+    /// against tolerances; a JSON report.
+    Parity(parity::Args),
+    /// Show a run's resolved experiment, newest checkpoint and last metrics.
+    Inspect(inspect::Args),
+}
+
+impl Cli {
+    fn dispatch(&self) -> anyhow::Result<()> {
+        let quiet = self.quiet;
+        match &self.command {
+            Command::Train(a) => train::run(a, quiet),
+            Command::Sample(a) => sample::run(a, quiet),
+            Command::Data(a) => data::run(a, quiet),
+            Command::Score(a) => score::run(a, quiet),
+            Command::Eval(a) => eval::run(a, quiet),
+            Command::Plot(a) => plot::run(a, quiet),
+            Command::Bench(a) => bench::run(a, quiet),
+            Command::Parity(a) => parity::run(a, quiet),
+            Command::Inspect(a) => inspect::run(a),
+        }
+    }
+}
 
 /// mimalloc keeps freed memory for reuse: burn allocates a fresh buffer for nearly every tensor
 /// op (forward, backward, and burn's own Adam a dozen parameter-sized ones per step), and glibc's
@@ -60,13 +133,14 @@ where
     // A panic is a bug of ours: report it in one line, not as a backtrace.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| on_worker_thread(|| commands::dispatch(&cli)));
+    let result = std::panic::catch_unwind(|| on_worker_thread(|| cli.dispatch()));
     std::panic::set_hook(default_hook);
     match result {
         Ok(Ok(())) => 0,
+        Ok(Err(e)) if is_broken_pipe(&e) => 0,
         Ok(Err(e)) => {
-            eprintln!("neurogen: error: {}", commands::describe(&e));
-            commands::exit_code(&e)
+            eprintln!("neurogen: error: {}", common::describe(&e));
+            common::exit_code(&e)
         }
         Err(payload) => {
             let msg = payload
@@ -74,6 +148,11 @@ where
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
+            // `println!` panics when stdout is a pipe whose reader has gone (`| head`): the
+            // reader has what it wanted, so this is a normal end, as for other Unix tools.
+            if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+                return 0;
+            }
             eprintln!("neurogen: internal error: {msg}");
             if msg.contains("wgpu") || msg.contains("adapter") || msg.contains("Vulkan") {
                 eprintln!("hint: the wgpu backend found no usable GPU adapter; install a Vulkan driver (e.g. Debian's mesa-vulkan-drivers) or use --backend ndarray");
@@ -81,6 +160,14 @@ where
             1
         }
     }
+}
+
+/// Whether `e` is a write to a closed pipe (see the panic case in [`run`]).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Runs `f` on a thread of the compute pool rather than beside it.

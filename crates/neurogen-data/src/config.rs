@@ -7,8 +7,10 @@
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::files::{ArraySource, CsvSource, EdfSource};
 use crate::sim::{IzhikevichConfig, KuramotoConfig, LorenzConfig, NeuralMassConfig};
+use crate::sources::{ArraySource, CsvSource, EdfSource};
+use crate::windows::cut_windows;
+use crate::{DataError, SignalKind, Windows};
 
 /// One variant per built-in simulator or file format, chosen by `source`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,34 +88,6 @@ impl Source {
             Source::Csv(s) => Some(&mut s.path),
             _ => None,
         }
-    }
-}
-
-impl DataConfig {
-    /// The same `[data]` reading another recording of the same format (every window goes to
-    /// the training split), or `None` when this source does not read files of `path`'s kind.
-    ///
-    /// Used to score a new recording exactly as a run's data were cut: same channels, window,
-    /// stride, epochs and keys.
-    pub fn for_recording(&self, path: &std::path::Path) -> Option<DataConfig> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        let fits = match (&self.source, ext.as_str()) {
-            (Source::Edf(_) | Source::Bdf(_), "edf" | "bdf") => true,
-            // An .npy is always read as windows by `score`, so it is not listed here.
-            (Source::Npz(_), "npz") | (Source::Csv(_), "csv") => true,
-            _ => false,
-        };
-        if !fits {
-            return None;
-        }
-        let mut cfg = self.clone();
-        *cfg.source.path_mut()? = path.to_path_buf();
-        cfg.split = SplitFractions {
-            train: 1.0,
-            valid: 0.0,
-            test: 0.0,
-        };
-        Some(cfg)
     }
 }
 
@@ -287,5 +261,156 @@ impl Serialize for DataConfig {
         .map_err(S::Error::custom)?;
         table.extend(shared);
         table.serialize(s)
+    }
+}
+
+impl DataConfig {
+    /// A copy with every default filled in that can be known without reading a file (a file
+    /// source's window and split unit are filled by [`DataConfig::build`], in
+    /// [`Windows::config`]).
+    pub fn resolved(&self) -> DataConfig {
+        let (window, recordings) = match &self.source {
+            Source::LorenzSpikes(c) => (Some(c.n_bins), Some(c.n_trials)),
+            Source::Kuramoto(c) => (Some(256), Some(c.n_recordings)),
+            Source::NeuralMass(c) => (Some(256), Some(c.n_recordings)),
+            Source::Izhikevich(c) => (Some(c.n_bins), Some(c.n_trials)),
+            // A continuous recording is one; epochs are many.
+            Source::Edf(s) | Source::Bdf(s) => (None, Some(if s.epochs.is_some() { 3 } else { 1 })),
+            Source::Npy(_) | Source::Npz(_) | Source::Csv(_) => (None, None),
+        };
+        let window = self.window.or(window);
+        DataConfig {
+            window,
+            stride: self.stride.or(window),
+            normalize: Some(self.normalize.unwrap_or(match self.kind() {
+                SignalKind::Continuous => Normalize::Channel,
+                SignalKind::Counts => Normalize::None,
+            })),
+            split_by: self.split_by.or(recordings.map(default_split)),
+            ..self.clone()
+        }
+    }
+
+    /// The signal kind this source produces.
+    pub fn kind(&self) -> SignalKind {
+        match &self.source {
+            Source::LorenzSpikes(_) => SignalKind::Counts,
+            Source::Kuramoto(_) | Source::NeuralMass(_) => SignalKind::Continuous,
+            Source::Izhikevich(c) => match c.output {
+                crate::sim::IzhikevichOutput::Spikes => SignalKind::Counts,
+                crate::sim::IzhikevichOutput::Lfp => SignalKind::Continuous,
+            },
+            Source::Edf(_) | Source::Bdf(_) => SignalKind::Continuous,
+            Source::Npy(s) | Source::Npz(s) => s.kind,
+            Source::Csv(s) => s.kind,
+        }
+    }
+
+    /// Makes a file source's relative `path` relative to `base` (the experiment's folder).
+    pub fn with_base(mut self, base: &std::path::Path) -> DataConfig {
+        if let Some(p) = self.source.path_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        self
+    }
+
+    /// Checks the shared keys that need no data.
+    pub fn check(&self) -> Result<(), DataError> {
+        let s = &self.split;
+        for (name, f) in [("train", s.train), ("valid", s.valid), ("test", s.test)] {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(DataError::invalid(
+                    "split",
+                    format!("{name} = {f} must lie in [0, 1]"),
+                ));
+            }
+        }
+        if s.train <= 0.0 {
+            return Err(DataError::invalid("split", "train must be > 0"));
+        }
+        if ((s.train + s.valid + s.test) - 1.0).abs() > 1e-6 {
+            return Err(DataError::invalid(
+                "split",
+                format!(
+                    "train + valid + test must be 1, got {}",
+                    s.train + s.valid + s.test
+                ),
+            ));
+        }
+        if self.window == Some(0) {
+            return Err(DataError::invalid("window", "must be at least 1 sample"));
+        }
+        if self.stride == Some(0) {
+            return Err(DataError::invalid("stride", "must be at least 1 sample"));
+        }
+        if self.kind() == SignalKind::Counts && self.normalize == Some(Normalize::Channel) {
+            return Err(DataError::invalid(
+                "normalize",
+                "spike counts cannot be normalised (a Poisson likelihood needs counts); use \"none\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Simulates or reads the source and cuts every window.
+    pub fn build(&self, seed: u64) -> Result<Windows, DataError> {
+        self.check()?;
+        let mut cfg = self.resolved();
+        let recs = match &cfg.source {
+            Source::LorenzSpikes(c) => c.simulate(seed)?,
+            Source::Kuramoto(c) => c.simulate(seed)?,
+            Source::NeuralMass(c) => c.simulate(seed)?,
+            Source::Izhikevich(c) => c.simulate(seed)?,
+            Source::Edf(s) | Source::Bdf(s) => s.load()?,
+            Source::Npy(s) => s.load(false)?,
+            Source::Npz(s) => s.load(true)?,
+            Source::Csv(s) => s.load()?,
+        };
+        // Defaults that needed the data: a trial's length, and trials split by trial.
+        let shortest = recs.samples.iter().copied().min().unwrap_or(0);
+        let window = cfg
+            .window
+            .unwrap_or(if recs.trials { shortest } else { 256 });
+        cfg.window = Some(window);
+        cfg.stride = Some(cfg.stride.unwrap_or(window));
+        cfg.split_by = Some(cfg.split_by.unwrap_or(default_split(recs.data.len())));
+        cut_windows(cfg, &recs, seed)
+    }
+
+    /// The same `[data]` reading another recording of the same format (every window goes to
+    /// the training split), or `None` when this source does not read files of `path`'s kind.
+    ///
+    /// Used to score a new recording exactly as a run's data were cut: same channels, window,
+    /// stride, epochs and keys.
+    pub fn for_recording(&self, path: &std::path::Path) -> Option<DataConfig> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        let fits = match (&self.source, ext.as_str()) {
+            (Source::Edf(_) | Source::Bdf(_), "edf" | "bdf") => true,
+            // An .npy is always read as windows by `score`, so it is not listed here.
+            (Source::Npz(_), "npz") | (Source::Csv(_), "csv") => true,
+            _ => false,
+        };
+        if !fits {
+            return None;
+        }
+        let mut cfg = self.clone();
+        *cfg.source.path_mut()? = path.to_path_buf();
+        cfg.split = SplitFractions {
+            train: 1.0,
+            valid: 0.0,
+            test: 0.0,
+        };
+        Some(cfg)
+    }
+}
+
+/// Trials when there are enough recordings to put one in each split; time blocks otherwise.
+fn default_split(recordings: usize) -> SplitBy {
+    if recordings >= 3 {
+        SplitBy::Trial
+    } else {
+        SplitBy::Time
     }
 }

@@ -320,5 +320,5 @@ pub fn write_trials(
         path: path.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    crate::npy::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }

@@ -689,7 +689,7 @@ pub fn write(path: &Path, format: EdfFormat, w: &EdfWindows) -> Result<(), DataE
         out.extend_from_slice(tal);
         out.resize(start + ann_samples * width, 0);
     }
-    crate::npy::write_atomic(path, &out)
+    crate::io::write_atomic(path, &out)
 }
 
 #[cfg(test)]

@@ -14,11 +14,14 @@ pub mod config;
 pub mod csv;
 pub mod edf;
 mod error;
-pub mod files;
+pub mod io;
 pub mod npy;
+pub mod samples;
 mod signals;
 pub mod sim;
+pub mod sources;
 mod windows;
+pub mod write;
 
 pub use config::{from_table, take_tag, DataConfig, Normalize, Source, SplitBy, SplitFractions};
 pub use error::DataError;

@@ -6,7 +6,6 @@
 //! (u)int8–64 and unicode strings in C or Fortran order, checks every header field against the
 //! file's size before allocating, and names the field that is wrong.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::DataError;
@@ -52,23 +51,7 @@ pub fn write_f32(path: &Path, shape: &[usize], values: &[f32]) -> Result<(), Dat
     for v in values {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Reads an `.npy` array of numbers as f32 in C order, with its shape.
@@ -385,7 +368,7 @@ pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<(), DataErr
         }
         zip.finish().map_err(|e| io(std::io::Error::other(e)))?;
     }
-    write_atomic(path, &cursor.into_inner())
+    crate::io::write_atomic(path, &cursor.into_inner())
 }
 
 /// An array as `.npy` bytes: float32 numbers, or `<Un` strings.

@@ -17,7 +17,10 @@ use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
 use crate::likelihood::std_normal_log_prob;
-use crate::{GenerativeModel, Loss, LossContext, Mlp, ModelError, Observation, WindowShape};
+use crate::{
+    Density, FamilyConfig, GenerativeModel, Loss, LossContext, Mlp, ModelError, ModelFamily,
+    Observation, Sampler, WindowShape,
+};
 
 /// An invertible map with a tractable Jacobian.
 pub trait Transform {
@@ -61,9 +64,10 @@ impl Default for RealNvpConfig {
     }
 }
 
-impl RealNvpConfig {
-    /// Checks the config.
-    pub fn check(&self, _kind: SignalKind) -> Result<(), ModelError> {
+impl FamilyConfig for RealNvpConfig {
+    const KIND: &'static str = "realnvp";
+
+    fn check(&self, _kind: SignalKind) -> Result<(), ModelError> {
         let bad = |key, message: String| Err(ModelError::Invalid { key, message });
         if self.n_layers == 0 {
             return bad("n_layers", "must be at least 1".into());
@@ -82,7 +86,17 @@ impl RealNvpConfig {
         }
         Ok(())
     }
+}
 
+impl ModelFamily for RealNvpConfig {
+    type Model = RealNvp;
+
+    fn build(&self, shape: WindowShape, kind: SignalKind, device: &Device) -> RealNvp {
+        self.init(shape, kind, device)
+    }
+}
+
+impl RealNvpConfig {
     /// Builds the flow for windows of `shape` of data of `kind`.
     pub fn init(&self, shape: WindowShape, kind: SignalKind, device: &Device) -> RealNvp {
         let dim = shape.dim();
@@ -335,9 +349,7 @@ impl RealNvp {
 }
 
 impl GenerativeModel for RealNvp {
-    fn noise_dim(&self) -> usize {
-        self.dim()
-    }
+    const INIT_FROM_DATA: bool = true;
 
     fn loss(&self, x: Tensor<3>, noise: Tensor<2>, _ctx: &LossContext) -> Loss {
         let nll = self.log_prob(x, noise).neg(); // [batch]
@@ -353,6 +365,26 @@ impl GenerativeModel for RealNvp {
         }
     }
 
+    fn init_from_data(mut self, x: Tensor<3>, noise: Tensor<2>) -> Self {
+        let mut h = self.flatten(x, noise).detach();
+        let norms = std::mem::take(&mut self.norms);
+        let mut fitted = Vec::with_capacity(norms.len());
+        for (k, n) in norms.into_iter().enumerate() {
+            let n = n.fit(h.clone());
+            h = n.forward(h).0;
+            h = self.couplings[k].forward(h).0.detach();
+            fitted.push(n);
+        }
+        self.norms = fitted;
+        self
+    }
+}
+
+impl Sampler for RealNvp {
+    fn noise_dim(&self) -> usize {
+        self.dim()
+    }
+
     fn generate(&self, z: Tensor<2>) -> Observation {
         let n = z.dims()[0];
         let (x, _) = self.inverse(z);
@@ -366,18 +398,33 @@ impl GenerativeModel for RealNvp {
         Observation::Point { values }
     }
 
-    fn init_from_data(mut self, x: Tensor<3>, noise: Tensor<2>) -> Self {
-        let mut h = self.flatten(x, noise).detach();
-        let norms = std::mem::take(&mut self.norms);
-        let mut fitted = Vec::with_capacity(norms.len());
-        for (k, n) in norms.into_iter().enumerate() {
-            let n = n.fit(h.clone());
-            h = n.forward(h).0;
-            h = self.couplings[k].forward(h).0.detach();
-            fitted.push(n);
-        }
-        self.norms = fitted;
-        self
+    fn density(&self) -> Option<&dyn Density> {
+        Some(self)
+    }
+}
+
+/// The exact log-density (of uniformly dequantised counts for count data: a lower bound on
+/// the log-probability of the counts).
+impl Density for RealNvp {
+    fn bound(&self, _k: usize) -> String {
+        "exact".into()
+    }
+
+    fn score_noise(&self, _k: usize) -> (usize, usize) {
+        (1, self.dim())
+    }
+
+    fn score_batch(&self, _k: usize) -> usize {
+        256
+    }
+
+    fn log_likelihood(
+        &self,
+        x: Tensor<3>,
+        noise: Tensor<3>,
+    ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
+        let [_, b, d] = noise.dims();
+        Ok((self.log_prob(x, noise.reshape([b, d])), None))
     }
 }
 

@@ -1,9 +1,10 @@
 //! Generative adversarial network: a generator from noise to windows and a critic that scores
 //! windows, as 1-D convolution stacks (DCGAN-style) or MLPs.
 //!
-//! The two players are separate modules with separate optimisers; the loop that alternates
-//! them is `neurogen_train::fit_gan`. This file holds the networks and the losses, so each loss's
-//! sign and which player it differentiates can be tested on its own.
+//! The two players are separate modules with separate optimisers; the trainer that alternates
+//! them is neurogen-train's `gan.rs` (the one family with a trainer of its own). This file holds
+//! the networks and the losses, so each loss's sign and which player it differentiates can be
+//! tested on its own.
 
 use burn::module::Module;
 use burn::tensor::activation::{relu, softplus};
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::conv::{leaky_relu, ConvDown, ConvUp};
 use crate::mlp::MlpHead;
 use crate::spectral::SnLinear;
-use crate::{ModelError, Observation, WindowShape};
+use crate::{FamilyConfig, ModelError, Observation, Sampler, WindowShape};
 
 /// Network shape of both players.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,9 +85,10 @@ impl Default for GanConfig {
     }
 }
 
-impl GanConfig {
-    /// Checks the config.
-    pub fn check(&self, _kind: SignalKind) -> Result<(), ModelError> {
+impl FamilyConfig for GanConfig {
+    const KIND: &'static str = "gan";
+
+    fn check(&self, _kind: SignalKind) -> Result<(), ModelError> {
         let bad = |key, message: String| Err(ModelError::Invalid { key, message });
         if self.loss == GanLoss::WganGp {
             return bad(
@@ -125,7 +127,9 @@ impl GanConfig {
         }
         Ok(())
     }
+}
 
+impl GanConfig {
     /// Builds the generator for windows of `shape` of data of `kind`.
     pub fn init_generator(
         &self,
@@ -200,9 +204,13 @@ pub struct Generator {
     counts: bool,
 }
 
-impl Generator {
-    /// Samples for noise `z` `[n, noise_dim]`.
-    pub fn generate(&self, z: Tensor<2>) -> Observation {
+/// No density and no encoder: a GAN only samples.
+impl Sampler for Generator {
+    fn noise_dim(&self) -> usize {
+        self.noise_dim
+    }
+
+    fn generate(&self, z: Tensor<2>) -> Observation {
         let x = self.forward(z);
         let values = if self.counts {
             x.clamp_min(0.0).floor()
@@ -211,12 +219,9 @@ impl Generator {
         };
         Observation::Point { values }
     }
+}
 
-    /// Size of the noise input.
-    pub fn noise_dim(&self) -> usize {
-        self.noise_dim
-    }
-
+impl Generator {
     /// # Shapes
     /// - `z`: `[batch, noise_dim]` → `[batch, channels, time]` (normalised units)
     pub fn forward(&self, z: Tensor<2>) -> Tensor<3> {

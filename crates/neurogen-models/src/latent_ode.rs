@@ -16,12 +16,15 @@ use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
 use crate::likelihood::{
-    gaussian_kl, gaussian_nll_elements, poisson_nll_elements, posterior_draws, repeat_draws,
-    sum_window, Likelihood,
+    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, sum_window, Likelihood,
+    ObservationHead,
 };
 use crate::mlp::tanh;
 use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
-use crate::{GenerativeModel, Loss, LossContext, ModelError, Observation, WindowShape};
+use crate::{
+    Density, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
+    Observation, Sampler, WindowShape,
+};
 
 /// How the recognition network reads a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,17 +101,17 @@ impl Default for LatentOdeConfig {
     }
 }
 
-impl LatentOdeConfig {
-    /// A copy with the likelihood filled in for data of `kind`.
-    pub fn resolved(&self, kind: SignalKind) -> LatentOdeConfig {
+impl FamilyConfig for LatentOdeConfig {
+    const KIND: &'static str = "latent_ode";
+
+    fn resolved(&self, kind: SignalKind) -> LatentOdeConfig {
         LatentOdeConfig {
             likelihood: Some(Likelihood::resolve(self.likelihood, kind)),
             ..self.clone()
         }
     }
 
-    /// Checks the config against data of `kind`.
-    pub fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
+    fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
         let bad = |key, message: String| Err(ModelError::Invalid { key, message });
         let positive = [
             ("latent_dim", self.latent_dim as f64),
@@ -152,10 +155,22 @@ impl LatentOdeConfig {
         }
         Likelihood::check(self.likelihood, kind)
     }
+}
 
-    /// Builds the model for windows of `shape`.
+impl ModelFamily for LatentOdeConfig {
+    type Model = LatentOde;
+
+    fn build(&self, shape: WindowShape, _kind: SignalKind, device: &Device) -> LatentOde {
+        self.init(shape, device)
+    }
+}
+
+impl LatentOdeConfig {
+    /// Builds the model for windows of `shape` (a resolved config: see
+    /// [`FamilyConfig::resolved`]).
     pub fn init(&self, shape: WindowShape, device: &Device) -> LatentOde {
         let (c, h, l) = (shape.channels, self.rnn_hidden, self.latent_dim);
+        let obs = ObservationHead::new(self.likelihood, self.learn_sigma, c);
         let seen = ((shape.time as f64) * (1.0 - self.extrapolate)).round() as usize;
         LatentOde {
             gru: GruCell::init(2 * c, h, device),
@@ -166,7 +181,7 @@ impl LatentOdeConfig {
             head: LinearConfig::new(h, 2 * l).init(device),
             dynamics: Dynamics::init(l, &self.hidden, device),
             readout: LinearConfig::new(l, c).init(device),
-            log_sigma: Param::from_tensor(Tensor::full([c], self.sigma.ln(), device)),
+            log_sigma: obs.init_log_sigma(self.sigma, device),
             channels: c,
             time: shape.time,
             latent_dim: l,
@@ -177,8 +192,7 @@ impl LatentOdeConfig {
             rtol: self.rtol,
             atol: self.atol,
             max_steps: self.max_steps,
-            poisson: self.likelihood == Some(Likelihood::Poisson),
-            learn_sigma: self.learn_sigma,
+            obs,
             beta: self.beta as f32,
             obs_keep: self.obs_keep as f32,
         }
@@ -283,8 +297,8 @@ pub struct LatentOde {
     #[module(skip)]
     atol: f64,
     max_steps: usize,
-    poisson: bool,
-    learn_sigma: bool,
+    #[module(skip)]
+    obs: ObservationHead,
     beta: f32,
     obs_keep: f32,
 }
@@ -332,7 +346,7 @@ impl LatentOde {
         mask: Tensor<2>,
     ) -> Result<(Tensor<2>, Tensor<2>, OdeStats), OdeError> {
         let [b, c, t] = x.dims();
-        let x = if self.poisson { x.log1p() } else { x };
+        let x = self.obs.encoder_input(x);
         // Input at each time: the sample and its mask, so "zero" and "missing" differ.
         let m3 = mask.clone().reshape([b, 1, t]); // [batch, 1, time]
         let inp = Tensor::cat(vec![x, m3.expand([b, c, t])], 1).swap_dims(1, 2); // [batch, time, 2c]
@@ -411,27 +425,12 @@ impl LatentOde {
         let (z, stats) = self.latent_path(z0)?; // [batch, time, latent]
         let out = self.readout.forward(z).swap_dims(1, 2); // [batch, channels, time]
         debug_assert_eq!(out.dims(), [b, self.channels, self.time]);
-        let out = if self.poisson {
-            out.clamp(-15.0, 8.0)
-        } else {
-            out
-        };
-        Ok((out, stats))
-    }
-
-    fn log_sigma(&self) -> Tensor<3> {
-        let ls = self.log_sigma.val();
-        let ls = if self.learn_sigma { ls } else { ls.detach() };
-        ls.reshape([1, self.channels, 1])
+        Ok((self.obs.output(out), stats))
     }
 
     /// Per-element NLL of `x` under decoder output `out`, both `[n, channels, time]`.
     fn nll_elements(&self, x: Tensor<3>, out: Tensor<3>) -> Tensor<3> {
-        if self.poisson {
-            poisson_nll_elements(x, out)
-        } else {
-            gaussian_nll_elements(x, out, self.log_sigma())
-        }
+        self.obs.nll_elements(x, out, &self.log_sigma)
     }
 
     /// Observation mask `[batch, time]` (1 = observed), with NaNs zeroed in `x`. `keep` draws
@@ -474,7 +473,11 @@ impl LatentOde {
         let forecast = (self.seen < t).then(|| {
             let n = t - self.seen;
             let part = |v: Tensor<3>| v.narrow(2, self.seen, n);
-            let mean = if self.poisson { out.exp() } else { out };
+            let mean = if self.obs.is_poisson() {
+                out.exp()
+            } else {
+                out
+            };
             let se = (part(mean) - part(x)).square() * part(m3);
             (sum_window(part(masked.clone())), sum_window(se))
         });
@@ -513,14 +516,6 @@ impl LatentOde {
 }
 
 impl GenerativeModel for LatentOde {
-    fn noise_dim(&self) -> usize {
-        if self.obs_keep < 1.0 {
-            self.latent_dim + self.time
-        } else {
-            self.latent_dim
-        }
-    }
-
     fn loss(&self, x: Tensor<3>, noise: Tensor<2>, ctx: &LossContext) -> Loss {
         let device = x.device();
         let (eps, keep) = self.split_noise(noise);
@@ -539,21 +534,23 @@ impl GenerativeModel for LatentOde {
             }
         };
         let kl = gaussian_kl(pass.mu, pass.logvar); // [batch]
-        let total = (pass.nll.clone() + kl.clone().mul_scalar(self.beta * ctx.kl_warmup)).mean();
-        let mut terms = vec![
-            ("nll", pass.nll.clone().mean()),
-            ("kl", kl.clone().mean()),
-            ("neg_elbo", (pass.nll + kl).mean()),
-        ];
+        let mut loss = elbo_loss(pass.nll, kl, self.beta * ctx.kl_warmup);
         if let Some((fnll, se)) = pass.forecast {
-            terms.push(("forecast_nll", fnll.mean()));
+            loss.terms.push(("forecast_nll", fnll.mean()));
             let n = (self.channels * (self.time - self.seen)) as f32;
-            terms.push(("forecast_mse", se.mean().div_scalar(n)));
+            loss.terms.push(("forecast_mse", se.mean().div_scalar(n)));
         }
-        Loss {
-            total,
-            terms,
-            stats: vec![("nfe", pass.stats.nfe as f64)],
+        loss.stats.push(("nfe", pass.stats.nfe as f64));
+        loss
+    }
+}
+
+impl Sampler for LatentOde {
+    fn noise_dim(&self) -> usize {
+        if self.obs_keep < 1.0 {
+            self.latent_dim + self.time
+        } else {
+            self.latent_dim
         }
     }
 
@@ -565,14 +562,44 @@ impl GenerativeModel for LatentOde {
             warn_failed(&e);
             Tensor::full([n, self.channels, self.time], f32::NAN, &device)
         });
-        if self.poisson {
-            Observation::Poisson { rate: out.exp() }
-        } else {
-            Observation::Gaussian {
-                mean: out,
-                sigma: self.log_sigma.val().detach().exp(),
-            }
-        }
+        self.obs.observation(out, &self.log_sigma)
+    }
+
+    fn density(&self) -> Option<&dyn Density> {
+        Some(self)
+    }
+
+    fn encoder(&self) -> Option<&dyn Encode> {
+        Some(self)
+    }
+}
+
+/// The IWAE bound with `k` importance samples over `z0`, and the ELBO.
+impl Density for LatentOde {
+    fn bound(&self, k: usize) -> String {
+        format!("iwae_k={k}")
+    }
+
+    fn score_noise(&self, k: usize) -> (usize, usize) {
+        (k, self.latent_dim)
+    }
+
+    fn log_likelihood(
+        &self,
+        x: Tensor<3>,
+        noise: Tensor<3>,
+    ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
+        let (elbo, iwae) = bounds(self.log_weights(x, noise)?);
+        Ok((iwae, Some(elbo)))
+    }
+}
+
+/// The posterior mean of `z0` and the latent path it starts.
+impl Encode for LatentOde {
+    fn encode_mean(&self, x: Tensor<3>) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError> {
+        let mu = self.posterior_mean(x)?;
+        let (path, _) = self.latent_path(mu.clone())?; // [batch, time, latent]
+        Ok((mu, Some(path)))
     }
 }
 
@@ -700,13 +727,30 @@ mod tests {
             f_se.into_data().try_to_vec().unwrap(),
         );
         assert!(f_nll.iter().all(|v| *v != 0.0) && f_se.iter().all(|v| *v > 0.0));
-        // A NaN sample counts as missing: the NLL equals the one with that sample masked.
+        // A NaN sample counts as missing: the NLL equals the one with that sample hidden by
+        // the mask instead (window 0, time 3: channel 0's value is NaN).
         let mut v: Vec<f32> = x.clone().into_data().try_to_vec().unwrap();
         v[3] = f32::NAN;
         let with_nan = Tensor::<3>::from_data(TensorData::new(v, [3, 2, 20]), &d);
-        let p = model.pass(with_nan, eps, None).unwrap();
+        let p = model.pass(with_nan, eps.clone(), None).unwrap();
         let nll: Vec<f32> = p.nll.into_data().try_to_vec().unwrap();
-        assert!(nll.iter().all(|v| v.is_finite()), "{nll:?}");
+        let mut keep = vec![-5f32; 3 * 20];
+        keep[3] = 5.0;
+        let keep = Tensor::<2>::from_data(TensorData::new(keep, [3, 20]), &d);
+        let hidden = model.pass(x.clone(), eps.clone(), Some(keep)).unwrap();
+        let want: Vec<f32> = hidden.nll.into_data().try_to_vec().unwrap();
+        let full: Vec<f32> = model
+            .pass(x, eps, None)
+            .unwrap()
+            .nll
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        for (i, (a, b)) in nll.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * b.abs(), "window {i}: {a} vs {b}");
+        }
+        // …and the sample did count before it went missing.
+        assert!((nll[0] - full[0]).abs() > 1e-3, "{} vs {}", nll[0], full[0]);
     }
 
     #[test]

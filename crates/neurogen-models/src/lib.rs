@@ -7,9 +7,11 @@
 //! `ndarray`, `flex` and `wgpu` from the same noise.
 //!
 //! Each family lives in one file (`vae.rs`, …) and is built as in burn's examples:
-//! config → `init(shape, &device)` → `loss` / `generate`.
+//! config → `init(shape, &device)` → `loss` / `generate`. The file also implements the traits
+//! through which the rest of neurogen uses it: [`FamilyConfig`] (and [`ModelFamily`]) on the
+//! config, [`GenerativeModel`] and [`Sampler`] on the model, and the capabilities it has
+//! ([`Density`], [`Encode`]).
 
-mod config;
 pub mod conv;
 pub mod flow;
 pub mod gan;
@@ -20,17 +22,17 @@ pub mod ode;
 pub mod spectral;
 pub mod vae;
 
-pub use config::ModelConfig;
 pub use flow::{RealNvp, RealNvpConfig, Transform};
 pub use gan::{Critic, GanConfig, GanLoss, Generator};
 pub use latent_ode::{LatentOde, LatentOdeConfig};
-pub use likelihood::Likelihood;
+pub use likelihood::{Likelihood, ObservationHead};
 pub use mlp::{Mlp, MlpHead};
 pub use ode::{odeint, OdeOptions, OdeStats, Solver, VectorField};
 pub use vae::{Vae, VaeConfig};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use neurogen_data::SignalKind;
 
 /// The shape of one window a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,6 +73,9 @@ pub enum ModelError {
         /// What was expected.
         message: String,
     },
+    /// An ODE solve inside the model failed (too many steps, a non-finite state).
+    #[error("the ODE solve failed: {0}")]
+    Ode(#[from] ode::OdeError),
 }
 
 /// What one training step minimises, with its parts for logging.
@@ -116,14 +121,97 @@ pub enum Observation {
     },
 }
 
-/// A model trained by the single-optimiser loop `fit`.
+/// A family's `[model]` table: the config struct of one `kind`.
 ///
-/// The GAN has two players and its own loop; VAE, RealNVP and latent ODE implement this.
-pub trait GenerativeModel: Module + Clone + core::fmt::Debug + Send + 'static {
-    /// Size of the standard-normal noise one window needs in [`loss`](Self::loss) and
-    /// [`generate`](Self::generate).
+/// The registry in `neurogen-train` (the one place that names every family) dispatches to
+/// these methods; a family implements them once, in its own file.
+pub trait FamilyConfig: Clone {
+    /// The `kind` that selects the family in TOML.
+    const KIND: &'static str;
+
+    /// A copy with data-dependent defaults filled in (e.g. the likelihood of count data).
+    fn resolved(&self, kind: SignalKind) -> Self {
+        let _ = kind;
+        self.clone()
+    }
+
+    /// Checks the config against data of `kind`.
+    fn check(&self, kind: SignalKind) -> Result<(), ModelError>;
+}
+
+/// A family trained by one optimiser on one [`GenerativeModel`] (every family but the GAN):
+/// `neurogen-train` trains, checkpoints, samples and scores it with no code of its own.
+pub trait ModelFamily: FamilyConfig {
+    /// The model the config builds.
+    type Model: GenerativeModel;
+
+    /// Builds the model for windows of `shape` of data of `kind` on `device`.
+    fn build(&self, shape: WindowShape, kind: SignalKind, device: &Device) -> Self::Model;
+}
+
+/// What a trained model can do for its users: draw windows, and (as capabilities it may lack)
+/// score windows by likelihood and encode them to latents.
+pub trait Sampler: core::fmt::Debug + Send {
+    /// Size of the standard-normal noise one window needs in [`generate`](Self::generate)
+    /// (and in [`GenerativeModel::loss`]).
     fn noise_dim(&self) -> usize;
 
+    /// Decodes noise draws to the observation distribution.
+    ///
+    /// # Shapes
+    /// - `z`: `[n, noise_dim]`, standard normal
+    fn generate(&self, z: Tensor<2>) -> Observation;
+
+    /// The model's log-likelihood (exact or a bound), if it has one.
+    fn density(&self) -> Option<&dyn Density> {
+        None
+    }
+
+    /// The model's encoder to latents, if it has one.
+    fn encoder(&self) -> Option<&dyn Encode> {
+        None
+    }
+}
+
+/// Capability: the log-likelihood of windows, or a lower bound on it.
+pub trait Density {
+    /// What [`log_likelihood`](Self::log_likelihood) computes with `k` importance samples:
+    /// `exact`, or the bound's name (e.g. `iwae_k=64`).
+    fn bound(&self, k: usize) -> String;
+
+    /// The standard-normal noise one window's score consumes: `(draws, values per draw)`.
+    fn score_noise(&self, k: usize) -> (usize, usize);
+
+    /// Windows scored per call, so that memory stays bounded for `k` draws.
+    fn score_batch(&self, k: usize) -> usize {
+        (4096 / k.max(1)).max(1)
+    }
+
+    /// Per-window log-likelihood (or its bound) in nats, in the model's normalised units, and
+    /// the ELBO where the score is an importance-weighted bound.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `noise`: `[draws, batch, dim]` as
+    ///   [`score_noise`](Self::score_noise) says → (`[batch]`, `[batch]`)
+    fn log_likelihood(
+        &self,
+        x: Tensor<3>,
+        noise: Tensor<3>,
+    ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError>;
+}
+
+/// Capability: an encoder from windows to latents.
+pub trait Encode {
+    /// Posterior means of the latents of `x`, and, for a model with latent dynamics, the latent
+    /// path they start.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` → (`[batch, latent]`, `[batch, time, latent]`)
+    fn encode_mean(&self, x: Tensor<3>) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError>;
+}
+
+/// A model trained by minimising one loss with one optimiser (see [`ModelFamily`]).
+pub trait GenerativeModel: Module + Sampler + Clone + core::fmt::Debug + Send + 'static {
     /// The loss on a batch.
     ///
     /// # Shapes
@@ -131,11 +219,9 @@ pub trait GenerativeModel: Module + Clone + core::fmt::Debug + Send + 'static {
     /// - `noise`: `[batch, noise_dim]`, standard normal, drawn by the caller
     fn loss(&self, x: Tensor<3>, noise: Tensor<2>, ctx: &LossContext) -> Loss;
 
-    /// Decodes latent draws to the observation distribution.
-    ///
-    /// # Shapes
-    /// - `z`: `[n, noise_dim]`, standard normal
-    fn generate(&self, z: Tensor<2>) -> Observation;
+    /// Whether [`init_from_data`](Self::init_from_data) does anything (so trainers build its
+    /// first batch only when it does).
+    const INIT_FROM_DATA: bool = false;
 
     /// Data-dependent initialisation from a first batch (e.g. ActNorm); default: none.
     ///

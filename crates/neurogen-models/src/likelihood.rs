@@ -1,7 +1,10 @@
 //! Observation likelihoods and the Gaussian KL, each summed over a window.
 
-use burn::tensor::Tensor;
+use burn::module::Param;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+use crate::{Loss, Observation};
 
 /// The observation model of a decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +39,127 @@ impl Likelihood {
             });
         }
         Ok(())
+    }
+}
+
+/// The observation model a decoder's output parametrises, shared by the VAE and the latent ODE:
+/// Gaussian means with one σ per channel (fixed or learned), or Poisson log-rates.
+///
+/// The family keeps ln σ as its own parameter (`log_sigma`, so checkpoint paths stay where
+/// they are); the head holds what to do with it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObservationHead {
+    poisson: bool,
+    learn_sigma: bool,
+    channels: usize,
+}
+
+impl ObservationHead {
+    /// The head for a resolved `likelihood` (Poisson or Gaussian) on `channels` channels.
+    pub fn new(likelihood: Option<Likelihood>, learn_sigma: bool, channels: usize) -> Self {
+        ObservationHead {
+            poisson: likelihood == Some(Likelihood::Poisson),
+            learn_sigma,
+            channels,
+        }
+    }
+
+    /// The initial ln σ parameter, `[channels]`.
+    pub fn init_log_sigma(&self, sigma: f64, device: &Device) -> Param<Tensor<1>> {
+        Param::from_tensor(Tensor::full([self.channels], sigma.ln(), device))
+    }
+
+    /// Whether the observations are Poisson counts.
+    pub fn is_poisson(&self) -> bool {
+        self.poisson
+    }
+
+    /// What an encoder reads: counts are heavy-tailed, so `ln(1 + x)` keeps them near unit
+    /// scale; continuous signals as they are.
+    pub fn encoder_input<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if self.poisson {
+            x.log1p()
+        } else {
+            x
+        }
+    }
+
+    /// Bounds a decoder's raw output: Poisson log-rates to `[-15, 8]` so `exp` stays finite.
+    pub fn output(&self, out: Tensor<3>) -> Tensor<3> {
+        if self.poisson {
+            out.clamp(-15.0, 8.0)
+        } else {
+            out
+        }
+    }
+
+    /// ln σ broadcastable over `[batch, channels, time]` (no gradient when σ is fixed).
+    fn log_sigma(&self, log_sigma: &Param<Tensor<1>>) -> Tensor<3> {
+        let ls = log_sigma.val();
+        let ls = if self.learn_sigma { ls } else { ls.detach() };
+        ls.reshape([1, self.channels, 1])
+    }
+
+    /// Negative log-likelihood of each element of `x` under decoder output `out`.
+    ///
+    /// # Shapes
+    /// - `x`, `out`: `[batch, channels, time]` → `[batch, channels, time]`
+    pub fn nll_elements(
+        &self,
+        x: Tensor<3>,
+        out: Tensor<3>,
+        log_sigma: &Param<Tensor<1>>,
+    ) -> Tensor<3> {
+        if self.poisson {
+            poisson_nll_elements(x, out)
+        } else {
+            gaussian_nll_elements(x, out, self.log_sigma(log_sigma))
+        }
+    }
+
+    /// [`nll_elements`](Self::nll_elements) summed over each window.
+    ///
+    /// # Shapes
+    /// - `x`, `out`: `[batch, channels, time]` → `[batch]`
+    pub fn nll(&self, x: Tensor<3>, out: Tensor<3>, log_sigma: &Param<Tensor<1>>) -> Tensor<1> {
+        if self.poisson {
+            poisson_nll(x, out)
+        } else {
+            gaussian_nll(x, out, self.log_sigma(log_sigma))
+        }
+    }
+
+    /// The distribution decoder output `out` parametrises, for sampling.
+    ///
+    /// # Shapes
+    /// - `out`: `[n, channels, time]`
+    pub fn observation(&self, out: Tensor<3>, log_sigma: &Param<Tensor<1>>) -> Observation {
+        if self.poisson {
+            Observation::Poisson { rate: out.exp() }
+        } else {
+            Observation::Gaussian {
+                mean: out,
+                sigma: log_sigma.val().detach().exp(),
+            }
+        }
+    }
+}
+
+/// The loss of a latent-variable model trained on its ELBO: `mean(nll + w·kl)` with the KL
+/// weight `w` (β times the warm-up), and the terms `nll`, `kl` and `neg_elbo` (`w` = 1).
+///
+/// # Shapes
+/// - `nll`, `kl`: `[batch]`
+pub fn elbo_loss(nll: Tensor<1>, kl: Tensor<1>, kl_weight: f32) -> Loss {
+    let total = (nll.clone() + kl.clone().mul_scalar(kl_weight)).mean();
+    Loss {
+        total,
+        terms: vec![
+            ("nll", nll.clone().mean()),
+            ("kl", kl.clone().mean()),
+            ("neg_elbo", (nll + kl).mean()),
+        ],
+        stats: vec![],
     }
 }
 
@@ -161,7 +285,7 @@ pub fn sum_window(x: Tensor<3>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     fn dev() -> Device {
         Device::flex()

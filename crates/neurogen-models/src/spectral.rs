@@ -47,32 +47,22 @@ impl SnLinear {
     /// - `x`: `[batch, in]` → `[batch, out]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let w = self.weight.val(); // [in, out]
-        let w = if self.spectral {
-            let [d_in, d_out] = w.dims();
-            // σ of the [out, in] matrix M = Wᵀ, as a [1, 1] tensor.
-            let m = w.clone().transpose(); // [out, in]
-            let sigma = sigma(m, self.u.val().detach(), d_out, d_in);
-            w / sigma.reshape([1, 1])
-        } else {
-            w
-        };
+                                   // The normalised matrix is M = Wᵀ, [out, in].
+        let w = normalised(w, Tensor::transpose, &self.u, self.spectral);
         x.matmul(w) + self.bias.val().unsqueeze_dim(0)
     }
 
     /// One power-iteration update of `u` (no-op without spectral normalisation).
     pub fn power_iteration(mut self) -> Self {
         if self.spectral {
-            let m = self.weight.val().detach().transpose(); // [out, in]
-            let u = power_step(m, self.u.val().detach());
-            self.u = self.u.map(|_| u);
+            self.u = iterate(self.u, self.weight.val().transpose());
         }
         self
     }
 
     /// Clamps weight and bias to `[-c, c]` (WGAN weight clipping).
     pub fn clip(mut self, c: f32) -> Self {
-        self.weight = self.weight.map(|w| w.clamp(-c, c));
-        self.bias = self.bias.map(|b| b.clamp(-c, c));
+        (self.weight, self.bias) = clamp(self.weight, self.bias, c);
         self
     }
 
@@ -80,13 +70,7 @@ impl SnLinear {
     /// fresh converged power iteration; for tests and diagnostics.
     pub fn effective_sigma(&self, iterations: usize) -> f32 {
         let w = self.weight.val().detach();
-        let w = if self.spectral {
-            let [d_in, d_out] = w.dims();
-            let s = sigma(w.clone().transpose(), self.u.val().detach(), d_out, d_in);
-            w / s.reshape([1, 1])
-        } else {
-            w
-        };
+        let w = normalised(w, Tensor::transpose, &self.u, self.spectral);
         converged_sigma(w.transpose(), iterations)
     }
 }
@@ -152,38 +136,60 @@ impl SnConv1d {
     /// - `x`: `[batch, len, c_in]` → `[batch, out_len(len), c_out]`
     pub fn forward_nlc(&self, x: Tensor<3>) -> Tensor<3> {
         let w = self.weight.val(); // [out, in, k]
-        let w = if self.spectral {
-            let [o, i, k] = w.dims();
-            let s = sigma(
-                w.clone().reshape([o, i * k]),
-                self.u.val().detach(),
-                o,
-                i * k,
-            );
-            w / s.reshape([1, 1, 1])
-        } else {
-            w
-        };
+        let w = normalised(w, matrix, &self.u, self.spectral);
         crate::conv::conv1d_nlc(x, w, Some(self.bias.val()), self.stride, self.padding)
     }
 
     /// One power-iteration update of `u` (no-op without spectral normalisation).
     pub fn power_iteration(mut self) -> Self {
         if self.spectral {
-            let [o, i, k] = self.weight.dims();
-            let m = self.weight.val().detach().reshape([o, i * k]);
-            let u = power_step(m, self.u.val().detach());
-            self.u = self.u.map(|_| u);
+            self.u = iterate(self.u, matrix(self.weight.val()));
         }
         self
     }
 
     /// Clamps weight and bias to `[-c, c]` (WGAN weight clipping).
     pub fn clip(mut self, c: f32) -> Self {
-        self.weight = self.weight.map(|w| w.clamp(-c, c));
-        self.bias = self.bias.map(|b| b.clamp(-c, c));
+        (self.weight, self.bias) = clamp(self.weight, self.bias, c);
         self
     }
+}
+
+/// A kernel `[out, in, k]` as the `[out, in·k]` matrix whose σ is normalised.
+fn matrix(w: Tensor<3>) -> Tensor<2> {
+    let [o, i, k] = w.dims();
+    w.reshape([o, i * k])
+}
+
+/// `w / σ(m)` where `m = as_matrix(w)` `[rows, cols]`, σ estimated with the layer's `u`
+/// (detached, as is `v`: gradients flow through `w` only); `w` itself when `spectral` is off.
+fn normalised<const D: usize>(
+    w: Tensor<D>,
+    as_matrix: impl FnOnce(Tensor<D>) -> Tensor<2>,
+    u: &Param<Tensor<1>>,
+    spectral: bool,
+) -> Tensor<D> {
+    if !spectral {
+        return w;
+    }
+    let m = as_matrix(w.clone());
+    let [rows, cols] = m.dims();
+    w / sigma(m, u.val().detach(), rows, cols).reshape([1; D])
+}
+
+/// `u` after one power-iteration step on the detached matrix `m` `[rows, cols]`.
+fn iterate(u: Param<Tensor<1>>, m: Tensor<2>) -> Param<Tensor<1>> {
+    let next = power_step(m.detach(), u.val().detach());
+    u.map(|_| next)
+}
+
+/// Weight and bias clamped to `[-c, c]`.
+fn clamp<const D: usize>(
+    weight: Param<Tensor<D>>,
+    bias: Param<Tensor<1>>,
+    c: f32,
+) -> (Param<Tensor<D>>, Param<Tensor<1>>) {
+    (weight.map(|w| w.clamp(-c, c)), bias.map(|b| b.clamp(-c, c)))
 }
 
 /// `x / |x|`.

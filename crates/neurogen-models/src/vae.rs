@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::conv::{ConvDown, ConvUp};
 use crate::gan::Arch;
 use crate::likelihood::{
-    gaussian_kl, gaussian_nll, poisson_nll, posterior_draws, repeat_draws, Likelihood,
+    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, Likelihood, ObservationHead,
 };
 use crate::{
-    GenerativeModel, Loss, LossContext, Mlp, MlpHead, ModelError, Observation, WindowShape,
+    Density, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, Mlp, MlpHead, ModelError,
+    ModelFamily, Observation, Sampler, WindowShape,
 };
 
 /// `[model] kind = "vae"`.
@@ -56,17 +57,17 @@ impl Default for VaeConfig {
     }
 }
 
-impl VaeConfig {
-    /// A copy with the likelihood filled in for data of `kind`.
-    pub fn resolved(&self, kind: SignalKind) -> VaeConfig {
+impl FamilyConfig for VaeConfig {
+    const KIND: &'static str = "vae";
+
+    fn resolved(&self, kind: SignalKind) -> VaeConfig {
         VaeConfig {
             likelihood: Some(Likelihood::resolve(self.likelihood, kind)),
             ..self.clone()
         }
     }
 
-    /// Checks the config against data of `kind`.
-    pub fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
+    fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
         let bad = |key, message: String| Err(ModelError::Invalid { key, message });
         if self.latent_dim == 0 {
             return bad("latent_dim", "must be at least 1".into());
@@ -88,8 +89,19 @@ impl VaeConfig {
         }
         Likelihood::check(self.likelihood, kind)
     }
+}
 
-    /// Builds the model for windows of `shape`.
+impl ModelFamily for VaeConfig {
+    type Model = Vae;
+
+    fn build(&self, shape: WindowShape, _kind: SignalKind, device: &Device) -> Vae {
+        self.init(shape, device)
+    }
+}
+
+impl VaeConfig {
+    /// Builds the model for windows of `shape` (a resolved config: see
+    /// [`FamilyConfig::resolved`]).
     pub fn init(&self, shape: WindowShape, device: &Device) -> Vae {
         let (input, l) = (shape.dim(), self.latent_dim);
         let (encoder, features, decoder) = match self.arch {
@@ -116,17 +128,17 @@ impl VaeConfig {
                 )
             }
         };
+        let obs = ObservationHead::new(self.likelihood, self.learn_sigma, shape.channels);
         Vae {
             encoder,
             mu: LinearConfig::new(features, l).init(device),
             logvar: LinearConfig::new(features, l).init(device),
             decoder,
-            log_sigma: Param::from_tensor(Tensor::full([shape.channels], self.sigma.ln(), device)),
+            log_sigma: obs.init_log_sigma(self.sigma, device),
             channels: shape.channels,
             time: shape.time,
             latent_dim: l,
-            poisson: self.likelihood == Some(Likelihood::Poisson),
-            learn_sigma: self.learn_sigma,
+            obs,
             beta: self.beta as f32,
         }
     }
@@ -156,8 +168,8 @@ pub struct Vae {
     channels: usize,
     time: usize,
     latent_dim: usize,
-    poisson: bool,
-    learn_sigma: bool,
+    #[module(skip)]
+    obs: ObservationHead,
     beta: f32,
 }
 
@@ -168,8 +180,7 @@ impl Vae {
     /// - `x`: `[batch, channels, time]` → (`[batch, latent]`, `[batch, latent]`)
     pub fn encode(&self, x: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
         let [b, c, t] = x.dims();
-        // Counts are heavy-tailed; log1p keeps the encoder's input near unit scale.
-        let x = if self.poisson { x.log1p() } else { x };
+        let x = self.obs.encoder_input(x);
         let h = match &self.encoder {
             VaeEncoder::Mlp(m) => m.forward(x.reshape([b, c * t])),
             VaeEncoder::Conv(d) => d.forward(x),
@@ -191,18 +202,7 @@ impl Vae {
             VaeDecoder::Mlp(m) => m.forward(z).reshape([b, self.channels, self.time]),
             VaeDecoder::Conv(u) => u.forward(z),
         }; // [batch, channels, time]
-        if self.poisson {
-            out.clamp(-15.0, 8.0)
-        } else {
-            out
-        }
-    }
-
-    /// ln σ broadcastable over `[batch, channels, time]`.
-    fn log_sigma(&self) -> Tensor<3> {
-        let ls = self.log_sigma.val();
-        let ls = if self.learn_sigma { ls } else { ls.detach() };
-        ls.reshape([1, self.channels, 1])
+        self.obs.output(out)
     }
 
     /// Negative log-likelihood of `x` under decoder output `out`, per window.
@@ -210,11 +210,7 @@ impl Vae {
     /// # Shapes
     /// - `x`, `out`: `[batch, channels, time]` → `[batch]`
     pub fn nll(&self, x: Tensor<3>, out: Tensor<3>) -> Tensor<1> {
-        if self.poisson {
-            poisson_nll(x, out)
-        } else {
-            gaussian_nll(x, out, self.log_sigma())
-        }
+        self.obs.nll(x, out, &self.log_sigma)
     }
 }
 
@@ -233,37 +229,55 @@ impl Vae {
 }
 
 impl GenerativeModel for Vae {
-    fn noise_dim(&self) -> usize {
-        self.latent_dim
-    }
-
     fn loss(&self, x: Tensor<3>, noise: Tensor<2>, ctx: &LossContext) -> Loss {
         let (mu, logvar) = self.encode(x.clone()); // [batch, latent]
         let z = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * noise; // [batch, latent]
         let nll = self.nll(x, self.decode(z)); // [batch]
-        let kl = gaussian_kl(mu, logvar); // [batch]
-        let total = (nll.clone() + kl.clone().mul_scalar(self.beta * ctx.kl_warmup)).mean();
-        Loss {
-            total,
-            terms: vec![
-                ("nll", nll.clone().mean()),
-                ("kl", kl.clone().mean()),
-                ("neg_elbo", (nll + kl).mean()),
-            ],
-            stats: vec![],
-        }
+        elbo_loss(nll, gaussian_kl(mu, logvar), self.beta * ctx.kl_warmup)
+    }
+}
+
+impl Sampler for Vae {
+    fn noise_dim(&self) -> usize {
+        self.latent_dim
     }
 
     fn generate(&self, z: Tensor<2>) -> Observation {
-        let out = self.decode(z);
-        if self.poisson {
-            Observation::Poisson { rate: out.exp() }
-        } else {
-            Observation::Gaussian {
-                mean: out,
-                sigma: self.log_sigma.val().detach().exp(),
-            }
-        }
+        self.obs.observation(self.decode(z), &self.log_sigma)
+    }
+
+    fn density(&self) -> Option<&dyn Density> {
+        Some(self)
+    }
+
+    fn encoder(&self) -> Option<&dyn Encode> {
+        Some(self)
+    }
+}
+
+/// The IWAE bound (Burda et al. 2016) with `k` importance samples, and the ELBO.
+impl Density for Vae {
+    fn bound(&self, k: usize) -> String {
+        format!("iwae_k={k}")
+    }
+
+    fn score_noise(&self, k: usize) -> (usize, usize) {
+        (k, self.latent_dim)
+    }
+
+    fn log_likelihood(
+        &self,
+        x: Tensor<3>,
+        noise: Tensor<3>,
+    ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
+        let (elbo, iwae) = bounds(self.log_weights(x, noise));
+        Ok((iwae, Some(elbo)))
+    }
+}
+
+impl Encode for Vae {
+    fn encode_mean(&self, x: Tensor<3>) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError> {
+        Ok((self.encode(x).0, None))
     }
 }
 
@@ -391,21 +405,51 @@ mod tests {
 
     #[test]
     fn fixed_sigma_is_not_learned_and_generate_has_the_right_shapes() {
-        let device = Device::flex();
-        let cfg = VaeConfig {
-            learn_sigma: false,
-            sigma: 0.5,
-            ..Default::default()
-        }
-        .resolved(SignalKind::Continuous);
-        let model = cfg.init(
-            WindowShape {
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        let x = Tensor::<3>::random([8, 3, 7], Distribution::Normal(0.0, 3.0), &device);
+        let noise = Tensor::<2>::random([8, 16], Distribution::Normal(0.0, 1.0), &device);
+        let ctx = LossContext { kl_warmup: 1.0 };
+        // Train with σ fixed at 0.5 and with σ learned from 0.5: only the second moves it
+        // (data with sd 3 pull σ up).
+        let trained_sigma = |learn_sigma: bool| {
+            let cfg = VaeConfig {
+                learn_sigma,
+                sigma: 0.5,
+                hidden: vec![16],
+                ..Default::default()
+            }
+            .resolved(SignalKind::Continuous);
+            let shape = WindowShape {
                 channels: 3,
                 time: 7,
                 sfreq: 100.0,
-            },
-            &device,
+            };
+            let mut model = cfg.init(shape, &device);
+            let mut optim = AdamConfig::new().init();
+            for _ in 0..20 {
+                let loss = model.loss(x.clone(), noise.clone(), &ctx);
+                let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+                model = optim.step(1e-2, model, grads);
+            }
+            model
+        };
+        let fixed = trained_sigma(false);
+        let learned = trained_sigma(true);
+        let sigma = |m: &Vae| -> Vec<f32> {
+            match m.generate(Tensor::zeros([1, 16], &device)) {
+                Observation::Gaussian { sigma, .. } => sigma.into_data().try_to_vec().unwrap(),
+                _ => panic!("continuous data decodes to a Gaussian"),
+            }
+        };
+        assert!(sigma(&fixed).iter().all(|v| (v - 0.5).abs() < 1e-6));
+        assert!(
+            sigma(&learned).iter().all(|v| *v > 0.55),
+            "{:?}",
+            sigma(&learned)
         );
+        let model = fixed.valid();
+        let device = Device::flex();
         match model.generate(Tensor::zeros([5, 16], &device)) {
             Observation::Gaussian { mean, sigma } => {
                 assert_eq!(mean.dims(), [5, 3, 7]);

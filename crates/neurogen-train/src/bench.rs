@@ -1,23 +1,25 @@
 //! The reference workloads of `../shared/bench/WORKLOADS.md`, timed with its protocol.
 //!
 //! Every workload is a shipped experiment under `configs/bench/` (compiled in), built by the
-//! same `init` and stepped by the same loss, optimiser and GAN step as `neurogen train`: what
-//! is timed is what users train. Inputs follow the reference: a pool of 16 standard-normal
-//! batches made before timing and cycled in order; per-step noise is drawn on the host, as in
-//! training. One process runs one workload (the CLI spawns itself), so peak RSS is its own.
+//! family registry and stepped by the family's own [`Trainer::step`], as `neurogen train` does:
+//! what is timed is what users train. Inputs follow the reference: a pool of 16 standard-normal
+//! batches made before timing, from which the trainer draws its batches as in training; per-step
+//! noise is drawn on the host, as in training. One process runs one workload (the CLI spawns
+//! itself), so peak RSS is its own.
 
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Distribution, Tensor};
-use neurogen_models::{GenerativeModel, LossContext, ModelConfig, Transform, WindowShape};
+use neurogen_data::{SignalMeta, Signals};
+use neurogen_models::{Observation, WindowShape};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
-use crate::fit::{adam, host_tensor, optimise};
-use crate::gan::{gan_step, Players, StepInput};
+use crate::registry::Build;
 use crate::rng::{normals, rng, Stream};
-use crate::{build_model, ConfigError, Experiment, Model};
+use crate::trainer::{host_tensor, StepArgs, Trainer};
+use crate::{ConfigError, Experiment, TrainError};
 
 /// One row of the reference table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,129 +182,149 @@ impl Workload {
 }
 
 const SGEMM_N: usize = 2048;
-/// Batches in the input pool, cycled in order.
+/// Batches in the input pool.
 const POOL: usize = 16;
 
-/// Times `workload` on `device` (a plain device; training runs on its autodiff twin).
-pub fn run(workload: Workload, device: &Device, p: Protocol) -> Result<Timing, ConfigError> {
-    device.seed(0);
-    let exp = workload.experiment()?;
-    let shape = workload.shape();
-    let b = workload.batch();
-    let ad = device.clone().autodiff();
-    let timing = match (workload, exp) {
-        (Workload::Sgemm, _) => {
-            let a = Tensor::<2>::random([b, b], Distribution::Normal(0.0, 1.0), device);
-            let m = Tensor::<2>::random([b, b], Distribution::Normal(0.0, 1.0), device);
-            // One element of the product is read at the end of a repeat to wait for it.
-            time(p, 0, |_| {
-                a.clone().matmul(m.clone()).slice([0..1, 0..1]).reshape([1])
-            })
-        }
-        (_, None) => unreachable!("every model workload has a config"),
-        (Workload::Gan, Some(exp)) => {
-            let ModelConfig::Gan(cfg) = &exp.model else {
-                unreachable!("configs/bench/gan.toml is a GAN")
-            };
-            let generator = cfg.init_generator(shape, exp.data.kind(), &ad);
-            let critic = cfg.init_critic(shape, &ad);
-            let params = generator.num_params() + critic.num_params();
-            let mut players = Some(Players {
-                generator,
-                critic,
-                ema: None,
-            });
-            let (mut opt_g, mut opt_c) = (adam(&exp.train).init(), adam(&exp.train).init());
-            let pool = pool(shape, b, &ad);
-            let lr = exp.train.lr;
-            time(p, params, |i| {
-                let z = |k: u64| {
-                    let n = normals(
-                        &mut rng(0, Stream::TrainNoise, 2 * i as u64 + k),
-                        b * cfg.noise_dim,
-                    );
-                    host_tensor(n, [b, cfg.noise_dim], &ad)
-                };
-                let input = StepInput {
-                    real: vec![pool[i % POOL].clone()],
-                    z: vec![z(0), z(1)],
-                };
-                let p = players
-                    .take()
-                    .expect("players are put back after each step");
-                let (p, losses) = gan_step(p, cfg, input, (lr, lr), 0.0, &mut opt_g, &mut opt_c);
-                players = Some(p);
-                losses.generator
-            })
-        }
-        (_, Some(exp)) => match build_model(&exp, shape, &ad) {
-            Model::Vae(m) => train(m, &exp, shape, &ad, p),
-            Model::LatentOde(m) => train(m, &exp, shape, &ad, p),
-            Model::RealNvp(m) if workload == Workload::RealNvp => train(m, &exp, shape, &ad, p),
-            Model::RealNvp(m) => {
-                // Sampling and scoring run without autograd, as `sample` and `score` do.
-                let m = m.valid();
-                let params = m.num_params();
-                let dim = shape.dim();
-                let pool = pool(shape, b, device);
-                time(p, params, |i| {
-                    if workload == Workload::RealNvpSample {
-                        let z = normals(&mut rng(0, Stream::TrainNoise, i as u64), b * dim);
-                        let (x, _) = m.inverse(host_tensor(z, [b, dim], device)); // [b, dim]
-                        x.slice([0..1, 0..1]).reshape([1])
-                    } else {
-                        m.log_prob_flat(pool[i % POOL].clone().reshape([b, dim]))
-                            .narrow(0, 0, 1)
-                    }
-                })
+/// What a model workload times (sgemm has no model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// Training steps.
+    Train,
+    /// Sampling calls, no autograd.
+    Sample,
+    /// Likelihood calls, no autograd.
+    LogProb,
+}
+
+impl Workload {
+    fn measure(self) -> Option<Measure> {
+        match self {
+            Workload::Sgemm => None,
+            Workload::RealNvpSample => Some(Measure::Sample),
+            Workload::RealNvpLogProb => Some(Measure::LogProb),
+            Workload::Vae | Workload::RealNvp | Workload::Gan | Workload::LatentOde => {
+                Some(Measure::Train)
             }
-            Model::Gan(_) => unreachable!("the GAN is matched above"),
-        },
+        }
+    }
+
+    /// The trainer `neurogen train` would build for the workload's experiment on `device`,
+    /// initialised (where its family does so from data) on `init`.
+    pub fn trainer(self, exp: &Experiment, init: &Signals, device: &Device) -> Box<dyn Trainer> {
+        let build = Build {
+            shape: self.shape(),
+            kind: exp.data.kind(),
+            train: &exp.train,
+            seed: exp.seed,
+            device,
+        };
+        exp.model.family().trainer(&build, Some(init))
+    }
+}
+
+/// Times `workload` on `device` (a plain device; training runs on its autodiff twin).
+pub fn run(workload: Workload, device: &Device, p: Protocol) -> Result<Timing, TrainError> {
+    device.seed(0);
+    let b = workload.batch();
+    let (Some(measure), Some(exp)) = (workload.measure(), workload.experiment()?) else {
+        let a = Tensor::<2>::random([b, b], Distribution::Normal(0.0, 1.0), device);
+        let m = Tensor::<2>::random([b, b], Distribution::Normal(0.0, 1.0), device);
+        // One element of the product is read at the end of a repeat to wait for it.
+        return Ok(time(p, 0, |_| {
+            Some(a.clone().matmul(m.clone()).slice([0..1, 0..1]).reshape([1]))
+        }));
+    };
+    // Training draws its batches from the pool; the 10,000-point calls take whole pool
+    // batches made on the device, and their trainer needs only a few windows to start from.
+    let shape = workload.shape();
+    let train = measure == Measure::Train;
+    let pool = pool(&exp, shape, if train { POOL * b } else { b.min(512) });
+    let mut trainer = workload.trainer(&exp, &pool, device);
+    let params = trainer.num_params();
+    let timing = match measure {
+        Measure::Train => time(p, params, |i| {
+            let step = i as u64 + 1;
+            let batch = trainer.batch(&pool, step);
+            let args = StepArgs {
+                step,
+                lr_scale: 1.0,
+                clip: exp.train.grad_clip,
+                grads: false,
+            };
+            // The step reads its losses to the host, which waits for its work.
+            trainer.step(batch, args);
+            None
+        }),
+        // Sampling and scoring run without autograd, as `sample` and `score` do.
+        Measure::Sample => {
+            let sampler = trainer.sampler();
+            let d = sampler.noise_dim();
+            time(p, params, |i| {
+                let z = normals(&mut rng(0, Stream::TrainNoise, i as u64), b * d);
+                let z = host_tensor(z, [b, d], device); // [b, noise_dim]
+                let (Observation::Point { values: x }
+                | Observation::Gaussian { mean: x, .. }
+                | Observation::Poisson { rate: x }) = sampler.generate(z);
+                Some(x.slice([0..1, 0..1, 0..1]).reshape([1]))
+            })
+        }
+        Measure::LogProb => {
+            let sampler = trainer.sampler();
+            let density = sampler.density().ok_or_else(|| {
+                TrainError::Input(format!("{}: the model has no likelihood", workload.name()))
+            })?;
+            let batches: Vec<Tensor<3>> = (0..POOL)
+                .map(|_| {
+                    let dims = [b, shape.channels, shape.time];
+                    Tensor::random(dims, Distribution::Normal(0.0, 1.0), device)
+                })
+                .collect();
+            let (draws, d) = density.score_noise(1);
+            let noise = Tensor::zeros([draws, b, d], device); // unused by continuous data
+            let mut failed = None;
+            let t = time(p, params, |i| {
+                let x = batches[i % POOL].clone();
+                match density.log_likelihood(x, noise.clone()) {
+                    Ok((ll, _)) => Some(ll.narrow(0, 0, 1)),
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(TrainError::Input(e.to_string()));
+            }
+            t
+        }
     };
     Ok(timing)
 }
 
-/// `POOL` standard-normal batches of `b` windows of `shape`, made once before timing.
-fn pool(shape: WindowShape, b: usize, device: &Device) -> Vec<Tensor<3>> {
-    (0..POOL)
-        .map(|_| {
-            Tensor::random(
-                [b, shape.channels, shape.time],
-                Distribution::Normal(0.0, 1.0),
-                device,
-            )
-        })
-        .collect()
-}
-
-/// Training steps of a single-optimiser model, as `fit` takes them (without its logging).
-fn train<M: GenerativeModel>(
-    model: M,
-    exp: &Experiment,
-    shape: WindowShape,
-    device: &Device,
-    p: Protocol,
-) -> Timing {
-    let b = exp.train.batch_size;
-    let (params, noise_dim) = (model.num_params(), model.noise_dim());
-    let pool = pool(shape, b, device);
-    let mut optim: ModuleOptimizer = adam(&exp.train).init();
-    let ctx = LossContext { kl_warmup: 1.0 };
-    let mut model = Some(model);
-    time(p, params, |i| {
-        let eps = normals(&mut rng(0, Stream::TrainNoise, i as u64), b * noise_dim);
-        let eps = host_tensor(eps, [b, noise_dim], device); // [batch, noise_dim]
-        let m = model.take().expect("the model is put back after each step");
-        let loss = m.loss(pool[i % POOL].clone(), eps, &ctx).total;
-        let (m, _) = optimise(m, &mut optim, loss.clone(), exp.train.lr, 0.0);
-        model = Some(m);
-        loss.detach()
-    })
+/// `n` standard-normal windows of the workload's shape, drawn once before timing.
+fn pool(exp: &Experiment, shape: WindowShape, n: usize) -> Signals {
+    let values = normals(&mut StdRng::seed_from_u64(0), n * shape.dim());
+    Signals {
+        values,
+        n,
+        meta: SignalMeta {
+            channels: shape.channels,
+            time: shape.time,
+            sfreq: shape.sfreq,
+            channel_names: (0..shape.channels).map(|c| format!("ch{c}")).collect(),
+            kind: exp.data.kind(),
+            unit: "a.u.".into(),
+            label_names: vec![],
+        },
+        latents: None,
+        labels: None,
+    }
 }
 
 /// Runs `step(i)` `p.warmup` times, then `p.repeats` × `p.steps` times, reading the last
-/// result of each repeat to the host so that lazy backends have finished the work timed.
-fn time(p: Protocol, params: usize, mut step: impl FnMut(usize) -> Tensor<1>) -> Timing {
+/// result of each repeat (when the call returns one) to the host so that lazy backends have
+/// finished the work timed.
+fn time(p: Protocol, params: usize, mut step: impl FnMut(usize) -> Option<Tensor<1>>) -> Timing {
     let mut i = 0;
     let mut call = |i: &mut usize| {
         let out = step(*i);
@@ -311,7 +333,7 @@ fn time(p: Protocol, params: usize, mut step: impl FnMut(usize) -> Tensor<1>) ->
     };
     let mut last = None;
     for _ in 0..p.warmup {
-        last = Some(call(&mut i));
+        last = call(&mut i);
     }
     if let Some(t) = last {
         let _ = t.into_scalar::<f32>();
@@ -321,7 +343,7 @@ fn time(p: Protocol, params: usize, mut step: impl FnMut(usize) -> Tensor<1>) ->
             let start = Instant::now();
             let mut last = None;
             for _ in 0..p.steps.max(1) {
-                last = Some(call(&mut i));
+                last = call(&mut i);
             }
             if let Some(t) = last {
                 let _ = t.into_scalar::<f32>();
@@ -349,15 +371,9 @@ mod tests {
             let Some(exp) = w.experiment().unwrap() else {
                 continue;
             };
-            let params = match (&exp.model, build_model(&exp, w.shape(), &device)) {
-                (ModelConfig::Gan(c), Model::Gan(g)) => {
-                    g.num_params() + c.init_critic(w.shape(), &device).num_params()
-                }
-                (_, Model::Vae(m)) => m.num_params(),
-                (_, Model::RealNvp(m)) => m.num_params(),
-                (_, Model::LatentOde(m)) => m.num_params(),
-                _ => unreachable!(),
-            };
+            let params = w
+                .trainer(&exp, &pool(&exp, w.shape(), 2), &device)
+                .num_params();
             // WORKLOADS.md's counts, plus what our families add to the reference networks:
             // the VAE's and latent ODE's per-channel log σ (16, fixed here), the critic's
             // power-iteration vectors (one per output channel, 32 + 64 + 128 + 1, unused
@@ -368,14 +384,14 @@ mod tests {
                 Workload::RealNvp | Workload::RealNvpSample | Workload::RealNvpLogProb => 725_504,
                 Workload::Gan => 221_521 + 225,
                 Workload::LatentOde => 24_384 + 16 + 16 * 192,
-                Workload::Sgemm => unreachable!(),
+                Workload::Sgemm => continue,
             };
             assert_eq!(params, expected, "{}", w.name());
             // The shape the workload declares is the one its data make.
             let (path, _) = w.config().unwrap();
             let data = exp.build_data(Path::new(path)).unwrap().signals;
             assert_eq!(w.shape(), WindowShape::from(&data.meta), "{}", w.name());
-            if !matches!(w, Workload::RealNvpSample | Workload::RealNvpLogProb) {
+            if w.measure() == Some(Measure::Train) {
                 assert_eq!(exp.train.batch_size, w.batch(), "{}", w.name());
             }
         }

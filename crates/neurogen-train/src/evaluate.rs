@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use neurogen_data::{SignalKind, Signals, SplitName};
 use neurogen_eval::Report;
 
-use crate::runs::{host_f64, score_signals, LoadedRun, Model};
+use crate::loaded::{host_f64, score_signals, LoadedRun};
 use crate::{RunDir, TrainError};
 
 /// A run's windows rebuilt from its stored `[data]`, in physical units.
@@ -53,41 +53,28 @@ pub fn infer_latents(
     s: &Signals,
     device: &Device,
 ) -> Result<Option<Latents>, TrainError> {
-    if !matches!(run.model, Model::Vae(_) | Model::LatentOde(_)) {
+    let Some(encoder) = run.encoder() else {
         return Ok(None);
-    }
+    };
     let mut s = s.clone();
     run.info.norm.apply(&mut s);
     let mut codes = Vec::new();
-    let mut path = Vec::new();
+    let mut path: Option<Vec<f64>> = None;
     let mut dim = 0;
     let indices: Vec<usize> = (0..s.n).collect();
     for idx in indices.chunks(256) {
         let x = s.batch(idx, device); // [chunk, channels, time]
-        match &run.model {
-            Model::Vae(v) => {
-                let (mu, _) = v.encode(x);
-                dim = mu.dims()[1];
-                codes.extend(host_f64(mu.into_data(), "latents")?);
-            }
-            Model::LatentOde(o) => {
-                let ode = |e: neurogen_models::ode::OdeError| {
-                    TrainError::Input(format!("the ODE solve failed: {e}"))
-                };
-                let mu = o.posterior_mean(x).map_err(ode)?;
-                dim = mu.dims()[1];
-                let (z, _) = o.latent_path(mu.clone()).map_err(ode)?; // [chunk, time, latent]
-                codes.extend(host_f64(mu.into_data(), "latents")?);
-                path.extend(host_f64(z.into_data(), "latents")?);
-            }
-            Model::RealNvp(_) | Model::Gan(_) => unreachable!("filtered above"),
+        let (mu, z) = encoder
+            .encode_mean(x)
+            .map_err(|e| TrainError::Input(e.to_string()))?; // [chunk, latent], [chunk, time, latent]
+        dim = mu.dims()[1];
+        codes.extend(host_f64(mu.into_data(), "latents")?);
+        if let Some(z) = z {
+            path.get_or_insert_with(Vec::new)
+                .extend(host_f64(z.into_data(), "latents")?);
         }
     }
-    Ok(Some(Latents {
-        codes,
-        dim,
-        path: matches!(run.model, Model::LatentOde(_)).then_some(path),
-    }))
+    Ok(Some(Latents { codes, dim, path }))
 }
 
 /// R² of a linear map from inferred latents to a simulator's true latents, fitted on `train`
@@ -173,7 +160,7 @@ fn cos_sin(v: &[f32], n: usize, l: usize, t: usize) -> Vec<f32> {
 /// `neg_iwae` (IWAE-`k` bound) and `bits_per_dim` for the VAE and latent ODE,
 /// `neg_log_likelihood` and `bits_per_dim` for RealNVP (all means per window, nats, in the
 /// run's normalised units), and for counts `bits_per_spike` against a homogeneous Poisson model
-/// with each neuron's mean training rate. Nothing for a GAN.
+/// with each neuron's mean training rate. Nothing for a family without a likelihood.
 pub fn add_likelihood(
     report: &mut Report,
     run: &LoadedRun,
@@ -183,7 +170,7 @@ pub fn add_likelihood(
     seed: u64,
     device: &Device,
 ) -> Result<(), TrainError> {
-    if matches!(run.model, Model::Gan(_)) {
+    if run.density().is_none() {
         return Ok(());
     }
     let scores = score_signals(run, reference, k, seed, device)?;

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use neurogen_data::{DataConfig, DataError};
-use neurogen_models::{ModelConfig, ModelError};
+use neurogen_models::ModelError;
 use serde::{Deserialize, Serialize};
 
-use crate::ConfigError;
+use crate::{ConfigError, ModelConfig};
 
 /// Which burn backend runs the model. The CLI maps it to a `Device` in one function.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

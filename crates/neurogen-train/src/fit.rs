@@ -1,22 +1,19 @@
-//! The single-optimiser training loop.
+//! The training loop: one for every family, driving a [`Trainer`].
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::File;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
 use neurogen_data::{Dataset, Signals};
-use neurogen_models::{GenerativeModel, Loss, LossContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::guard::{clip_grad_norm, first_non_finite, inject_fault, Fault, Guard};
+use crate::guard::{inject_fault, Fault, Guard};
 use crate::progress::Progress;
-use crate::rng::{batch_indices, normals, rng, Stream};
 use crate::run_dir::{write_line, CheckpointState};
-use crate::{Experiment, RunDir, TrainError, Verbosity};
+use crate::trainer::{StepArgs, Trainer};
+use crate::{RunDir, TrainConfig, TrainError, Verbosity};
 
 /// How `fit` starts and reports.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,15 +55,6 @@ impl FitReport {
     }
 }
 
-/// Adam with the experiment's betas and ε.
-pub(crate) fn adam(t: &crate::TrainConfig) -> crate::adam::Adam {
-    crate::adam::Adam {
-        beta_1: t.betas[0] as f32,
-        beta_2: t.betas[1] as f32,
-        epsilon: t.eps as f32,
-    }
-}
-
 /// The newest checkpoint of `run`, verified against its manifest (as one of a `kind` model),
 /// and its state.
 pub(crate) fn resume_point(
@@ -83,24 +71,35 @@ pub(crate) fn resume_point(
     Ok((ckpt, state))
 }
 
+/// What [`fit`] needs beyond the trainer and the data.
+#[derive(Debug, Clone, Copy)]
+pub struct FitSpec<'a> {
+    /// The `[train]` settings.
+    pub train: &'a TrainConfig,
+    /// The run's seed (recorded in checkpoints).
+    pub seed: u64,
+    /// The model family, for checkpoint manifests.
+    pub kind: &'a str,
+}
+
 impl CheckpointState {
-    /// The state after `step` of `exp`, where each step consumes `batches_per_step` batches.
+    /// The state after `step` of a trainer whose steps each consume `batches_per_step` batches.
     pub(crate) fn at(
         step: u64,
-        exp: &Experiment,
+        spec: &FitSpec,
         n_train: usize,
-        batches_per_step: u64,
-        kl_warmup: f64,
+        trainer: &dyn Trainer,
         interval: &LossSums,
         guard: &Guard,
     ) -> Self {
-        let per_epoch = (n_train / exp.train.batch_size).max(1) as u64;
+        let per_epoch = (n_train / spec.train.batch_size).max(1) as u64;
+        let batches = step * trainer.batches_per_step();
         CheckpointState {
             step,
-            seed: exp.seed,
-            epoch: step * batches_per_step / per_epoch,
-            batch_in_epoch: step * batches_per_step % per_epoch,
-            kl_warmup,
+            seed: spec.seed,
+            epoch: batches / per_epoch,
+            batch_in_epoch: batches % per_epoch,
+            kl_warmup: trainer.kl_warmup(step),
             neurogen_version: env!("CARGO_PKG_VERSION").into(),
             interval: interval.clone(),
             lr_scale: guard.lr_scale,
@@ -109,202 +108,163 @@ impl CheckpointState {
     }
 }
 
-/// Trains `model` on `data.train`, logging to and checkpointing in `run`.
-///
-/// `model` must live on `device.autodiff()` (create it there: parameters moved onto an autodiff
-/// device afterwards are not tracked); validation runs on the plain `device`. A fresh run
-/// checkpoints its initial weights as step 0, so the NaN guard always has a state to restore.
-pub fn fit<M>(
-    mut model: M,
+/// Trains `trainer` on `data.train`, logging to and checkpointing in `run`: the one training
+/// loop, for every family. A fresh run checkpoints its initial weights as step 0, so the NaN
+/// guard always has a state to restore.
+pub fn fit(
+    trainer: &mut dyn Trainer,
     data: &Dataset,
-    exp: &Experiment,
     run: &RunDir,
-    device: &Device,
+    spec: &FitSpec,
     opts: FitOptions,
-) -> Result<(M, FitReport), TrainError>
-where
-    M: GenerativeModel,
-{
-    let t = &exp.train;
-    let kind = exp.model.kind();
-    let ad = device.clone().autodiff();
-    let mut optim = adam(t).init();
+) -> Result<FitReport, TrainError> {
+    let (t, n_train) = (spec.train, data.train.n);
     let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(None));
-    let restore = |model: M, ckpt: &crate::Checkpoint| -> Result<_, TrainError> {
-        let model = model
-            .try_load_file(ckpt.model_file())
-            .map_err(|e| ckpt_err(&ckpt.model_file(), e))?;
-        let optim = adam(t)
-            .init()
-            .load(ckpt.optim_file())
-            .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
-        Ok((model, optim))
-    };
     if opts.resume {
-        let (ckpt, state) = resume_point(run, kind)?;
-        (model, optim) = restore(model, &ckpt)?;
-        (step, interval) = (state.step, state.interval.clone());
-        guard = Guard::new(Some(&state));
+        let (ckpt, state) = resume_point(run, spec.kind)?;
+        trainer.restore(&ckpt)?;
+        (step, interval, guard) = (state.step, state.interval.clone(), Guard::new(Some(&state)));
     }
-    let metrics_path = run.metrics_file();
-    let mut metrics = run.open_metrics(step, t.log_every, t.valid_every, false)?;
-    let (n_train, batch, noise_dim) = (data.train.n, t.batch_size, model.noise_dim());
-    let save = |model: &M, optim: &burn::optim::ModuleOptimizer, state: CheckpointState| {
-        tracing::debug!(step = state.step, "writing checkpoint");
-        run.save_checkpoint(&state, kind, t.keep_checkpoints, |c| {
-            model
-                .clone()
-                .save_file(c.model_file())
-                .map_err(|e| ckpt_err(&c.model_file(), e))?;
-            optim
-                .save(c.optim_file())
-                .map_err(|e| ckpt_err(&c.optim_file(), e))
-        })
+    let mut log = Log::open(run, step, t, opts.verbosity)?;
+    let save = |trainer: &dyn Trainer, step, interval: &LossSums, guard: &Guard| {
+        let state = CheckpointState::at(step, spec, n_train, trainer, interval, guard);
+        run.save_checkpoint(&state, spec.kind, t.keep_checkpoints, |c| trainer.save(c))
     };
     if !opts.resume {
-        save(
-            &model,
-            &optim,
-            CheckpointState::at(0, exp, n_train, 1, 0.0, &interval, &guard),
-        )?;
+        save(trainer, 0, &interval, &guard)?;
     }
-    let progress = Progress::new(opts.verbosity, step, t.steps);
     let (began, mut since) = (Instant::now(), Instant::now());
     let mut report = FitReport::starting_at(step);
-
     while step < t.steps {
         step += 1;
-        let x = data
-            .train
-            .batch(&batch_indices(exp.seed, step, n_train, batch), &ad); // [batch, channels, time]
-        let eps = normals(
-            &mut rng(exp.seed, Stream::TrainNoise, step),
-            batch * noise_dim,
-        );
-        let eps = host_tensor(eps, [batch, noise_dim], &ad); // [batch, noise_dim]
-        let ctx = LossContext {
-            kl_warmup: kl_weight(t, step) as f32,
+        let batch = trainer.batch(&data.train, step);
+        let args = StepArgs {
+            step,
+            lr_scale: guard.lr_scale,
+            clip: t.grad_clip,
+            grads: false,
         };
-        let loss = model.loss(x, eps, &ctx);
-        let mut values = loss_values(&loss);
-        let lr = t.lr * guard.lr_scale;
-        let norm;
-        (model, norm) = optimise(model, &mut optim, loss.total, lr, t.grad_clip);
-        values.extend(norm.map(|n| ("grad_norm", n)));
+        let out = trainer.step(batch, args);
+        let mut values = out.values();
         inject_fault(step, &mut values);
         if let Some(mut fault) = Fault::find(step, &values) {
-            fault.param = first_non_finite(&model);
-            let (ckpt, state, file) = guard.roll_back(run, kind, fault, t)?;
-            (model, optim) = restore(model, &ckpt)?;
-            (step, interval, metrics, since) = (state.step, state.interval, file, Instant::now());
+            fault.param = trainer.first_non_finite();
+            let (ckpt, state, file) = guard.roll_back(run, spec.kind, fault, t)?;
+            trainer.restore(&ckpt)?;
+            (step, interval, log.file, since) = (state.step, state.interval, file, Instant::now());
             continue;
         }
         interval.add_named(&values, 1.0);
-        let elapsed = since.elapsed().as_secs_f64().max(1e-9);
-        let steps_timed = interval.weight.max(1.0);
-        let rate = steps_timed * batch as f64 / elapsed;
-        progress.update(
-            step,
-            interval.mean("loss"),
-            rate,
-            (t.steps - step) as f64 * elapsed / steps_timed,
-        );
+        let rate = log.progress(step, &interval, since, t);
         // The last step always logs; off the log_every grid it keeps its interval, so a run
         // resumed from it averages the same steps as an uninterrupted one.
         let on_grid = step.is_multiple_of(t.log_every);
         if on_grid || step == t.steps {
-            let mut line = interval.means();
-            line.extend(
-                [
-                    ("step", json!(step)),
-                    ("split", json!("train")),
-                    ("kl_warmup", json!(ctx.kl_warmup)),
-                    ("lr", json!(lr)),
-                    ("samples_per_s", json!(rate)),
-                ]
-                .map(|(k, v)| (k.to_string(), v)),
-            );
-            write_line(&mut metrics, &metrics_path, &Value::Object(line))?;
+            log.train(step, &interval, out.fields, t.lr * guard.lr_scale, rate)?;
             report.train_loss = interval.mean("loss");
             if on_grid {
                 (interval, since) = (LossSums::default(), Instant::now());
             }
         }
         if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 0 {
-            let timer = Instant::now();
-            let mut line = evaluate(&model.valid(), &data.valid, exp.seed, batch, ctx, device);
-            let rate = data.valid.n as f64 / timer.elapsed().as_secs_f64().max(1e-9);
-            line.extend(
-                [
-                    ("step", json!(step)),
-                    ("split", json!("valid")),
-                    ("samples_per_s", json!(rate)),
-                ]
-                .map(|(k, v)| (k.to_string(), v)),
-            );
-            let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
-            write_line(&mut metrics, &metrics_path, &Value::Object(line.clone()))?;
-            progress.println(&format!("step {step}: valid loss {loss:.4}"));
-            report.valid_loss = Some(loss);
-            report.valid = Some(line);
+            if let Some(line) = log.valid(step, &*trainer, &data.valid)? {
+                report.valid_loss = line.get("loss").and_then(Value::as_f64);
+                report.valid = Some(line);
+            }
         }
         if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
-            let state =
-                CheckpointState::at(step, exp, n_train, 1, kl_weight(t, step), &interval, &guard);
-            save(&model, &optim, state)?;
+            save(trainer, step, &interval, &guard)?;
         }
         report.steps = step;
     }
-    progress.finish();
+    log.bar.finish();
     report.wall_s = began.elapsed().as_secs_f64();
-    Ok((model, report))
+    Ok(report)
 }
 
-/// One Adam step on `loss`: backward, gradients of `model`'s parameters, global-norm clipping
-/// when `clip` > 0 (then the norm before clipping is returned), update.
-pub(crate) fn optimise<M: Module>(
-    model: M,
-    optim: &mut ModuleOptimizer,
-    loss: Tensor<1>,
-    lr: f64,
-    clip: f64,
-) -> (M, Option<f64>) {
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    apply(model, optim, grads, lr, clip)
+/// Where the loop reports: `metrics.jsonl` and the progress display.
+struct Log {
+    file: File,
+    path: PathBuf,
+    bar: Progress,
 }
 
-/// The update half of [`optimise`], for a caller that also reads the gradients.
-pub(crate) fn apply<M: Module>(
-    model: M,
-    optim: &mut ModuleOptimizer,
-    mut grads: GradientsParams,
-    lr: f64,
-    clip: f64,
-) -> (M, Option<f64>) {
-    let mut norm = None;
-    if clip > 0.0 {
-        let n;
-        (grads, n) = clip_grad_norm(&model, grads, clip);
-        norm = Some(n);
+impl Log {
+    /// Opens `run`'s metrics for a run (re)starting after step `start`.
+    fn open(
+        run: &RunDir,
+        start: u64,
+        t: &TrainConfig,
+        verbosity: Verbosity,
+    ) -> Result<Log, TrainError> {
+        Ok(Log {
+            file: run.open_metrics(start, t.log_every, t.valid_every, false)?,
+            path: run.metrics_file(),
+            bar: Progress::new(verbosity, start, t.steps),
+        })
     }
-    (optim.step(lr, model, grads), norm)
-}
 
-/// The KL weight at training step `step` (1-based): a linear ramp to 1 over `kl_warmup_steps`.
-pub(crate) fn kl_weight(t: &crate::TrainConfig, step: u64) -> f64 {
-    match t.kl_warmup_steps {
-        0 => 1.0,
-        w => (step as f64 / w as f64).min(1.0),
+    /// Shows the progress of `step`; returns the training rate (samples/s) since `since`.
+    fn progress(&self, step: u64, interval: &LossSums, since: Instant, t: &TrainConfig) -> f64 {
+        let (elapsed, timed) = (
+            since.elapsed().as_secs_f64().max(1e-9),
+            interval.weight.max(1.0),
+        );
+        let rate = timed * t.batch_size as f64 / elapsed;
+        let eta = (t.steps - step) as f64 * elapsed / timed;
+        self.bar.update(step, interval.mean("loss"), rate, eta);
+        rate
+    }
+
+    /// Writes the training line of `step`: the interval's means and the step's fields.
+    fn train(
+        &mut self,
+        step: u64,
+        interval: &LossSums,
+        fields: Vec<(&'static str, Value)>,
+        lr: f64,
+        rate: f64,
+    ) -> Result<(), TrainError> {
+        let mut line = interval.means();
+        extend(
+            &mut line,
+            [("step", json!(step)), ("split", json!("train"))],
+        );
+        extend(&mut line, fields);
+        extend(
+            &mut line,
+            [("lr", json!(lr)), ("samples_per_s", json!(rate))],
+        );
+        write_line(&mut self.file, &self.path, &Value::Object(line))
+    }
+
+    /// Validates `trainer` on `valid` after `step` and writes the line, if the trainer has one.
+    fn valid(
+        &mut self,
+        step: u64,
+        trainer: &dyn Trainer,
+        valid: &Signals,
+    ) -> Result<Option<Map<String, Value>>, TrainError> {
+        let timer = Instant::now();
+        let Some(v) = trainer.validate(valid, step) else {
+            return Ok(None);
+        };
+        let rate = valid.n as f64 / timer.elapsed().as_secs_f64().max(1e-9);
+        let mut line = v.line;
+        extend(
+            &mut line,
+            [("step", json!(step)), ("split", json!("valid"))],
+        );
+        extend(&mut line, [("samples_per_s", json!(rate))]);
+        write_line(&mut self.file, &self.path, &Value::Object(line.clone()))?;
+        self.bar.println(&format!("step {step}: {}", v.summary));
+        Ok(Some(line))
     }
 }
 
-/// Every loss term of one step read to the host: the total as `loss`, then each named term
-/// and statistic.
-fn loss_values(loss: &Loss) -> Vec<(&'static str, f64)> {
-    let mut named = vec![("loss", scalar(&loss.total))];
-    named.extend(loss.terms.iter().map(|(k, v)| (*k, scalar(v))));
-    named.extend(loss.stats.iter().copied());
-    named
+/// Adds `(key, value)` pairs to a log line.
+fn extend(line: &mut Map<String, Value>, items: impl IntoIterator<Item = (&'static str, Value)>) {
+    line.extend(items.into_iter().map(|(k, v)| (k.to_string(), v)));
 }
 
 /// Weighted sums of the loss terms; `mean` divides by the total weight.
@@ -321,10 +281,6 @@ pub struct LossSums {
 }
 
 impl LossSums {
-    fn add(&mut self, loss: &Loss, weight: f64) {
-        self.add_named(&loss_values(loss), weight);
-    }
-
     /// Adds named values with `weight`.
     pub(crate) fn add_named(&mut self, values: &[(&str, f64)], weight: f64) {
         self.weight += weight;
@@ -342,49 +298,5 @@ impl LossSums {
             .keys()
             .map(|k| (k.clone(), json!(self.mean(k))))
             .collect()
-    }
-}
-
-/// Mean of every loss term over `split`, in batches, with fixed noise.
-pub(crate) fn evaluate<M: GenerativeModel>(
-    model: &M,
-    split: &Signals,
-    seed: u64,
-    batch: usize,
-    ctx: LossContext,
-    device: &Device,
-) -> Map<String, Value> {
-    let noise_dim = model.noise_dim();
-    let mut acc = LossSums::default();
-    let indices: Vec<usize> = (0..split.n).collect();
-    for (i, chunk) in indices.chunks(batch.max(1)).enumerate() {
-        let x = split.batch(chunk, device); // [chunk, channels, time]
-        let eps = normals(
-            &mut rng(seed, Stream::ValidNoise, i as u64),
-            chunk.len() * noise_dim,
-        );
-        let eps = host_tensor(eps, [chunk.len(), noise_dim], device); // [chunk, noise_dim]
-        acc.add(&model.loss(x, eps, &ctx), chunk.len() as f64);
-    }
-    acc.means()
-}
-
-/// A host vector as a tensor on `device`.
-pub(crate) fn host_tensor<const D: usize>(
-    values: Vec<f32>,
-    shape: [usize; D],
-    device: &Device,
-) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
-
-pub(crate) fn scalar(t: &Tensor<1>) -> f64 {
-    t.clone().into_scalar::<f32>() as f64
-}
-
-pub(crate) fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
     }
 }

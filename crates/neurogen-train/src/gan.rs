@@ -1,24 +1,29 @@
-//! The two-player training loop of the GAN.
+//! The GAN's trainer: two players, two optimisers, the one family with a [`Trainer`] of its
+//! own (every other family trains through [`crate::trainer::ModelTrainer`]).
 
-use std::time::Instant;
+use std::path::PathBuf;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use neurogen_data::{Dataset, SignalKind, Signals};
-use neurogen_models::{Critic, GanConfig, GanLoss, Generator};
+use neurogen_data::{SignalKind, Signals};
+use neurogen_models::{Critic, GanConfig, GanLoss, Generator, Sampler};
 use serde_json::{json, Map, Value};
 
-use crate::fit::{adam, ckpt_err, host_tensor, resume_point, scalar, LossSums};
-use crate::guard::{clip_grad_norm, first_non_finite, Fault, Guard};
-use crate::progress::Progress;
+use crate::guard::clip_grad_norm;
+use crate::params::{blend, bumped, collect_grads, first_non_finite};
+use crate::registry::{Build, Family};
 use crate::rng::{batch_indices, normals, rng, uniforms, Stream};
-use crate::run_dir::{write_line, Checkpoint, CheckpointState};
-use crate::{Experiment, FitOptions, FitReport, RunDir, TrainError};
+use crate::run_dir::Checkpoint;
+use crate::trainer::{
+    adam, host_tensor, load, load_optim, save, scalar, Batch, StepArgs, StepOut, Trainer,
+    Validation,
+};
+use crate::{TrainConfig, TrainError};
 
-/// Both players, their optimisers' settings and the sampling average.
+/// Both players and the sampling average.
 #[derive(Debug, Clone)]
-pub struct Players {
+pub(crate) struct Players {
     /// The generator (on the autodiff device).
     pub generator: Generator,
     /// The critic (on the autodiff device).
@@ -28,115 +33,256 @@ pub struct Players {
 }
 
 /// File of the critic's weights in a checkpoint.
-pub fn critic_file(c: &Checkpoint) -> std::path::PathBuf {
+fn critic_file(c: &Checkpoint) -> PathBuf {
     c.dir.join("critic.bpk")
 }
 
 /// File of the critic's optimiser state in a checkpoint.
-pub fn critic_optim_file(c: &Checkpoint) -> std::path::PathBuf {
+fn critic_optim_file(c: &Checkpoint) -> PathBuf {
     c.dir.join("optim_critic.bpk")
 }
 
 /// File of the generator's moving average in a checkpoint.
-pub fn ema_file(c: &Checkpoint) -> std::path::PathBuf {
+fn ema_file(c: &Checkpoint) -> PathBuf {
     c.dir.join("ema.bpk")
 }
 
-/// One training step's data and noise, all drawn on the host from `(seed, step)`.
-#[derive(Clone)]
-pub(crate) struct StepInput {
-    /// Real windows for each critic update, `[batch, channels, time]`.
-    pub real: Vec<Tensor<3>>,
-    /// Generator noise for each critic update, then for the generator update.
-    pub z: Vec<Tensor<2>>,
+/// The GAN in the registry: [`GanTrainer`] to train, the generator (or its moving average)
+/// to sample.
+pub(crate) struct Adversarial<'a>(pub &'a GanConfig);
+
+impl Family for Adversarial<'_> {
+    fn trainer(&self, b: &Build, _init: Option<&Signals>) -> Box<dyn Trainer> {
+        let (c, ad) = (self.0, b.device.clone().autodiff());
+        let generator = c.init_generator(b.shape, b.kind, &ad);
+        let players = Players {
+            ema: c.ema.map(|_| generator.valid()),
+            critic: c.init_critic(b.shape, &ad),
+            generator,
+        };
+        Box::new(GanTrainer {
+            players: Some(players),
+            cfg: c.clone(),
+            opt_g: adam(b.train).init(),
+            opt_c: adam(b.train).init(),
+            train: b.train.clone(),
+            seed: b.seed,
+            device: b.device.clone(),
+        })
+    }
+
+    fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError> {
+        // A GAN samples from its generator's moving average when the run kept one.
+        let file = Some(ema_file(ckpt))
+            .filter(|f| f.exists())
+            .unwrap_or_else(|| ckpt.model_file());
+        let g = self.0.init_generator(b.shape, b.kind, b.device);
+        Ok(Box::new(crate::registry::load_weights(g, &file)?))
+    }
 }
 
-pub(crate) fn step_input(
-    exp: &Experiment,
+/// Trains both players: `n_critic` critic updates, then one generator update.
+pub(crate) struct GanTrainer {
+    /// `None` only inside a step.
+    players: Option<Players>,
+    cfg: GanConfig,
+    opt_g: ModuleOptimizer,
+    opt_c: ModuleOptimizer,
+    train: TrainConfig,
+    seed: u64,
+    device: Device,
+}
+
+impl GanTrainer {
+    fn players(&self) -> &Players {
+        self.players
+            .as_ref()
+            .expect("the players are put back after every step")
+    }
+}
+
+impl Trainer for GanTrainer {
+    fn batches_per_step(&self) -> u64 {
+        self.cfg.n_critic as u64
+    }
+
+    fn batch(&self, data: &Signals, step: u64) -> Batch {
+        real_batches(
+            self.seed,
+            &self.cfg,
+            self.train.batch_size,
+            data,
+            step,
+            &self.device.clone().autodiff(),
+        )
+    }
+
+    fn step(&mut self, batch: Batch, args: StepArgs) -> StepOut {
+        let p = self
+            .players
+            .take()
+            .expect("the players are put back after every step");
+        let lr = (
+            self.train.lr * args.lr_scale,
+            self.cfg.critic_lr.unwrap_or(self.train.lr) * args.lr_scale,
+        );
+        let b = batch
+            .windows
+            .first()
+            .map_or(self.train.batch_size, |x| x.dims()[0]);
+        let z = noise(self.seed, &self.cfg, b, args.step, &self.device);
+        let (p, out) = gan_step(
+            p,
+            &self.cfg,
+            batch,
+            z,
+            lr,
+            args,
+            (&mut self.opt_g, &mut self.opt_c),
+        );
+        self.players = Some(p);
+        out
+    }
+
+    fn validate(&self, valid: &Signals, _step: u64) -> Option<Validation> {
+        // The diversity ratio compares pairs of windows.
+        if valid.n < 2 {
+            return None;
+        }
+        let p = self.players();
+        let sampler = p.ema.clone().unwrap_or_else(|| p.generator.valid());
+        let line = quality(
+            &sampler,
+            &p.critic.valid(),
+            &self.cfg,
+            valid,
+            self.seed,
+            &self.device,
+        );
+        let get = |k: &str| line.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let summary = format!(
+            "valid mmd2 {:.4}, diversity {:.3}",
+            get("mmd2"),
+            get("diversity")
+        );
+        Some(Validation { line, summary })
+    }
+
+    fn save(&self, c: &Checkpoint) -> Result<(), TrainError> {
+        let p = self.players();
+        save(&p.generator, &c.model_file())?;
+        save(&p.critic, &critic_file(c))?;
+        if let Some(ema) = &p.ema {
+            save(ema, &ema_file(c))?;
+        }
+        let optims = [
+            (&self.opt_g, c.optim_file()),
+            (&self.opt_c, critic_optim_file(c)),
+        ];
+        for (o, f) in optims {
+            o.save(&f).map_err(|e| crate::trainer::ckpt_err(&f, e))?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, c: &Checkpoint) -> Result<(), TrainError> {
+        let p = self.players();
+        let restored = Players {
+            generator: load(p.generator.clone(), &c.model_file())?,
+            critic: load(p.critic.clone(), &critic_file(c))?,
+            ema: match &p.ema {
+                Some(ema) => Some(load(ema.clone(), &ema_file(c))?),
+                None => None,
+            },
+        };
+        self.opt_g = load_optim(&self.train, &c.optim_file())?;
+        self.opt_c = load_optim(&self.train, &critic_optim_file(c))?;
+        self.players = Some(restored);
+        Ok(())
+    }
+
+    fn first_non_finite(&self) -> Option<String> {
+        let p = self.players();
+        first_non_finite(&p.generator)
+            .map(|s| format!("generator.{s}"))
+            .or_else(|| first_non_finite(&p.critic).map(|s| format!("critic.{s}")))
+    }
+
+    fn num_params(&self) -> usize {
+        let p = self.players();
+        p.generator.num_params() + p.critic.num_params()
+    }
+
+    fn sampler(&self) -> Box<dyn Sampler> {
+        let p = self.players();
+        Box::new(p.ema.clone().unwrap_or_else(|| p.generator.valid()))
+    }
+
+    fn perturb(&mut self, delta: f32) {
+        if let Some(p) = self.players.as_mut() {
+            p.generator = bumped(p.generator.clone(), delta);
+            p.critic = bumped(p.critic.clone(), delta);
+        }
+    }
+}
+
+/// The real windows of `step` for each of its `n_critic` critic updates, `[batch, channels,
+/// time]` each; counts dequantised as `k + u` so the generator can match a continuous density
+/// (the floor of its samples gives counts back). Drawn on the host from `(seed, step)`.
+fn real_batches(
+    seed: u64,
     cfg: &GanConfig,
+    b: usize,
     data: &Signals,
     step: u64,
     device: &Device,
-) -> StepInput {
-    let (b, nc, dim) = (
-        exp.train.batch_size,
-        cfg.n_critic as u64,
-        data.meta.channels * data.meta.time,
-    );
+) -> Batch {
+    let (nc, dim) = (cfg.n_critic as u64, data.meta.channels * data.meta.time);
     let shape = [b, data.meta.channels, data.meta.time];
-    let real = (0..nc)
+    let windows = (0..nc)
         .map(|c| {
-            let idx = batch_indices(exp.seed, (step - 1) * nc + c + 1, data.n, b);
+            let idx = batch_indices(seed, (step - 1) * nc + c + 1, data.n, b);
             let x = data.batch(&idx, device); // [batch, channels, time]
             if data.meta.kind == SignalKind::Counts {
-                // Dequantised counts k + u: the generator can match a continuous density,
-                // and the floor of its samples gives counts back.
-                let u = uniforms(
-                    &mut rng(exp.seed, Stream::Dequantise, step * nc + c),
-                    b * dim,
-                );
+                let u = uniforms(&mut rng(seed, Stream::Dequantise, step * nc + c), b * dim);
                 x + host_tensor(u, shape, device)
             } else {
                 x
             }
         })
         .collect();
-    let z = (0..=nc)
+    Batch { windows }
+}
+
+/// Generator noise of `step` for each critic update, then for the generator update,
+/// `[batch, noise_dim]` each, on `device`'s autodiff twin.
+fn noise(seed: u64, cfg: &GanConfig, b: usize, step: u64, device: &Device) -> Vec<Tensor<2>> {
+    let (nc, ad) = (cfg.n_critic as u64, device.clone().autodiff());
+    (0..=nc)
         .map(|c| {
-            let mut r = rng(exp.seed, Stream::TrainNoise, step * (nc + 1) + c);
-            host_tensor(
-                normals(&mut r, b * cfg.noise_dim),
-                [b, cfg.noise_dim],
-                device,
-            )
+            let mut r = rng(seed, Stream::TrainNoise, step * (nc + 1) + c);
+            host_tensor(normals(&mut r, b * cfg.noise_dim), [b, cfg.noise_dim], &ad)
         })
-        .collect();
-    StepInput { real, z }
-}
-
-/// The losses of one step, for logging.
-pub(crate) struct StepLosses {
-    pub critic: Tensor<1>,
-    pub generator: Tensor<1>,
-    d_real: Tensor<1>,
-    d_fake: Tensor<1>,
-    /// Largest global gradient norm of the critic's updates and the generator's, before
-    /// clipping (only when `train.grad_clip` > 0).
-    grad_norms: Option<(f64, f64)>,
-}
-
-impl StepLosses {
-    /// Every figure of the step, read to the host.
-    fn values(&self) -> Vec<(&'static str, f64)> {
-        let mut v = vec![
-            ("loss", scalar(&self.critic)),
-            ("loss_critic", scalar(&self.critic)),
-            ("loss_generator", scalar(&self.generator)),
-            ("d_real", scalar(&self.d_real)),
-            ("d_fake", scalar(&self.d_fake)),
-        ];
-        if let Some((c, g)) = self.grad_norms {
-            v.extend([("grad_norm_critic", c), ("grad_norm_generator", g)]);
-        }
-        v
-    }
+        .collect()
 }
 
 /// `n_critic` critic updates on detached fakes, then one generator update through a fresh
-/// forward pass of the updated critic.
-pub(crate) fn gan_step(
+/// forward pass of the updated critic. With `args.grads`, the gradients of the first critic
+/// update (`critic.…`) and of the generator update (`generator.…`) come back by path.
+fn gan_step(
     mut p: Players,
     cfg: &GanConfig,
-    input: StepInput,
+    batch: Batch,
+    z: Vec<Tensor<2>>,
     lr: (f64, f64),
-    clip: f64,
-    opt_g: &mut ModuleOptimizer,
-    opt_c: &mut ModuleOptimizer,
-) -> (Players, StepLosses) {
-    let loss = cfg.loss;
+    args: StepArgs,
+    (opt_g, opt_c): (&mut ModuleOptimizer, &mut ModuleOptimizer),
+) -> (Players, StepOut) {
+    let (loss, clip) = (cfg.loss, args.clip);
     let mut last = None;
     let mut norm_c = 0.0f64;
-    for (real, z) in input.real.into_iter().zip(&input.z) {
+    let mut grads_out: Option<Vec<(String, Vec<f32>)>> = None;
+    for (real, z) in batch.windows.into_iter().zip(&z) {
         let mut critic = p.critic;
         if cfg.spectral_norm {
             critic = critic.power_iteration();
@@ -145,6 +291,9 @@ pub(crate) fn gan_step(
         let (d_real, d_fake) = (critic.forward(real), critic.forward(fake));
         let l = loss.critic(d_real.clone(), d_fake.clone());
         let mut grads = GradientsParams::from_grads(l.backward(), &critic);
+        if args.grads && grads_out.is_none() {
+            grads_out = Some(prefixed("critic", collect_grads(&critic, &grads)));
+        }
         if clip > 0.0 {
             let norm;
             (grads, norm) = clip_grad_norm(&critic, grads, clip);
@@ -162,10 +311,15 @@ pub(crate) fn gan_step(
         p.critic = critic;
         last = Some((l, d_real.mean(), d_fake.mean()));
     }
-    let z = input.z.last().cloned().expect("n_critic + 1 noise draws");
-    let gl = loss.generator(p.critic.forward(p.generator.forward(z)));
+    let (Some((lc, d_real, d_fake)), Some(z)) = (last, z.last().cloned()) else {
+        return (p, StepOut::default());
+    };
+    let lg = loss.generator(p.critic.forward(p.generator.forward(z)));
     // Only the generator's parameters are collected, so this step leaves the critic as it is.
-    let mut grads = GradientsParams::from_grads(gl.backward(), &p.generator);
+    let mut grads = GradientsParams::from_grads(lg.backward(), &p.generator);
+    if let Some(out) = grads_out.as_mut() {
+        out.extend(prefixed("generator", collect_grads(&p.generator, &grads)));
+    }
     let mut norm_g = 0.0;
     if clip > 0.0 {
         (grads, norm_g) = clip_grad_norm(&p.generator, grads, clip);
@@ -174,190 +328,33 @@ pub(crate) fn gan_step(
     if let (Some(ema), Some(decay)) = (p.ema.take(), cfg.ema) {
         p.ema = Some(blend(ema, &p.generator.valid(), decay as f32));
     }
-    let (critic, d_real, d_fake) = last.expect("n_critic ≥ 1");
-    (
-        p,
-        StepLosses {
-            critic,
-            generator: gl,
-            d_real,
-            d_fake,
-            grad_norms: (clip > 0.0).then_some((norm_c, norm_g)),
+    let critic = scalar(&lc);
+    let out = StepOut {
+        losses: vec![
+            ("loss", critic),
+            ("loss_critic", critic),
+            ("loss_generator", scalar(&lg)),
+            ("d_real", scalar(&d_real)),
+            ("d_fake", scalar(&d_fake)),
+        ],
+        stats: if clip > 0.0 {
+            vec![
+                ("grad_norm_critic", norm_c),
+                ("grad_norm_generator", norm_g),
+            ]
+        } else {
+            vec![]
         },
-    )
-}
-
-/// Trains both players on `data.train`, logging to and checkpointing in `run`; a fresh run
-/// checkpoints its initial players as step 0.
-pub fn fit_gan(
-    mut p: Players,
-    cfg: &GanConfig,
-    data: &Dataset,
-    exp: &Experiment,
-    run: &RunDir,
-    device: &Device,
-    opts: FitOptions,
-) -> Result<(Players, FitReport), TrainError> {
-    let t = &exp.train;
-    let ad = device.clone().autodiff();
-    let (mut opt_g, mut opt_c) = (adam(t).init(), adam(t).init());
-    let lr = (t.lr, cfg.critic_lr.unwrap_or(t.lr));
-    let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(None));
-    if opts.resume {
-        let (ckpt, state) = resume_point(run, "gan")?;
-        (p, opt_g, opt_c) = restore(p, &ckpt, t)?;
-        (step, interval) = (state.step, state.interval.clone());
-        guard = Guard::new(Some(&state));
-    }
-    let metrics_path = run.metrics_file();
-    let mut metrics = run.open_metrics(step, t.log_every, t.valid_every, false)?;
-    let (batch, n_critic) = (t.batch_size, cfg.n_critic as u64);
-    let state_at = |step, interval: &LossSums, guard: &Guard| {
-        CheckpointState::at(step, exp, data.train.n, n_critic, 1.0, interval, guard)
+        fields: vec![],
+        grads: grads_out,
     };
-    let save = |p: &Players, opt_g: &ModuleOptimizer, opt_c: &ModuleOptimizer, state| {
-        run.save_checkpoint(&state, "gan", t.keep_checkpoints, |c| {
-            let files = [
-                (
-                    p.generator.clone().save_file(c.model_file()),
-                    c.model_file(),
-                ),
-                (p.critic.clone().save_file(critic_file(c)), critic_file(c)),
-            ];
-            for (r, f) in files {
-                r.map_err(|e| ckpt_err(&f, e))?;
-            }
-            if let Some(ema) = &p.ema {
-                ema.clone()
-                    .save_file(ema_file(c))
-                    .map_err(|e| ckpt_err(&ema_file(c), e))?;
-            }
-            opt_g
-                .save(c.optim_file())
-                .map_err(|e| ckpt_err(&c.optim_file(), e))?;
-            opt_c
-                .save(critic_optim_file(c))
-                .map_err(|e| ckpt_err(&critic_optim_file(c), e))
-        })
-    };
-    if !opts.resume {
-        save(&p, &opt_g, &opt_c, state_at(0, &interval, &guard))?;
-    }
-    let progress = Progress::new(opts.verbosity, step, t.steps);
-    let (began, mut since) = (Instant::now(), Instant::now());
-    let mut report = FitReport::starting_at(step);
-    while step < t.steps {
-        step += 1;
-        let input = step_input(exp, cfg, &data.train, step, &ad);
-        let lr = (lr.0 * guard.lr_scale, lr.1 * guard.lr_scale);
-        let (next, l) = gan_step(p, cfg, input, lr, t.grad_clip, &mut opt_g, &mut opt_c);
-        p = next;
-        let values = l.values();
-        if let Some(mut fault) = Fault::find(step, &values) {
-            fault.param = first_non_finite(&p.generator)
-                .map(|s| format!("generator.{s}"))
-                .or_else(|| first_non_finite(&p.critic).map(|s| format!("critic.{s}")));
-            let (ckpt, state, file) = guard.roll_back(run, "gan", fault, t)?;
-            (p, opt_g, opt_c) = restore(p, &ckpt, t)?;
-            (step, interval, metrics, since) = (state.step, state.interval, file, Instant::now());
-            continue;
-        }
-        interval.add_named(&values, 1.0);
-        let elapsed = since.elapsed().as_secs_f64().max(1e-9);
-        let rate = interval.weight.max(1.0) * batch as f64 / elapsed;
-        progress.update(
-            step,
-            interval.mean("loss"),
-            rate,
-            (t.steps - step) as f64 * elapsed / interval.weight.max(1.0),
-        );
-        let on_grid = step.is_multiple_of(t.log_every);
-        if on_grid || step == t.steps {
-            let mut line = interval.means();
-            extend(
-                &mut line,
-                [
-                    ("step", json!(step)),
-                    ("split", json!("train")),
-                    ("lr", json!(lr.0)),
-                    ("samples_per_s", json!(rate)),
-                ],
-            );
-            write_line(&mut metrics, &metrics_path, &Value::Object(line))?;
-            report.train_loss = interval.mean("loss");
-            if on_grid {
-                (interval, since) = (LossSums::default(), Instant::now());
-            }
-        }
-        if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 1 {
-            let sampler = p.ema.clone().unwrap_or_else(|| p.generator.valid());
-            let mut line = quality(
-                &sampler,
-                &p.critic.valid(),
-                cfg,
-                &data.valid,
-                exp.seed,
-                device,
-            );
-            extend(
-                &mut line,
-                [("step", json!(step)), ("split", json!("valid"))],
-            );
-            let mmd = line.get("mmd2").and_then(Value::as_f64).unwrap_or(f64::NAN);
-            let div = line
-                .get("diversity")
-                .and_then(Value::as_f64)
-                .unwrap_or(f64::NAN);
-            write_line(&mut metrics, &metrics_path, &Value::Object(line.clone()))?;
-            progress.println(&format!(
-                "step {step}: valid mmd2 {mmd:.4}, diversity {div:.3}"
-            ));
-            report.valid_loss = line.get("loss").and_then(Value::as_f64);
-            report.valid = Some(line);
-        }
-        if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
-            save(&p, &opt_g, &opt_c, state_at(step, &interval, &guard))?;
-        }
-        report.steps = step;
-    }
-    progress.finish();
-    report.wall_s = began.elapsed().as_secs_f64();
-    Ok((p, report))
+    (p, out)
 }
 
-/// Both players, their average and both optimisers as a checkpoint saved them.
-fn restore(
-    mut p: Players,
-    ckpt: &Checkpoint,
-    t: &crate::TrainConfig,
-) -> Result<(Players, ModuleOptimizer, ModuleOptimizer), TrainError> {
-    p.generator = p
-        .generator
-        .try_load_file(ckpt.model_file())
-        .map_err(|e| ckpt_err(&ckpt.model_file(), e))?;
-    p.critic = p
-        .critic
-        .try_load_file(critic_file(ckpt))
-        .map_err(|e| ckpt_err(&critic_file(ckpt), e))?;
-    if let Some(ema) = p.ema.take() {
-        p.ema = Some(
-            ema.try_load_file(ema_file(ckpt))
-                .map_err(|e| ckpt_err(&ema_file(ckpt), e))?,
-        );
-    }
-    let opt_g = adam(t)
-        .init()
-        .load(ckpt.optim_file())
-        .map_err(|e| ckpt_err(&ckpt.optim_file(), e))?;
-    let opt_c = adam(t)
-        .init()
-        .load(critic_optim_file(ckpt))
-        .map_err(|e| ckpt_err(&critic_optim_file(ckpt), e))?;
-    Ok((p, opt_g, opt_c))
-}
-
-fn extend<const N: usize>(line: &mut Map<String, Value>, items: [(&str, Value); N]) {
-    line.extend(items.map(|(k, v)| (k.to_string(), v)));
+fn prefixed(p: &str, v: Vec<(String, Vec<f32>)>) -> Vec<(String, Vec<f32>)> {
+    v.into_iter()
+        .map(|(k, g)| (format!("{p}.{k}"), g))
+        .collect()
 }
 
 /// Validation figures: the critic's loss on valid windows against fakes, the MMD² between
@@ -387,76 +384,23 @@ fn quality(
     let read = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
     let (r, f) = (read(real), read(fake));
     let spread = neurogen_eval::mean_pairwise_distance(&r, dim);
-    let mut line = Map::new();
-    extend(
-        &mut line,
-        [
-            ("loss", json!(scalar(&loss))),
-            ("mmd2", json!(neurogen_eval::mmd2_rbf(&f, &r, dim))),
-            (
-                "diversity",
-                json!(neurogen_eval::mean_pairwise_distance(&f, dim) / spread),
-            ),
-        ],
-    );
-    line
-}
-
-/// Collects a module's float parameters in visiting order, flattened.
-struct Collect(Vec<Tensor<1>>);
-
-impl ModuleVisitor for Collect {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let n = t.shape().num_elements();
-        self.0.push(t.reshape([n]));
-    }
-}
-
-/// `θ ← d·θ + (1 − d)·θ_src` for each float parameter, in visiting order.
-struct Blend {
-    src: std::vec::IntoIter<Tensor<1>>,
-    decay: f32,
-}
-
-impl ModuleMapper for Blend {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.src.next() {
-            Some(s) => {
-                let d = self.decay;
-                param.map(|t| {
-                    let dims = t.dims();
-                    t.mul_scalar(d) + s.reshape(dims).mul_scalar(1.0 - d)
-                })
-            }
-            None => param,
-        }
-    }
-}
-
-/// The moving average `ema` after one step towards `current` (same architecture).
-fn blend(ema: Generator, current: &Generator, decay: f32) -> Generator {
-    let mut c = Collect(Vec::new());
-    current.visit(&mut c);
-    ema.map(&mut Blend {
-        src: c.0.into_iter(),
-        decay,
-    })
+    let diversity = neurogen_eval::mean_pairwise_distance(&f, dim) / spread;
+    [
+        ("loss", json!(scalar(&loss))),
+        ("mmd2", json!(neurogen_eval::mmd2_rbf(&f, &r, dim))),
+        ("diversity", json!(diversity)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::host_params;
     use burn::tensor::Distribution;
     use neurogen_models::WindowShape;
-
-    fn params<M: Module>(m: &M) -> Vec<f32> {
-        let mut c = Collect(Vec::new());
-        m.visit(&mut c);
-        c.0.into_iter()
-            .flat_map(|t| t.into_data().try_to_vec::<f32>().unwrap())
-            .collect()
-    }
 
     #[test]
     fn a_step_updates_the_critic_on_detached_fakes_and_the_generator_alone_after() {
@@ -480,48 +424,61 @@ mod tests {
             generator: g,
             critic: cfg.init_critic(shape, &ad),
         };
-        let before = (params(&p.generator), params(&p.critic));
-        let input = || StepInput {
-            real: (0..2)
-                .map(|_| Tensor::random([5, 2, 16], Distribution::Normal(0.0, 1.0), &ad))
-                .collect(),
-            z: (0..3)
-                .map(|_| Tensor::random([5, 6], Distribution::Normal(0.0, 1.0), &ad))
-                .collect(),
+        let before = (host_params(&p.generator), host_params(&p.critic));
+        let normal = |dims: [usize; 3]| Tensor::random(dims, Distribution::Normal(0.0, 1.0), &ad);
+        let batch = Batch {
+            windows: (0..2).map(|_| normal([5, 2, 16])).collect(),
+        };
+        let z: Vec<Tensor<2>> = (0..3)
+            .map(|_| Tensor::random([5, 6], Distribution::Normal(0.0, 1.0), &ad))
+            .collect();
+        let args = StepArgs {
+            step: 1,
+            lr_scale: 1.0,
+            clip: 0.0,
+            grads: true,
         };
         let adam = burn::optim::AdamConfig::new();
-        let input = input();
         // Same critic learning rate, generator learning rate 0 or not: the critics come out
         // identical (the generator update does not touch the critic), the generators do not.
         let (mut og, mut oc) = (adam.init(), adam.init());
-        let (p0, _) = gan_step(
-            p.clone(),
-            &cfg,
-            input.clone(),
-            (0.0, 1e-2),
-            0.0,
-            &mut og,
-            &mut oc,
-        );
-        assert_eq!(params(&p0.generator), before.0, "lr 0 leaves G as it is");
-        assert_ne!(params(&p0.critic), before.1, "the critic steps");
-        let (mut og, mut oc) = (adam.init(), adam.init());
-        let (p1, l) = gan_step(p, &cfg, input, (1e-2, 1e-2), 0.0, &mut og, &mut oc);
+        let step = |p, lr, og: &mut _, oc: &mut _| {
+            gan_step(p, &cfg, batch.clone(), z.clone(), lr, args, (og, oc))
+        };
+        let (p0, _) = step(p.clone(), (0.0, 1e-2), &mut og, &mut oc);
         assert_eq!(
-            params(&p1.critic),
-            params(&p0.critic),
+            host_params(&p0.generator),
+            before.0,
+            "lr 0 leaves G as it is"
+        );
+        assert_ne!(host_params(&p0.critic), before.1, "the critic steps");
+        let (mut og, mut oc) = (adam.init(), adam.init());
+        let (p1, out) = step(p, (1e-2, 1e-2), &mut og, &mut oc);
+        assert_eq!(
+            host_params(&p1.critic),
+            host_params(&p0.critic),
             "the generator step leaves the critic"
         );
-        assert_ne!(params(&p1.generator), before.0, "the generator steps");
+        assert_ne!(host_params(&p1.generator), before.0, "the generator steps");
         // EMA with decay ½ sits halfway between the old and the new generator.
         let (old, new, ema) = (
             before.0,
-            params(&p1.generator),
-            params(p1.ema.as_ref().unwrap()),
+            host_params(&p1.generator),
+            host_params(p1.ema.as_ref().unwrap()),
         );
         for ((o, n), e) in old.iter().zip(&new).zip(&ema) {
             assert!((e - 0.5 * (o + n)).abs() < 1e-6);
         }
-        assert!(scalar(&l.critic).is_finite() && scalar(&l.generator).is_finite());
+        let names: Vec<&str> = out.losses.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            ["loss", "loss_critic", "loss_generator", "d_real", "d_fake"]
+        );
+        assert!(out.losses.iter().all(|(_, v)| v.is_finite()));
+        // Both players' gradients, by path: the critic's weights and the generator's.
+        let grads = out.grads.unwrap();
+        assert!(grads.iter().any(|(k, _)| k.starts_with("critic.")));
+        assert!(grads.iter().any(|(k, _)| k.starts_with("generator.")));
+        assert!(grads.iter().all(|(_, g)| g.iter().all(|v| v.is_finite())));
     }
 }

@@ -1,4 +1,4 @@
-//! The NaN/Inf guard and global gradient-norm clipping, shared by both training loops.
+//! The NaN/Inf guard and global gradient-norm clipping of the training loop.
 //!
 //! Every step's loss terms are read to the host anyway (for logging), so checking them costs
 //! nothing; the gradient norm costs one more read and is computed only when clipping is on.
@@ -8,7 +8,6 @@
 //! fault and makes the same rollback: the guard's state needs no file of its own.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -57,9 +56,12 @@ impl Fault {
     }
 }
 
-/// Test hook: with `NEUROGEN_FAULT_NAN_AT_STEP=<k>`, the loss of step `k` reads NaN the first
-/// time this process reaches it, so a test can provoke a rollback in the middle of a run.
+/// Test hook (the `fault-injection` feature, which only the tests enable): with
+/// `NEUROGEN_FAULT_NAN_AT_STEP=<k>`, the loss of step `k` reads NaN the first time this process
+/// reaches it, so a test can provoke a rollback in the middle of a run.
+#[cfg(feature = "fault-injection")]
 pub(crate) fn inject_fault(step: u64, values: &mut [(&str, f64)]) {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     static DONE: AtomicBool = AtomicBool::new(false);
     let wanted = std::env::var("NEUROGEN_FAULT_NAN_AT_STEP").ok();
     if wanted.and_then(|s| s.parse::<u64>().ok()) == Some(step) && !DONE.swap(true, Relaxed) {
@@ -68,6 +70,10 @@ pub(crate) fn inject_fault(step: u64, values: &mut [(&str, f64)]) {
         }
     }
 }
+
+/// Without the `fault-injection` feature no fault is ever injected.
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) fn inject_fault(_step: u64, _values: &mut [(&str, f64)]) {}
 
 /// The guard's state: rollbacks made and the learning-rate factor they left (its settings
 /// are read from `[train]` at each rollback).
@@ -133,41 +139,6 @@ impl Guard {
         });
         write_line(&mut metrics, &run.metrics_file(), &line)?;
         Ok((ckpt, state, metrics))
-    }
-}
-
-/// Dotted path of the first float parameter of `module` holding a NaN or an infinity.
-pub(crate) fn first_non_finite<M: Module>(module: &M) -> Option<String> {
-    let mut v = FirstNonFinite {
-        path: Vec::new(),
-        found: None,
-    };
-    module.visit(&mut v);
-    v.found
-}
-
-struct FirstNonFinite {
-    path: Vec<String>,
-    found: Option<String>,
-}
-
-impl ModuleVisitor for FirstNonFinite {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.found.is_some() {
-            return;
-        }
-        let finite = param.val().is_finite().all().try_into_scalar::<bool>();
-        if matches!(finite, Ok(false)) {
-            self.found = Some(self.path.join("."));
-        }
     }
 }
 
@@ -288,17 +259,6 @@ mod tests {
             (same - after).abs() < 1e-6 * norm,
             "under the limit: untouched"
         );
-    }
-
-    #[test]
-    fn the_first_non_finite_parameter_is_named_by_its_path() {
-        let device = Device::flex();
-        let mut m = two(&device);
-        assert_eq!(first_non_finite(&m), None);
-        let w = m.second.weight.val();
-        let bad = w.clone().mul_scalar(f32::NAN);
-        m.second.weight = Param::from_tensor(bad);
-        assert_eq!(first_non_finite(&m).as_deref(), Some("second.weight"));
     }
 
     #[test]

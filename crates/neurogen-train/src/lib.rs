@@ -11,21 +11,24 @@ mod error;
 pub mod evaluate;
 pub mod experiment;
 mod fit;
-pub mod gan;
+mod gan;
 mod guard;
+mod loaded;
+mod params;
 pub mod parity;
 mod progress;
+pub mod registry;
 mod rng;
 pub mod run_dir;
 mod runs;
+pub mod trainer;
 
 pub use error::{ConfigError, TrainError};
 pub use experiment::{Backend, Experiment, Provenance, TrainConfig};
-pub use fit::{fit, FitOptions, FitReport};
-pub use gan::fit_gan;
+pub use fit::{fit, FitOptions, FitReport, FitSpec};
+pub use loaded::{load_run, sample_signals, score_signals, LoadedRun, Scores};
 pub use progress::Verbosity;
+pub use registry::ModelConfig;
 pub use run_dir::{Checkpoint, DataInfo, RunDir};
-pub use runs::{
-    build_model, load_run, sample_signals, score_signals, train_experiment, LoadedRun, Model,
-    Scores,
-};
+pub use runs::train_experiment;
+pub use trainer::Trainer;

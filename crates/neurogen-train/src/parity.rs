@@ -3,23 +3,21 @@
 //! Backends seed their own generators differently by design, so a run on `flex` and one on
 //! `wgpu` never match bit for bit. Parity removes every source of difference but the
 //! arithmetic: the initial weights are saved once (burnpack) and loaded on each backend, and
-//! every batch and noise tensor is drawn on the host exactly as `fit` draws it. What remains —
+//! every batch and noise tensor is drawn on the host by the same [`Trainer`] `neurogen train`
+//! runs, whose `step` each backend takes. What remains —
 //! the loss and every parameter's gradient after one step, the loss curve after K steps — must
 //! agree within float32 rounding.
 
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use neurogen_data::Dataset;
-use neurogen_models::{Critic, GenerativeModel, Generator, LossContext, ModelConfig, WindowShape};
+use neurogen_models::WindowShape;
 use serde::Serialize;
 
-use crate::fit::{adam, apply, ckpt_err, host_tensor, kl_weight, scalar};
-use crate::gan::{gan_step, step_input, Players};
-use crate::rng::{batch_indices, normals, rng, Stream};
-use crate::{build_model, Experiment, Model, TrainError};
+use crate::registry::Build;
+use crate::trainer::{StepArgs, Trainer};
+use crate::{Checkpoint, Experiment, TrainError};
 
 /// Largest relative differences that pass.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -95,12 +93,13 @@ struct Trace {
     loss: Vec<(String, f64)>,
     /// First-step gradients by parameter path.
     grads: Vec<(String, Vec<f32>)>,
-    /// Every step's loss terms, flattened in step order (names as in `loss`).
+    /// Every step's loss terms, in step order (names as in `loss`).
     curve: Vec<Vec<f64>>,
 }
 
 /// Compares `devices` (name, plain device; the first is the reference) on `exp`'s model and
-/// data over `steps` steps; the initial weights are written once to `dir`.
+/// data over `steps` steps of the family's production [`Trainer::step`]; the initial weights
+/// are written once to `dir`.
 ///
 /// `perturb` names a backend whose loaded weights get `+1e-3` each, to show what a real
 /// difference looks like (the test of this check).
@@ -118,27 +117,31 @@ pub fn parity(
         path: dir.to_path_buf(),
         message: "parity needs at least one backend".into(),
     })?;
-    let shape = WindowShape::from(&data.train.meta);
-    ref_dev.seed(exp.seed);
-    let ad = ref_dev.clone().autodiff();
-    // The initial weights, written once by the reference backend.
-    let files = [dir.join("model.bpk"), dir.join("critic.bpk")];
-    let model = match build_model(exp, shape, &ad) {
-        Model::RealNvp(m) => Model::RealNvp(crate::runs::init_from_data(m, data, exp.seed, &ad)),
-        m => m,
+    let build = |device| Build {
+        shape: WindowShape::from(&data.train.meta),
+        kind: exp.data.kind(),
+        train: &exp.train,
+        seed: exp.seed,
+        device,
     };
-    model
-        .save_file(&files[0])
-        .map_err(|e| ckpt_err(&files[0], e))?;
-    if let ModelConfig::Gan(c) = &exp.model {
-        c.init_critic(shape, &ad)
-            .save_file(&files[1])
-            .map_err(|e| ckpt_err(&files[1], e))?;
-    }
+    let family = exp.model.family();
+    // The initial weights, written once by the reference backend as a step-0 checkpoint.
+    ref_dev.seed(exp.seed);
+    let weights = Checkpoint {
+        step: 0,
+        dir: dir.to_path_buf(),
+    };
+    family
+        .trainer(&build(ref_dev), Some(&data.train))
+        .save(&weights)?;
     let mut traces = Vec::new();
     for (name, device) in devices {
-        let bump = (perturb == Some(name.as_str())).then_some(1e-3);
-        traces.push(trace(exp, data, shape, device, &files, steps, bump)?);
+        let mut trainer = family.trainer(&build(device), None);
+        trainer.restore(&weights)?;
+        if perturb == Some(name.as_str()) {
+            trainer.perturb(1e-3);
+        }
+        traces.push(trace(trainer.as_mut(), data, steps, exp.train.grad_clip));
     }
     let reference = &traces[0];
     let mut report = ParityReport {
@@ -156,6 +159,32 @@ pub fn parity(
         report.backends.push(b);
     }
     Ok(report)
+}
+
+/// `steps` training steps exactly as `neurogen train` takes them, keeping the first step's
+/// loss terms and gradients.
+fn trace(trainer: &mut dyn Trainer, data: &Dataset, steps: u64, clip: f64) -> Trace {
+    let (mut loss, mut grads, mut curve) = (Vec::new(), Vec::new(), Vec::new());
+    for step in 1..=steps {
+        let batch = trainer.batch(&data.train, step);
+        let args = StepArgs {
+            step,
+            lr_scale: 1.0,
+            clip,
+            grads: step == 1,
+        };
+        let out = trainer.step(batch, args);
+        if step == 1 {
+            loss = out
+                .losses
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
+            grads = out.grads.unwrap_or_default();
+        }
+        curve.push(out.losses.iter().map(|(_, v)| *v).collect());
+    }
+    Trace { loss, grads, curve }
 }
 
 /// `|a − b|`, relative to `scale`.
@@ -267,178 +296,5 @@ fn compare(name: &str, r: &Trace, t: &Trace, tol: Tolerances) -> BackendReport {
         curve,
         curve_worst_step: worst_step,
         failures,
-    }
-}
-
-/// Loads the initial weights on `device`, takes the first step's gradients, then `steps`
-/// training steps, all from host-drawn batches and noise.
-fn trace(
-    exp: &Experiment,
-    data: &Dataset,
-    shape: WindowShape,
-    device: &Device,
-    files: &[std::path::PathBuf; 2],
-    steps: u64,
-    bump: Option<f32>,
-) -> Result<Trace, TrainError> {
-    let ad = device.clone().autodiff();
-    let f = &files[0];
-    let model = build_model(exp, shape, &ad)
-        .load_file(f)
-        .map_err(|e| ckpt_err(f, e))?
-        .map(&mut Bump(bump));
-    match (&exp.model, model) {
-        (ModelConfig::Gan(cfg), Model::Gan(generator)) => {
-            let f = &files[1];
-            let critic: Critic = cfg
-                .init_critic(shape, &ad)
-                .try_load_file(f)
-                .map_err(|e| ckpt_err(f, e))?
-                .map(&mut Bump(bump));
-            Ok(trace_gan(exp, cfg, data, &ad, generator, critic, steps))
-        }
-        (_, Model::Vae(m)) => Ok(trace_fit(exp, data, &ad, m, steps)),
-        (_, Model::RealNvp(m)) => Ok(trace_fit(exp, data, &ad, m, steps)),
-        (_, Model::LatentOde(m)) => Ok(trace_fit(exp, data, &ad, m, steps)),
-        (_, Model::Gan(_)) => unreachable!("a GAN config builds a generator"),
-    }
-}
-
-/// `fit`'s step, K times, keeping the first step's gradients.
-fn trace_fit<M: GenerativeModel>(
-    exp: &Experiment,
-    data: &Dataset,
-    ad: &Device,
-    mut model: M,
-    steps: u64,
-) -> Trace {
-    let t = &exp.train;
-    let (n, b, d) = (data.train.n, t.batch_size, model.noise_dim());
-    let mut optim: ModuleOptimizer = adam(t).init();
-    let (mut first, mut grads_out, mut curve) = (Vec::new(), Vec::new(), Vec::new());
-    for step in 1..=steps {
-        let x = data.train.batch(&batch_indices(exp.seed, step, n, b), ad); // [batch, channels, time]
-        let eps = normals(&mut rng(exp.seed, Stream::TrainNoise, step), b * d);
-        let eps = host_tensor(eps, [b, d], ad); // [batch, noise_dim]
-        let ctx = LossContext {
-            kl_warmup: kl_weight(t, step) as f32,
-        };
-        let loss = model.loss(x, eps, &ctx);
-        let mut values = vec![("loss".to_string(), scalar(&loss.total))];
-        values.extend(loss.terms.iter().map(|(k, v)| (k.to_string(), scalar(v))));
-        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-        if step == 1 {
-            grads_out = collect_grads(&model, &grads);
-            first = values.clone();
-        }
-        (model, _) = apply(model, &mut optim, grads, t.lr, t.grad_clip);
-        curve.push(values.into_iter().map(|(_, v)| v).collect());
-    }
-    Trace {
-        loss: first,
-        grads: grads_out,
-        curve,
-    }
-}
-
-/// `fit_gan`'s step, K times; the first step's gradients are the critic's on the real batch
-/// and detached fakes, and the generator's through the initial critic.
-fn trace_gan(
-    exp: &Experiment,
-    cfg: &neurogen_models::GanConfig,
-    data: &Dataset,
-    ad: &Device,
-    generator: Generator,
-    critic: Critic,
-    steps: u64,
-) -> Trace {
-    let t = &exp.train;
-    let lr = (t.lr, cfg.critic_lr.unwrap_or(t.lr));
-    let input = step_input(exp, cfg, &data.train, 1, ad);
-    let mut c0 = critic.clone();
-    if cfg.spectral_norm {
-        c0 = c0.power_iteration();
-    }
-    let fake = generator.forward(input.z[0].clone()).detach(); // [batch, channels, time]
-    let (d_real, d_fake) = (c0.forward(input.real[0].clone()), c0.forward(fake));
-    let lc = cfg.loss.critic(d_real, d_fake);
-    let gc = GradientsParams::from_grads(lc.backward(), &c0);
-    let lg = cfg
-        .loss
-        .generator(c0.forward(generator.forward(input.z[cfg.n_critic].clone())));
-    let gg = GradientsParams::from_grads(lg.backward(), &generator);
-    let mut grads = prefixed("critic", collect_grads(&c0, &gc));
-    grads.extend(prefixed("generator", collect_grads(&generator, &gg)));
-    let loss = vec![
-        ("loss_critic".to_string(), scalar(&lc)),
-        ("loss_generator".to_string(), scalar(&lg)),
-    ];
-    let (mut opt_g, mut opt_c) = (adam(t).init(), adam(t).init());
-    let mut p = Players {
-        generator,
-        critic,
-        ema: None,
-    };
-    let mut curve = Vec::new();
-    for step in 1..=steps {
-        let input = step_input(exp, cfg, &data.train, step, ad);
-        let losses;
-        (p, losses) = gan_step(p, cfg, input, lr, t.grad_clip, &mut opt_g, &mut opt_c);
-        curve.push(vec![scalar(&losses.critic), scalar(&losses.generator)]);
-    }
-    Trace { loss, grads, curve }
-}
-
-fn prefixed(p: &str, v: Vec<(String, Vec<f32>)>) -> Vec<(String, Vec<f32>)> {
-    v.into_iter()
-        .map(|(k, g)| (format!("{p}.{k}"), g))
-        .collect()
-}
-
-/// Every parameter's gradient on the host, by dotted path.
-fn collect_grads<M: Module>(module: &M, grads: &GradientsParams) -> Vec<(String, Vec<f32>)> {
-    let mut c = CollectGrads {
-        grads,
-        path: Vec::new(),
-        out: Vec::new(),
-    };
-    module.visit(&mut c);
-    c.out
-}
-
-struct CollectGrads<'a> {
-    grads: &'a GradientsParams,
-    path: Vec<String>,
-    out: Vec<(String, Vec<f32>)>,
-}
-
-impl ModuleVisitor for CollectGrads<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        // Fixed parameters (e.g. a fixed σ) have no gradient on any backend.
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            let values = g.into_data().try_to_vec::<f32>().unwrap_or_default();
-            self.out.push((self.path.join("."), values));
-        }
-    }
-}
-
-/// Adds its value, if any, to every float parameter.
-struct Bump(Option<f32>);
-
-impl ModuleMapper for Bump {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.0 {
-            // A fresh leaf, so the perturbed weights are what gradients are taken against.
-            Some(b) => param.map(|t| t.add_scalar(b).detach().require_grad()),
-            None => param,
-        }
     }
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use neurogen_data::npy::write_atomic;
+use neurogen_data::io::write_atomic;
 use neurogen_data::{Normalization, SignalMeta};
 use serde::{Deserialize, Serialize};
 
@@ -118,9 +118,11 @@ fn sync_dir(dir: &Path) -> Result<(), TrainError> {
         .map_err(TrainError::io(dir))
 }
 
-/// Test hook: with `NEUROGEN_FAULT_STALL_CHECKPOINT=<step>`, the write of that step's
-/// checkpoint stops half-way (weights written, manifest not) and says so on stderr, so a test
-/// can `kill -9` the process at exactly that moment.
+/// Test hook (the `fault-injection` feature, which only the tests enable): with
+/// `NEUROGEN_FAULT_STALL_CHECKPOINT=<step>`, the write of that step's checkpoint stops
+/// half-way (weights written, manifest not) and says so on stderr, so a test can `kill -9` the
+/// process at exactly that moment.
+#[cfg(feature = "fault-injection")]
 fn stall_for_fault_injection(step: u64) {
     let wanted = std::env::var("NEUROGEN_FAULT_STALL_CHECKPOINT").ok();
     if wanted.and_then(|s| s.parse::<u64>().ok()) == Some(step) {
@@ -128,6 +130,10 @@ fn stall_for_fault_injection(step: u64) {
         std::thread::sleep(std::time::Duration::from_secs(600));
     }
 }
+
+/// Without the `fault-injection` feature no checkpoint write stalls.
+#[cfg(not(feature = "fault-injection"))]
+fn stall_for_fault_injection(_step: u64) {}
 
 /// The manifest's file name inside a checkpoint.
 pub const MANIFEST: &str = "manifest.json";

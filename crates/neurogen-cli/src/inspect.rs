@@ -1,0 +1,36 @@
+//! `neurogen inspect`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use neurogen_train::RunDir;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The run directory.
+    run_dir: PathBuf,
+}
+
+pub(crate) fn run(a: &Args) -> Result<()> {
+    let run = RunDir::new(&a.run_dir);
+    let exp = run.read_experiment()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# run {}\n", a.run_dir.display())?;
+    writeln!(out, "{}", exp.to_toml().map_err(anyhow::Error::msg)?)?;
+    match run.latest_checkpoint()? {
+        Some(c) => writeln!(
+            out,
+            "newest checkpoint: step {} ({})",
+            c.step,
+            c.dir.display()
+        )?,
+        None => writeln!(out, "newest checkpoint: none")?,
+    }
+    for split in ["train", "valid"] {
+        if let Some(line) = run.last_metrics(Some(split), 1)?.pop() {
+            writeln!(out, "last {split} metrics: {line}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! `neurogen sample`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use neurogen_data::samples::{sidecar, write_sidecar};
+use neurogen_data::write::{write_signals, OutputFormat};
+use neurogen_data::SignalKind;
+use neurogen_train::{sample_signals, LoadedRun};
+use serde_json::json;
+
+use crate::common::{open_run, BackendArg, UsageError};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The run directory.
+    run_dir: PathBuf,
+    /// Number of windows.
+    #[arg(short = 'n', default_value_t = 100)]
+    n: usize,
+    /// Seed of the latents and observation noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output file; its extension picks the format: .npy, .npz, .edf, .bdf or .csv.
+    /// Default RUN_DIR/samples.npy.
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Backend, overriding the run's.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Condition to generate, by name, for conditional models (one of the run's labels).
+    #[arg(long)]
+    label: Option<String>,
+}
+
+pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
+    if a.n == 0 {
+        bail!(UsageError("-n: must be at least 1".into()));
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.run_dir.join("samples.npy"));
+    OutputFormat::of(&out)?;
+    let (device, loaded) = open_run(&a.run_dir, a.backend)?;
+    if let Some(label) = &a.label {
+        check_label(&a.run_dir, &loaded, label)?;
+    }
+    let s = sample_signals(&loaded, a.n, a.seed, &device)?;
+    write_signals(&out, &s)?;
+    let mut meta = sidecar(&s);
+    meta.extend([
+        ("model".to_string(), json!(loaded.exp.model.kind())),
+        ("checkpoint_step".into(), json!(loaded.checkpoint.step)),
+        ("seed".into(), json!(a.seed)),
+        ("run_dir".into(), json!(a.run_dir.display().to_string())),
+    ]);
+    let meta_path = write_sidecar(&out, &meta)?;
+    if quiet {
+        return Ok(());
+    }
+    let stats = neurogen_eval::channel_stats(&s.values, s.meta.channels, s.meta.time);
+    let mean = stats.iter().map(|c| c.mean).sum::<f64>() / stats.len() as f64;
+    let sd = stats.iter().map(|c| c.std).sum::<f64>() / stats.len() as f64;
+    let norm = &loaded.info.norm;
+    let data_mean = norm.mean.iter().map(|&m| m as f64).sum::<f64>() / stats.len() as f64;
+    let data_sd = norm.std.iter().map(|&m| m as f64).sum::<f64>() / stats.len() as f64;
+    let counts = s.meta.kind == SignalKind::Counts;
+    if counts {
+        println!(
+            "samples: mean {mean:.3} count/bin ({:.2} Hz)",
+            mean * s.meta.sfreq
+        );
+    } else {
+        let unit = &s.meta.unit;
+        println!("samples: channel mean {mean:.3} {unit}, sd {sd:.3} {unit} (training data: mean {data_mean:.3}, sd {data_sd:.3})");
+    }
+    println!(
+        "wrote {} windows [{} × {} × {}] ({}) to {} and {}",
+        s.n,
+        s.n,
+        s.meta.channels,
+        s.meta.time,
+        if counts {
+            "counts"
+        } else {
+            s.meta.unit.as_str()
+        },
+        out.display(),
+        meta_path.display()
+    );
+    Ok(())
+}
+
+/// Refuses `--label` unless the run's model can generate a chosen condition.
+fn check_label(run_dir: &Path, loaded: &LoadedRun, label: &str) -> Result<()> {
+    let names = &loaded.info.meta.label_names;
+    if names.is_empty() {
+        bail!(UsageError(format!(
+            "--label {label}: {} was trained on unlabelled data; labels come from epochs, an NPZ `labels` array or a CSV condition column",
+            run_dir.display()
+        )));
+    }
+    if !names.iter().any(|n| n == label) {
+        bail!(UsageError(format!(
+            "--label {label}: not a label of {}; its labels are {}",
+            run_dir.display(),
+            names.join(", ")
+        )));
+    }
+    // Every family in this version models p(x), not p(x | label).
+    bail!(UsageError(format!(
+        "--label {label}: the {} model of {} is unconditional and cannot generate one condition; sample without --label",
+        loaded.exp.model.kind(),
+        run_dir.display()
+    )))
+}

@@ -1,0 +1,95 @@
+//! `neurogen score`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use neurogen_data::samples::{read_windows, Stated};
+use neurogen_train::{score_signals, Experiment};
+
+use crate::common::{open_run, BackendArg, UsageError};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The run directory.
+    run_dir: PathBuf,
+    /// Windows to score: an .npy of [n, channels, time] in physical units, or an
+    /// experiment .toml whose [data] is built and scored whole.
+    data: PathBuf,
+    /// Output CSV; default RUN_DIR/scores.csv.
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Importance samples for the IWAE bound.
+    #[arg(short = 'k', default_value_t = 64)]
+    k: usize,
+    /// Seed of the importance samples (and of the dequantisation of counts).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Backend, overriding the run's.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+}
+
+pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
+    if a.k == 0 {
+        bail!(UsageError("-k: must be at least 1".into()));
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.run_dir.join("scores.csv"));
+    let (device, loaded) = open_run(&a.run_dir, a.backend)?;
+    if loaded.density().is_none() {
+        bail!(UsageError(format!(
+            "{}: a {} run has no likelihood to score with; score works for runs of families that have one",
+            a.run_dir.display(),
+            loaded.exp.model.kind()
+        )));
+    }
+    let data = &a.data;
+    let ext = data.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let windows = if ext.eq_ignore_ascii_case("toml") {
+        let e = Experiment::load(data, &[])?;
+        e.build_data(data)?.signals
+    } else if let Some(cfg) = loaded.exp.data.for_recording(data) {
+        // A recording of the run's own format, cut as the run's data were.
+        cfg.build(loaded.exp.seed)?.signals
+    } else if ext.eq_ignore_ascii_case("npy") {
+        read_windows(data, Some(&loaded.info.meta), Stated::default())?
+    } else {
+        bail!(UsageError(format!(
+            "{}: DATA must be an .npy of windows, an experiment .toml, or a recording in the run's own format ({})",
+            data.display(),
+            loaded.exp.data.source.name()
+        )));
+    };
+    let scores = score_signals(&loaded, &windows, a.k, a.seed, &device)
+        .map_err(|e| anyhow::Error::new(e).context(data.display().to_string()))?;
+    let bits = |ll: f64| -ll / (scores.dim as f64 * std::f64::consts::LN_2);
+    let mut csv = String::from("window,bound,log_likelihood,bits_per_dim");
+    csv.push_str(if scores.elbo.is_some() {
+        ",elbo\n"
+    } else {
+        "\n"
+    });
+    for (i, ll) in scores.log_likelihood.iter().enumerate() {
+        csv.push_str(&format!("{i},{},{ll},{}", scores.bound, bits(*ll)));
+        match &scores.elbo {
+            Some(e) => csv.push_str(&format!(",{}\n", e[i])),
+            None => csv.push('\n'),
+        }
+    }
+    neurogen_data::io::write_atomic(&out, csv.as_bytes())?;
+    if !quiet {
+        let mut sorted = scores.log_likelihood.clone();
+        sorted.sort_by(f64::total_cmp);
+        let med = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+        println!(
+            "scored {} windows ({}, nats in the run's normalised units): median {med:.2}, lowest {:.2}; wrote {}",
+            sorted.len(),
+            scores.bound,
+            sorted.first().copied().unwrap_or(f64::NAN),
+            out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The family registry: the one place that names every model family.
+//!
+//! Each line of [`families!`] maps a `[model] kind` to its config struct (a
+//! [`FamilyConfig`] in its own file under `neurogen-models`) and to how neurogen trains and
+//! loads it: [`Single`] for every family with one [`GenerativeModel`] and one optimiser, or a
+//! family's own [`Family`] (the GAN's two players, `gan.rs`). Adding a family is its file and
+//! one line here; nothing else in neurogen matches on families.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use neurogen_data::{from_table, take_tag, SignalKind, Signals};
+use neurogen_models::{
+    FamilyConfig, GanConfig, GenerativeModel, LatentOdeConfig, ModelError, ModelFamily,
+    RealNvpConfig, Sampler, VaeConfig, WindowShape,
+};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::gan::Adversarial;
+use crate::rng::{normals, rng, Stream};
+use crate::run_dir::Checkpoint;
+use crate::trainer::{host_tensor, ModelTrainer, Trainer};
+use crate::{TrainConfig, TrainError};
+
+/// Declares [`ModelConfig`]: one variant per family, and the dispatch to each.
+macro_rules! families {
+    ($($(#[$doc:meta])* $variant:ident($config:ty) => $family:ident,)*) => {
+        /// The `[model]` table: one variant per family, chosen by `kind`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ModelConfig {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        impl ModelConfig {
+            /// Every family's `kind`, in registry order.
+            pub const KINDS: &'static [&'static str] = &[$(<$config>::KIND),*];
+
+            /// The family's name as written in `kind`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ModelConfig::$variant(_) => <$config>::KIND,)*
+                }
+            }
+
+            /// A copy with data-dependent defaults filled in.
+            pub fn resolved(&self, kind: SignalKind) -> ModelConfig {
+                match self {
+                    $(ModelConfig::$variant(c) => ModelConfig::$variant(c.resolved(kind)),)*
+                }
+            }
+
+            /// Checks the config against data of `kind`.
+            pub fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
+                match self {
+                    $(ModelConfig::$variant(c) => c.check(kind),)*
+                }
+            }
+
+            /// How neurogen trains and loads this family.
+            pub fn family(&self) -> Box<dyn Family + '_> {
+                match self {
+                    $(ModelConfig::$variant(c) => Box::new($family(c)),)*
+                }
+            }
+
+            fn from_kind(kind: &str, table: toml::Table) -> Result<ModelConfig, String> {
+                $(if kind == <$config>::KIND {
+                    return from_table(table).map(ModelConfig::$variant);
+                })*
+                Err(format!("kind: no model family \"{kind}\""))
+            }
+        }
+
+        impl Serialize for ModelConfig {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(ModelConfig::$variant(c) => Tagged { kind: <$config>::KIND, config: c }
+                        .serialize(s),)*
+                }
+            }
+        }
+    };
+}
+
+families! {
+    /// Variational autoencoder (`vae.rs`).
+    Vae(VaeConfig) => Single,
+    /// Generative adversarial network (`gan.rs`; trained by this crate's `gan.rs`).
+    Gan(GanConfig) => Adversarial,
+    /// RealNVP normalising flow (`flow.rs`).
+    RealNvp(RealNvpConfig) => Single,
+    /// Latent ODE (`latent_ode.rs`).
+    LatentOde(LatentOdeConfig) => Single,
+}
+
+/// A config serialised with its `kind` first, as `[model]` is written.
+#[derive(Serialize)]
+struct Tagged<'a, C> {
+    kind: &'static str,
+    #[serde(flatten)]
+    config: &'a C,
+}
+
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = take_tag(&mut table, "kind", Self::KINDS).map_err(D::Error::custom)?;
+        Self::from_kind(&kind, table).map_err(D::Error::custom)
+    }
+}
+
+/// What a family is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct Build<'a> {
+    /// One window's shape.
+    pub shape: WindowShape,
+    /// What the values are.
+    pub kind: SignalKind,
+    /// The `[train]` settings (optimiser, batch size, schedules).
+    pub train: &'a TrainConfig,
+    /// The run's seed: the key of every host draw.
+    pub seed: u64,
+    /// The plain device; trainers create their parameters on its autodiff twin.
+    pub device: &'a Device,
+}
+
+/// How neurogen trains a family and loads it from a checkpoint.
+pub trait Family {
+    /// A fresh trainer (the device's generator draws the initial weights). `init` is data for
+    /// a data-dependent initialisation; `None` when the weights come from a checkpoint next.
+    fn trainer(&self, b: &Build, init: Option<&Signals>) -> Box<dyn Trainer>;
+
+    /// The model that samples (and scores and encodes, where it can), with `ckpt`'s weights.
+    fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError>;
+}
+
+/// Every [`ModelFamily`]: one model, one optimiser, [`ModelTrainer`].
+pub struct Single<'a, F>(pub &'a F);
+
+impl<F: ModelFamily> Family for Single<'_, F> {
+    fn trainer(&self, b: &Build, init: Option<&Signals>) -> Box<dyn Trainer> {
+        let ad = b.device.clone().autodiff();
+        let mut model = self.0.build(b.shape, b.kind, &ad);
+        if let Some(data) = init.filter(|_| <F::Model as GenerativeModel>::INIT_FROM_DATA) {
+            model = init_from_data(model, data, b.seed, &ad);
+        }
+        Box::new(ModelTrainer::new(model, b.train, b.seed, b.device))
+    }
+
+    fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError> {
+        let model = self.0.build(b.shape, b.kind, b.device);
+        Ok(Box::new(load_weights(model, &ckpt.model_file())?))
+    }
+}
+
+/// `module` with the weights of a checkpoint's burnpack `file`.
+pub(crate) fn load_weights<M: Module>(module: M, file: &Path) -> Result<M, TrainError> {
+    module
+        .try_load_file(file)
+        .map_err(|e| TrainError::Checkpoint {
+            path: file.to_path_buf(),
+            message: format!("cannot load model weights: {e}"),
+        })
+}
+
+/// Runs a model's data-dependent initialisation on the first (up to) 512 windows of `data`.
+fn init_from_data<M: GenerativeModel>(model: M, data: &Signals, seed: u64, device: &Device) -> M {
+    let n = data.n.min(512);
+    let idx: Vec<usize> = (0..n).collect();
+    let x = data.batch(&idx, device); // [n, channels, time]
+    let d = model.noise_dim();
+    let noise = host_tensor(
+        normals(&mut rng(seed, Stream::Init, 0), n * d),
+        [n, d],
+        device,
+    );
+    model.init_from_data(x, noise)
+}

@@ -1,0 +1,127 @@
+//! Golden loss trajectories: ten steps of every family on flex from a fixed seed, pinned to
+//! 1e-4 relative. A change in initialisation, noise, batching or loss maths cannot pass
+//! silently: it moves these numbers. (When a change is meant to move them, rerun the command
+//! in the failure message and paste the new values, saying why in the commit.)
+
+mod common;
+
+use common::{metrics_without_timing, ok, tiny_train_args};
+
+/// Trains shipped `config` (shrunk as the other end-to-end tests shrink it) for ten steps on
+/// flex with a line per step; returns each step's training loss and the validation loss.
+fn trajectory(config: &str) -> (Vec<f64>, f64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = tiny_train_args(config, &run, 10, &["train.log_every=1"]);
+    args.extend(["--backend".into(), "flex".into(), "-q".into()]);
+    ok(
+        tmp.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let lines = metrics_without_timing(&run);
+    let of = |split: &str| -> Vec<f64> {
+        lines
+            .iter()
+            .filter(|l| l["split"] == split)
+            .map(|l| l["loss"].as_f64().expect("loss"))
+            .collect()
+    };
+    let valid = of("valid");
+    (of("train"), *valid.last().expect("a validation line"))
+}
+
+fn check(config: &str, train: &[f64], valid: f64) {
+    let (got, got_valid) = trajectory(config);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1e-3);
+    let ok = got.len() == train.len()
+        && got.iter().zip(train).all(|(a, b)| close(*a, *b))
+        && close(got_valid, valid);
+    assert!(
+        ok,
+        "{config}: the loss trajectory moved\n  got   {got:?}, valid {got_valid:?}\n  \
+         pinned {train:?}, valid {valid:?}\n(reproduce: the args of tiny_train_args(\"{config}\", \
+         run, 10, [\"train.log_every=1\"]) with --backend flex)"
+    );
+}
+
+#[test]
+fn vae_trajectory_is_pinned() {
+    check("vae-lorenz", &VAE.0, VAE.1);
+}
+
+#[test]
+fn gan_trajectory_is_pinned() {
+    check("gan-kuramoto", &GAN.0, GAN.1);
+}
+
+#[test]
+fn realnvp_trajectory_is_pinned() {
+    check("realnvp-kuramoto", &REALNVP.0, REALNVP.1);
+}
+
+#[test]
+fn latent_ode_trajectory_is_pinned() {
+    check("latent-ode-lorenz", &LATENT_ODE.0, LATENT_ODE.1);
+}
+
+// Pinned from the run before the one-trainer redesign (its metrics are byte-identical after).
+const VAE: ([f64; 10], f64) = (
+    [
+        1.235569e+02,
+        1.215275e+02,
+        1.211497e+02,
+        1.203346e+02,
+        1.219639e+02,
+        1.174680e+02,
+        1.120738e+02,
+        1.161226e+02,
+        1.102502e+02,
+        1.163008e+02,
+    ],
+    1.162830e+02,
+);
+const GAN: ([f64; 10], f64) = (
+    [
+        1.413829e+00,
+        1.389836e+00,
+        1.403531e+00,
+        1.393159e+00,
+        1.415860e+00,
+        1.378141e+00,
+        1.392842e+00,
+        1.384238e+00,
+        1.390770e+00,
+        1.377153e+00,
+    ],
+    1.391120e+00,
+);
+const REALNVP: ([f64; 10], f64) = (
+    [
+        1.357802e+02,
+        1.428843e+02,
+        1.311054e+02,
+        1.331414e+02,
+        1.326719e+02,
+        1.391005e+02,
+        1.332171e+02,
+        1.361008e+02,
+        1.354816e+02,
+        1.316934e+02,
+    ],
+    1.336907e+02,
+);
+const LATENT_ODE: ([f64; 10], f64) = (
+    [
+        1.784463e+02,
+        1.648203e+02,
+        1.966322e+02,
+        1.695905e+02,
+        1.662928e+02,
+        1.567747e+02,
+        1.633419e+02,
+        1.672506e+02,
+        1.551205e+02,
+        1.658115e+02,
+    ],
+    1.896694e+02,
+);
