@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use neurogen_data::samples::{read_windows, Stated};
 use neurogen_data::Signals;
+use neurogen_eval::conditions::{
+    augmentation_curve, per_condition, report_curves, tstr_trtr, Curve,
+};
+use neurogen_eval::plot::{self, Series};
 use neurogen_eval::{EvalOptions, Report};
 use neurogen_train::evaluate::{add_likelihood, latent_r2};
 use neurogen_train::sample_signals;
@@ -84,7 +88,8 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         (Some(f), _) => read_windows(f, run_meta, stated)?,
         (None, Some(c)) => {
             status(quiet, &format!("sampling {} windows from the run…", a.n));
-            sample_signals(&c.loaded, a.n, a.seed, &c.device)?
+            let labels = c.loaded.default_labels(a.n);
+            sample_signals(&c.loaded, a.n, a.seed, labels.as_deref(), &c.device)?
         }
         (None, None) => return Err(no_samples()),
     };
@@ -132,8 +137,18 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
                 .to_string())),
     );
     report.meta.insert("reference".into(), json!(against));
+    let mut curves = Vec::new();
     if let Some(c) = &ctx {
         run_metrics(
+            &mut report,
+            c,
+            &samples,
+            &reference,
+            against == "test",
+            a,
+            quiet,
+        )?;
+        curves = condition_metrics(
             &mut report,
             c,
             &samples,
@@ -150,12 +165,17 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     } else {
         "reference"
     };
-    let figures = draw(
+    let mut figures = draw(
         &out_dir.join("figures"),
         FigureArg::All,
         &[(ref_name, &reference), ("samples", &samples)],
         ctx.as_ref(),
     )?;
+    if !curves.is_empty() {
+        let path = out_dir.join("figures").join("augmentation.png");
+        augmentation_figure(&path, &curves)?;
+        figures.push(path);
+    }
     report.meta.insert(
         "figures".into(),
         json!(figures
@@ -179,6 +199,68 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             out_dir.join("figures").display()
         );
     }
+    Ok(())
+}
+
+/// The metrics of a conditional run: every metric and the evoked response per condition, and
+/// — against the run's test split — TSTR/TRTR decoding and the augmentation curve, which it
+/// returns for the figure.
+fn condition_metrics(
+    report: &mut Report,
+    c: &RunCtx,
+    samples: &Signals,
+    reference: &Signals,
+    reference_is_test: bool,
+    a: &Args,
+    quiet: bool,
+) -> Result<Vec<Curve>> {
+    let names = c.loaded.label_names().to_vec();
+    if names.is_empty() || samples.labels.is_none() || reference.labels.is_none() {
+        return Ok(Vec::new());
+    }
+    // Both sides' labels as indices into the run's label names.
+    let aligned = |s: &Signals| -> Result<Signals> {
+        let mut s = s.clone();
+        s.labels = c.loaded.labels_of(&s)?;
+        s.meta.label_names = names.clone();
+        Ok(s)
+    };
+    let (samples, reference) = (aligned(samples)?, aligned(reference)?);
+    status(quiet, "evaluating each condition…");
+    let opts = EvalOptions {
+        seed: a.seed,
+        ..EvalOptions::default()
+    };
+    per_condition(&samples, &reference, &names, &opts, report)
+        .map_err(|e| UsageError(e.to_string()))?;
+    if !reference_is_test || c.splits.train.labels.is_none() {
+        return Ok(Vec::new());
+    }
+    let train = aligned(&c.splits.train)?;
+    status(quiet, "decoding: train on synthetic, test on real…");
+    tstr_trtr(&samples, &train, &reference, names.len(), report);
+    status(quiet, "augmentation curve (5 seeds)…");
+    let curves = augmentation_curve(&samples, &train, &reference, names.len(), a.seed);
+    report_curves(&curves, report);
+    Ok(curves)
+}
+
+/// Mean balanced accuracy against real windows per class, one line per method.
+fn augmentation_figure(path: &Path, curves: &[Curve]) -> Result<()> {
+    let series: Vec<Series> = curves
+        .iter()
+        .map(|c| Series {
+            name: c.method.clone(),
+            points: c.points.iter().map(|(k, m, _)| (*k as f64, *m)).collect(),
+        })
+        .collect();
+    plot::curves(
+        path,
+        "decoder trained on k real windows per class (+ augmentation)",
+        "real windows per class",
+        "balanced accuracy on real test windows",
+        &series,
+    )?;
     Ok(())
 }
 

@@ -53,7 +53,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         bail!(UsageError("--steps: must be at least 1".into()));
     }
     let data = exp.build_data(&a.config)?.into_dataset();
-    exp.check_against(&a.config, data.train.n)?;
+    exp.check_against(&a.config, &data.train)?;
     let devices: Vec<_> = bs
         .iter()
         .map(|b| (b.name().to_string(), device_for(*b)))

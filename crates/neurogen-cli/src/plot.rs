@@ -101,10 +101,13 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             FigureArg::All | FigureArg::Traces | FigureArg::Raster | FigureArg::Psd
         );
         let samples = if needs_samples {
+            let n = a.n.max(1);
+            let labels = ctx.loaded.default_labels(n);
             Some(sample_signals(
                 &ctx.loaded,
-                a.n.max(1),
+                n,
                 a.seed,
+                labels.as_deref(),
                 &ctx.device,
             )?)
         } else {
@@ -269,10 +272,11 @@ fn latents_figure(
         return refuse("latents", "the run's test split holds fewer than 3 windows");
     }
     let Some(lat) = c.test_latents()? else {
-        return refuse(
-            "latents",
-            "only vae and latent_ode runs have an encoder whose latents can be drawn",
+        let why = format!(
+            "the {} model has no encoder whose latents can be drawn",
+            c.loaded.exp.model.kind()
         );
+        return refuse("latents", &why);
     };
     let points = plot::pca2(&lat.codes, lat.dim);
     // Labels when there are any; else a simulator's first true latent at the window's first

@@ -28,9 +28,11 @@ pub(crate) struct Args {
     /// Backend, overriding the run's.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// Condition to generate, by name, for conditional models (one of the run's labels).
-    #[arg(long)]
-    label: Option<String>,
+    /// Condition to generate, by name (one of a conditional run's labels); repeat it to split
+    /// the windows equally over several (`--label a --label b`), or `--label all` for every
+    /// label. Default for a conditional run: the training split's proportions.
+    #[arg(long, value_name = "NAME")]
+    label: Vec<String>,
 }
 
 pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
@@ -43,10 +45,12 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         .unwrap_or_else(|| a.run_dir.join("samples.npy"));
     OutputFormat::of(&out)?;
     let (device, loaded) = open_run(&a.run_dir, a.backend)?;
-    if let Some(label) = &a.label {
-        check_label(&a.run_dir, &loaded, label)?;
-    }
-    let s = sample_signals(&loaded, a.n, a.seed, &device)?;
+    let labels = if a.label.is_empty() {
+        loaded.default_labels(a.n)
+    } else {
+        Some(chosen_labels(&a.run_dir, &loaded, &a.label, a.n)?)
+    };
+    let s = sample_signals(&loaded, a.n, a.seed, labels.as_deref(), &device)?;
     write_signals(&out, &s)?;
     let mut meta = sidecar(&s);
     meta.extend([
@@ -92,26 +96,56 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Refuses `--label` unless the run's model can generate a chosen condition.
-fn check_label(run_dir: &Path, loaded: &LoadedRun, label: &str) -> Result<()> {
+/// The label of each of `n` windows for `--label` names (`all`: every label), in equal blocks
+/// in the order named; refused unless the run's model generates chosen conditions.
+fn chosen_labels(
+    run_dir: &Path,
+    loaded: &LoadedRun,
+    asked: &[String],
+    n: usize,
+) -> Result<Vec<u32>> {
     let names = &loaded.info.meta.label_names;
+    let first = &asked[0];
     if names.is_empty() {
         bail!(UsageError(format!(
-            "--label {label}: {} was trained on unlabelled data; labels come from epochs, an NPZ `labels` array or a CSV condition column",
+            "--label {first}: {} was trained on unlabelled data; labels come from epochs, an NPZ `labels` array, a CSV condition column or a simulator's n_conditions",
             run_dir.display()
         )));
     }
-    if !names.iter().any(|n| n == label) {
+    let wanted: Vec<&String> = if asked.iter().any(|l| l == "all") {
+        names.iter().collect()
+    } else {
+        asked.iter().collect()
+    };
+    let mut idx = Vec::with_capacity(wanted.len());
+    for w in &wanted {
+        match names.iter().position(|n| n == *w) {
+            Some(i) => idx.push(i as u32),
+            None => bail!(UsageError(format!(
+                "--label {w}: not a label of {}; its labels are {} (or all)",
+                run_dir.display(),
+                names.join(", ")
+            ))),
+        }
+    }
+    if loaded.label_names().is_empty() {
         bail!(UsageError(format!(
-            "--label {label}: not a label of {}; its labels are {}",
-            run_dir.display(),
-            names.join(", ")
+            "--label {first}: the {} model of {} is unconditional and cannot generate one condition; sample without --label, or train with `[model] conditional = true`",
+            loaded.exp.model.kind(),
+            run_dir.display()
         )));
     }
-    // Every family in this version models p(x), not p(x | label).
-    bail!(UsageError(format!(
-        "--label {label}: the {} model of {} is unconditional and cannot generate one condition; sample without --label",
-        loaded.exp.model.kind(),
-        run_dir.display()
-    )))
+    if !n.is_multiple_of(idx.len()) {
+        bail!(UsageError(format!(
+            "-n {n}: cannot be split equally over the {} labels asked for ({}); use a multiple of {}",
+            idx.len(),
+            wanted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            idx.len()
+        )));
+    }
+    let each = n / idx.len();
+    Ok(idx
+        .iter()
+        .flat_map(|&l| std::iter::repeat_n(l, each))
+        .collect())
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use neurogen_data::samples::{read_windows, Stated};
-use neurogen_train::{score_signals, Experiment};
+use neurogen_train::{classify_signals, score_signals, Experiment};
 
 use crate::common::{open_run, BackendArg, UsageError};
 
@@ -27,6 +27,11 @@ pub(crate) struct Args {
     /// Backend, overriding the run's.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Conditional runs: also score every window under every label (`log_likelihood@NAME`),
+    /// with the posterior over labels (`posterior@NAME`, the training split's proportions as
+    /// the prior) and its most probable label (`predicted`): a likelihood-based decoder.
+    #[arg(long)]
+    classify: bool,
 }
 
 pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
@@ -62,24 +67,66 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             loaded.exp.data.source.name()
         )));
     };
-    let scores = score_signals(&loaded, &windows, a.k, a.seed, &device)
-        .map_err(|e| anyhow::Error::new(e).context(data.display().to_string()))?;
-    let bits = |ll: f64| -ll / (scores.dim as f64 * std::f64::consts::LN_2);
-    let mut csv = String::from("window,bound,log_likelihood,bits_per_dim");
-    csv.push_str(if scores.elbo.is_some() {
-        ",elbo\n"
+    let in_context = |e| anyhow::Error::new(e).context(data.display().to_string());
+    let scores = score_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?;
+    let classified = if a.classify {
+        Some(classify_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?)
     } else {
-        "\n"
-    });
+        None
+    };
+    let names = loaded.label_names();
+    let bits = |ll: f64| -ll / (scores.dim as f64 * std::f64::consts::LN_2);
+    let mut header = vec!["window", "bound", "log_likelihood", "bits_per_dim"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    if scores.elbo.is_some() {
+        header.push("elbo".into());
+    }
+    if scores.labels.is_some() {
+        header.push("label".into());
+    }
+    if classified.is_some() {
+        header.extend(names.iter().map(|n| format!("log_likelihood@{n}")));
+        header.extend(names.iter().map(|n| format!("posterior@{n}")));
+        header.push("predicted".into());
+    }
+    let mut csv = header.join(",") + "\n";
     for (i, ll) in scores.log_likelihood.iter().enumerate() {
-        csv.push_str(&format!("{i},{},{ll},{}", scores.bound, bits(*ll)));
-        match &scores.elbo {
-            Some(e) => csv.push_str(&format!(",{}\n", e[i])),
-            None => csv.push('\n'),
+        let mut row = vec![
+            i.to_string(),
+            scores.bound.clone(),
+            ll.to_string(),
+            bits(*ll).to_string(),
+        ];
+        if let Some(e) = &scores.elbo {
+            row.push(e[i].to_string());
         }
+        if let Some(l) = &scores.labels {
+            row.push(names[l[i] as usize].clone());
+        }
+        if let Some(c) = &classified {
+            row.extend(c.log_likelihood[i].iter().map(f64::to_string));
+            row.extend(c.posterior[i].iter().map(f64::to_string));
+            row.push(names[c.predicted[i] as usize].clone());
+        }
+        csv.push_str(&(row.join(",") + "\n"));
     }
     neurogen_data::io::write_atomic(&out, csv.as_bytes())?;
     if !quiet {
+        if let (Some(c), Some(truth)) = (&classified, &scores.labels) {
+            let right = c
+                .predicted
+                .iter()
+                .zip(truth)
+                .filter(|(p, t)| p == t)
+                .count();
+            println!(
+                "classified {} windows by likelihood: {right} ({:.1} %) predicted their own label",
+                truth.len(),
+                100.0 * right as f64 / truth.len().max(1) as f64
+            );
+        }
         let mut sorted = scores.log_likelihood.clone();
         sorted.sort_by(f64::total_cmp);
         let med = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);

@@ -101,8 +101,8 @@ pub struct Stated {
 /// Reads `[n, channels, time]` windows (or one `[channels, time]` window) from an `.npy`.
 ///
 /// Rate, kind, channel names and unit come from, in order: what the user `stated`, the
-/// file's `.json` sidecar, then `fallback` (a run's data). Every value must be finite, and
-/// counts non-negative integers.
+/// file's `.json` sidecar, then `fallback` (a run's data); labels from the sidecar's `labels`
+/// and `label_names`. Every value must be finite, and counts non-negative integers.
 pub fn read_windows(
     path: &Path,
     fallback: Option<&SignalMeta>,
@@ -179,6 +179,32 @@ pub fn read_windows(
             }
             .into()
         });
+    // Labels, when the sidecar has them: one index per window into `label_names`.
+    let label_names = from_side("label_names")
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+        .unwrap_or_default();
+    let labels = match from_side("labels") {
+        Some(v) if !label_names.is_empty() && !v.is_null() => {
+            let l: Vec<u32> = serde_json::from_value(v.clone()).map_err(|e| {
+                format_err(
+                    &sidecar_path(path, ".json"),
+                    format!("labels: expected one label index per window: {e}"),
+                )
+            })?;
+            if l.len() != n || l.iter().any(|&i| i as usize >= label_names.len()) {
+                return Err(format_err(
+                    &sidecar_path(path, ".json"),
+                    format!(
+                        "labels: {} indices for {n} windows, each below {} (the label_names)",
+                        l.len(),
+                        label_names.len()
+                    ),
+                ));
+            }
+            Some(l)
+        }
+        _ => None,
+    };
     Ok(Signals {
         values,
         n,
@@ -189,9 +215,13 @@ pub fn read_windows(
             channel_names,
             kind,
             unit,
-            label_names: vec![],
+            label_names: if labels.is_some() {
+                label_names
+            } else {
+                vec![]
+            },
         },
         latents: None,
-        labels: None,
+        labels,
     })
 }

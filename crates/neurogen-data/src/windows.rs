@@ -141,6 +141,31 @@ impl Signals {
             device,
         )
     }
+
+    /// The labels of the windows at `indices` as one-hot rows over `classes`; `None` when the
+    /// windows carry no labels.
+    ///
+    /// # Shapes
+    /// - output: `[indices.len(), classes]`
+    pub fn label_batch(
+        &self,
+        indices: &[usize],
+        classes: usize,
+        device: &Device,
+    ) -> Option<Tensor<2>> {
+        let labels = self.labels.as_ref()?;
+        let mut v = vec![0f32; indices.len() * classes];
+        for (row, &i) in indices.iter().enumerate() {
+            let l = labels.get(i).copied().unwrap_or(u32::MAX) as usize;
+            if l < classes {
+                v[row * classes + l] = 1.0;
+            }
+        }
+        Some(Tensor::from_data(
+            TensorData::new(v, [indices.len(), classes]),
+            device,
+        ))
+    }
 }
 
 /// Assigns recordings (or time blocks) to splits and cuts windows that never straddle two.

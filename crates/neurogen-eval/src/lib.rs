@@ -17,6 +17,9 @@ use rand::{Rng, SeedableRng};
 
 use neurogen_data::{SignalKind, Signals};
 
+pub mod augment;
+pub mod conditions;
+pub mod decoding;
 pub mod distribution;
 pub mod plot;
 pub mod recovery;

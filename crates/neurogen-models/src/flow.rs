@@ -16,26 +16,28 @@ use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
+use crate::condition::{self, LabelEmbedding};
 use crate::likelihood::std_normal_log_prob;
 use crate::{
     Density, FamilyConfig, GenerativeModel, Loss, LossContext, Mlp, ModelError, ModelFamily,
     Observation, Sampler, WindowShape,
 };
 
-/// An invertible map with a tractable Jacobian.
+/// An invertible map with a tractable Jacobian, optionally conditioned on a context (a
+/// conditional flow's label embedding), which is an input of the map and never transformed.
 pub trait Transform {
     /// Data → latent, with `log|det ∂z/∂x|` per row.
     ///
     /// # Shapes
-    /// - `x`: `[batch, dim]` → (`[batch, dim]`, `[batch]`)
-    fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<1>);
+    /// - `x`: `[batch, dim]`; `context`: `[batch, c]` → (`[batch, dim]`, `[batch]`)
+    fn forward(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>);
 
-    /// Latent → data, the exact inverse of [`forward`](Self::forward), with
-    /// `log|det ∂x/∂z|` per row.
+    /// Latent → data, the exact inverse of [`forward`](Self::forward) for the same context,
+    /// with `log|det ∂x/∂z|` per row.
     ///
     /// # Shapes
-    /// - `z`: `[batch, dim]` → (`[batch, dim]`, `[batch]`)
-    fn inverse(&self, z: Tensor<2>) -> (Tensor<2>, Tensor<1>);
+    /// - `z`: `[batch, dim]`; `context`: `[batch, c]` → (`[batch, dim]`, `[batch]`)
+    fn inverse(&self, z: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>);
 }
 
 /// `[model] kind = "realnvp"`.
@@ -51,6 +53,11 @@ pub struct RealNvpConfig {
     pub actnorm: bool,
     /// Log-scales are `scale_bound · tanh(raw)`.
     pub scale_bound: f64,
+    /// A conditional flow: the label's embedding is an extra input of every coupling's
+    /// conditioner.
+    pub conditional: bool,
+    /// Size of the learned label embedding.
+    pub embed_dim: usize,
 }
 
 impl Default for RealNvpConfig {
@@ -60,6 +67,8 @@ impl Default for RealNvpConfig {
             hidden: vec![256, 256],
             actnorm: true,
             scale_bound: 1.0,
+            conditional: false,
+            embed_dim: crate::condition::default_embed_dim(),
         }
     }
 }
@@ -84,7 +93,11 @@ impl FamilyConfig for RealNvpConfig {
                 format!("must be positive, got {}", self.scale_bound),
             );
         }
-        Ok(())
+        crate::condition::check(self.conditional, self.embed_dim)
+    }
+
+    fn conditional(&self) -> bool {
+        self.conditional
     }
 }
 
@@ -100,6 +113,11 @@ impl RealNvpConfig {
     /// Builds the flow for windows of `shape` of data of `kind`.
     pub fn init(&self, shape: WindowShape, kind: SignalKind, device: &Device) -> RealNvp {
         let dim = shape.dim();
+        let e = if self.conditional && shape.classes > 0 {
+            self.embed_dim
+        } else {
+            0
+        };
         RealNvp {
             norms: if self.actnorm {
                 (0..self.n_layers)
@@ -110,12 +128,14 @@ impl RealNvpConfig {
             },
             couplings: (0..self.n_layers)
                 .map(|k| {
-                    AffineCoupling::init(dim, &self.hidden, k % 2 == 0, self.scale_bound, device)
+                    let first = k % 2 == 0;
+                    AffineCoupling::init(dim, e, &self.hidden, first, self.scale_bound, device)
                 })
                 .collect(),
             channels: shape.channels,
             time: shape.time,
             counts: kind == SignalKind::Counts,
+            embed: condition::init(self.conditional, shape.classes, self.embed_dim, device),
         }
     }
 }
@@ -153,14 +173,14 @@ impl ActNorm {
 }
 
 impl Transform for ActNorm {
-    fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+    fn forward(&self, x: Tensor<2>, _context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let b = x.dims()[0];
         let ls = self.log_scale.val();
         let z = (x - self.loc.val().unsqueeze_dim(0)) * ls.clone().neg().exp().unsqueeze_dim(0);
         (z, ls.sum().neg().expand([b]))
     }
 
-    fn inverse(&self, z: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+    fn inverse(&self, z: Tensor<2>, _context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let b = z.dims()[0];
         let ls = self.log_scale.val();
         let x = z * ls.clone().exp().unsqueeze_dim(0) + self.loc.val().unsqueeze_dim(0);
@@ -183,9 +203,10 @@ pub struct AffineCoupling {
 
 impl AffineCoupling {
     /// A layer on `dim` ≥ 2 dimensions; the first `dim / 2` condition the rest when
-    /// `first_conditions`.
+    /// `first_conditions`; the conditioner also reads a context of `context` values.
     pub fn init(
         dim: usize,
+        context: usize,
         hidden: &[usize],
         first_conditions: bool,
         bound: f64,
@@ -197,9 +218,9 @@ impl AffineCoupling {
         } else {
             (dim - half, half)
         };
-        let mut sizes = vec![d_cond];
+        let mut sizes = vec![d_cond + context];
         sizes.extend(hidden);
-        let last = *sizes.last().unwrap_or(&d_cond);
+        let last = *sizes.last().unwrap_or(&(d_cond + context));
         AffineCoupling {
             net: Mlp::init(&sizes, device),
             // Zero-initialised: the layer starts as the identity.
@@ -235,7 +256,8 @@ impl AffineCoupling {
     }
 
     /// Log-scale and shift for the transformed part, each `[batch, d_trans]`.
-    fn scale_shift(&self, cond: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    fn scale_shift(&self, cond: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<2>) {
+        let cond = condition::with(cond, context.cloned()); // [batch, d_cond + context]
         let h = self.out.forward(self.net.forward(cond)); // [batch, 2 * d_trans]
         let d = h.dims()[1] / 2;
         let s = h.clone().narrow(1, 0, d).tanh().mul_scalar(self.bound);
@@ -244,16 +266,16 @@ impl AffineCoupling {
 }
 
 impl Transform for AffineCoupling {
-    fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+    fn forward(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let (cond, b) = self.split(x);
-        let (s, t) = self.scale_shift(cond.clone());
+        let (s, t) = self.scale_shift(cond.clone(), context);
         let z_b = (b - t) * s.clone().neg().exp(); // [batch, d_trans]
         (self.join(cond, z_b), s.sum_dim(1).squeeze_dim(1).neg())
     }
 
-    fn inverse(&self, z: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+    fn inverse(&self, z: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let (cond, z_b) = self.split(z);
-        let (s, t) = self.scale_shift(cond.clone());
+        let (s, t) = self.scale_shift(cond.clone(), context);
         let b = z_b * s.clone().exp() + t;
         (self.join(cond, b), s.sum_dim(1).squeeze_dim(1))
     }
@@ -267,33 +289,36 @@ pub struct RealNvp {
     channels: usize,
     time: usize,
     counts: bool,
+    /// The label embedding of a conditional flow.
+    embed: Option<LabelEmbedding>,
 }
 
+/// The whole flow; its context is the (embedded) label, handed to every coupling.
 impl Transform for RealNvp {
-    fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+    fn forward(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let b = x.dims()[0];
         let mut logdet = Tensor::zeros([b], &x.device());
         let mut h = x;
         for (k, c) in self.couplings.iter().enumerate() {
             if let Some(n) = self.norms.get(k) {
-                let (y, ld) = n.forward(h);
+                let (y, ld) = n.forward(h, context);
                 (h, logdet) = (y, logdet + ld);
             }
-            let (y, ld) = c.forward(h);
+            let (y, ld) = c.forward(h, context);
             (h, logdet) = (y, logdet + ld);
         }
         (h, logdet)
     }
 
-    fn inverse(&self, z: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+    fn inverse(&self, z: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let b = z.dims()[0];
         let mut logdet = Tensor::zeros([b], &z.device());
         let mut h = z;
         for (k, c) in self.couplings.iter().enumerate().rev() {
-            let (y, ld) = c.inverse(h);
+            let (y, ld) = c.inverse(h, context);
             (h, logdet) = (y, logdet + ld);
             if let Some(n) = self.norms.get(k) {
-                let (y, ld) = n.inverse(h);
+                let (y, ld) = n.inverse(h, context);
                 (h, logdet) = (y, logdet + ld);
             }
         }
@@ -312,23 +337,31 @@ impl RealNvp {
         self.counts
     }
 
-    /// Exact log-density of flattened vectors under the flow.
+    /// Exact log-density of flattened vectors under the flow (given the embedded labels of a
+    /// conditional flow).
     ///
     /// # Shapes
-    /// - `x`: `[batch, dim]` → `[batch]`
-    pub fn log_prob_flat(&self, x: Tensor<2>) -> Tensor<1> {
-        let (z, logdet) = self.forward(x);
+    /// - `x`: `[batch, dim]`; `context`: `[batch, embed_dim]` → `[batch]`
+    pub fn log_prob_flat(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> Tensor<1> {
+        let (z, logdet) = self.forward(x, context);
         std_normal_log_prob(z) + logdet
     }
 
-    /// Log-density of windows (normalised units; counts dequantised with `noise` mapped to
-    /// uniforms through the normal CDF, so that every random number still comes from the
-    /// caller).
+    /// Log-density of windows of conditions `y` (normalised units; counts dequantised with
+    /// `noise` mapped to uniforms through the normal CDF, so that every random number still
+    /// comes from the caller).
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]`; `noise`: `[batch, dim]` → `[batch]`
-    pub fn log_prob(&self, x: Tensor<3>, noise: Tensor<2>) -> Tensor<1> {
-        self.log_prob_flat(self.flatten(x, noise))
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `noise`: `[batch, dim]` →
+    ///   `[batch]`
+    pub fn log_prob(&self, x: Tensor<3>, y: Option<Tensor<2>>, noise: Tensor<2>) -> Tensor<1> {
+        let context = self.context(y, x.dims()[0], &x.device());
+        self.log_prob_flat(self.flatten(x, noise), context.as_ref())
+    }
+
+    /// The embedded labels a conditional flow hands its couplings.
+    fn context(&self, y: Option<Tensor<2>>, batch: usize, device: &Device) -> Option<Tensor<2>> {
+        condition::embed(&self.embed, y, batch, device)
     }
 
     fn flatten(&self, x: Tensor<3>, noise: Tensor<2>) -> Tensor<2> {
@@ -351,8 +384,14 @@ impl RealNvp {
 impl GenerativeModel for RealNvp {
     const INIT_FROM_DATA: bool = true;
 
-    fn loss(&self, x: Tensor<3>, noise: Tensor<2>, _ctx: &LossContext) -> Loss {
-        let nll = self.log_prob(x, noise).neg(); // [batch]
+    fn loss(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        noise: Tensor<2>,
+        _ctx: &LossContext,
+    ) -> Loss {
+        let nll = self.log_prob(x, y, noise).neg(); // [batch]
         let per_dim = (self.dim() as f32) * std::f32::consts::LN_2;
         let nll = nll.mean();
         Loss {
@@ -365,14 +404,17 @@ impl GenerativeModel for RealNvp {
         }
     }
 
-    fn init_from_data(mut self, x: Tensor<3>, noise: Tensor<2>) -> Self {
+    fn init_from_data(mut self, x: Tensor<3>, y: Option<Tensor<2>>, noise: Tensor<2>) -> Self {
+        let context = self
+            .context(y, x.dims()[0], &x.device())
+            .map(|c| c.detach());
         let mut h = self.flatten(x, noise).detach();
         let norms = std::mem::take(&mut self.norms);
         let mut fitted = Vec::with_capacity(norms.len());
         for (k, n) in norms.into_iter().enumerate() {
             let n = n.fit(h.clone());
-            h = n.forward(h).0;
-            h = self.couplings[k].forward(h).0.detach();
+            h = n.forward(h, None).0;
+            h = self.couplings[k].forward(h, context.as_ref()).0.detach();
             fitted.push(n);
         }
         self.norms = fitted;
@@ -385,9 +427,14 @@ impl Sampler for RealNvp {
         self.dim()
     }
 
-    fn generate(&self, z: Tensor<2>) -> Observation {
+    fn classes(&self) -> usize {
+        self.embed.as_ref().map_or(0, LabelEmbedding::classes)
+    }
+
+    fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
         let n = z.dims()[0];
-        let (x, _) = self.inverse(z);
+        let context = self.context(y, n, &z.device());
+        let (x, _) = self.inverse(z, context.as_ref());
         let x = x.reshape([n, self.channels, self.time]);
         // Dequantised counts k + u with u ∈ [0, 1): the count is the floor.
         let values = if self.counts {
@@ -421,10 +468,11 @@ impl Density for RealNvp {
     fn log_likelihood(
         &self,
         x: Tensor<3>,
+        y: Option<Tensor<2>>,
         noise: Tensor<3>,
     ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
         let [_, b, d] = noise.dims();
-        Ok((self.log_prob(x, noise.reshape([b, d])), None))
+        Ok((self.log_prob(x, y, noise.reshape([b, d])), None))
     }
 }
 
@@ -456,18 +504,32 @@ mod tests {
     }
 
     fn flow(dim: usize, layers: usize, actnorm: bool, seed: u64) -> RealNvp {
+        conditional_flow(dim, layers, actnorm, 0, seed)
+    }
+
+    /// A flow conditioned on `classes` labels (none: unconditional).
+    fn conditional_flow(
+        dim: usize,
+        layers: usize,
+        actnorm: bool,
+        classes: usize,
+        seed: u64,
+    ) -> RealNvp {
         let device = Device::flex();
         let cfg = RealNvpConfig {
             n_layers: layers,
             hidden: vec![16, 16],
             actnorm,
             scale_bound: 1.0,
+            conditional: classes > 0,
+            embed_dim: 4,
         };
         cfg.init(
             WindowShape {
                 channels: 1,
                 time: dim,
                 sfreq: 1.0,
+                classes,
             },
             SignalKind::Continuous,
             &device,
@@ -485,8 +547,8 @@ mod tests {
     }
 
     fn check_round_trip<T: Transform>(name: &str, t: &T, x: Tensor<2>) {
-        let (z, ld_f) = t.forward(x.clone());
-        let (back, ld_i) = t.inverse(z);
+        let (z, ld_f) = t.forward(x.clone(), None);
+        let (back, ld_i) = t.inverse(z, None);
         for (a, b) in host(x).iter().zip(host(back)) {
             assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{name}: {a} vs {b}");
         }
@@ -514,7 +576,31 @@ mod tests {
             check_round_trip("realnvp", &f, x.clone());
             check_round_trip("actnorm", &f.norms[0], x.clone());
             check_round_trip("coupling(first)", &f.couplings[0], x.clone());
-            check_round_trip("coupling(second)", &f.couplings[1], x);
+            check_round_trip("coupling(second)", &f.couplings[1], x.clone());
+            // A conditional flow inverts exactly for each context, and the context matters.
+            let f = conditional_flow(dim, 4, true, 3, seed);
+            let y = crate::condition::one_hot(&vec![1; batch], 3, &device);
+            let context = f.context(Some(y), batch, &device).unwrap();
+            let (z, ld_f) = f.forward(x.clone(), Some(&context));
+            let (back, ld_i) = f.inverse(z.clone(), Some(&context));
+            for (a, b) in host(x.clone()).iter().zip(host(back)) {
+                assert!(
+                    (a - b).abs() < 1e-4 * (1.0 + a.abs()),
+                    "conditional: {a} vs {b}"
+                );
+            }
+            for (f, i) in host(ld_f).iter().zip(host(ld_i)) {
+                assert!(
+                    (f + i).abs() < 1e-4 * (1.0 + f.abs()),
+                    "conditional: {f} + {i}"
+                );
+            }
+            let (z0, _) = f.forward(x, Some(&context.zeros_like()));
+            let moved = host(z)
+                .iter()
+                .zip(host(z0))
+                .any(|(a, b)| (a - b).abs() > 1e-4);
+            assert!(moved, "the context must change the map");
         }
     }
 
@@ -524,7 +610,7 @@ mod tests {
         let device = Device::flex();
         let eval = |v: Vec<f32>| {
             host(
-                t.forward(Tensor::from_data(TensorData::new(v, [1, d]), &device))
+                t.forward(Tensor::from_data(TensorData::new(v, [1, d]), &device), None)
                     .0,
             )
         };
@@ -566,10 +652,10 @@ mod tests {
             let x: Vec<f32> = (0..5)
                 .map(|i| ((seed as f32) * 0.37 + i as f32 * 0.61).sin())
                 .collect();
-            let (_, ld) = f.forward(Tensor::from_data(
-                TensorData::new(x.clone(), [1, 5]),
-                &device,
-            ));
+            let (_, ld) = f.forward(
+                Tensor::from_data(TensorData::new(x.clone(), [1, 5]), &device),
+                None,
+            );
             let got = ld.into_scalar::<f32>() as f64;
             let want = numeric_logdet(&f, &x);
             assert!((got - want).abs() < 2e-2, "seed {seed}: {got} vs {want}");
@@ -589,7 +675,10 @@ mod tests {
                 pts.push(lo + (j as f32 + 0.5) * step);
             }
         }
-        let lp = f.log_prob_flat(Tensor::from_data(TensorData::new(pts, [n * n, 2]), &device));
+        let lp = f.log_prob_flat(
+            Tensor::from_data(TensorData::new(pts, [n * n, 2]), &device),
+            None,
+        );
         let mass: f64 = host(lp).iter().map(|l| l.exp()).sum::<f64>() * (step as f64).powi(2);
         assert!((mass - 1.0).abs() < 0.02, "∫ p = {mass}");
     }
@@ -603,6 +692,7 @@ mod tests {
             channels: 2,
             time: 6,
             sfreq: 10.0,
+            classes: 0,
         };
         let cfg = RealNvpConfig {
             n_layers: 4,
@@ -614,29 +704,30 @@ mod tests {
         let a = Tensor::<2>::random([12, 12], Distribution::Normal(0.0, 0.5), &ad);
         let x = eps.matmul(a).reshape([32, 2, 6]);
         let noise = Tensor::<2>::zeros([32, 12], &ad);
-        let mut model = cfg
-            .init(shape, SignalKind::Continuous, &ad)
-            .init_from_data(x.clone(), noise.clone());
+        let mut model = cfg.init(shape, SignalKind::Continuous, &ad).init_from_data(
+            x.clone(),
+            None,
+            noise.clone(),
+        );
         let ctx = LossContext { kl_warmup: 1.0 };
         let first = model
-            .loss(x.clone(), noise.clone(), &ctx)
+            .loss(x.clone(), None, noise.clone(), &ctx)
             .total
             .into_scalar::<f32>();
         let mut optim = AdamConfig::new().init();
         for _ in 0..100 {
-            let loss = model.loss(x.clone(), noise.clone(), &ctx);
+            let loss = model.loss(x.clone(), None, noise.clone(), &ctx);
             let grads = GradientsParams::from_grads(loss.total.backward(), &model);
             model = optim.step(3e-3, model, grads);
         }
-        let last = model.loss(x, noise, &ctx).total.into_scalar::<f32>();
+        let last = model.loss(x, None, noise, &ctx).total.into_scalar::<f32>();
         assert!(last < first - 5.0, "{first} -> {last}");
 
         let counts = cfg.init(shape, SignalKind::Counts, &Device::flex());
-        match counts.generate(Tensor::random(
-            [4, 12],
-            Distribution::Normal(0.0, 1.0),
-            &Device::flex(),
-        )) {
+        match counts.generate(
+            Tensor::random([4, 12], Distribution::Normal(0.0, 1.0), &Device::flex()),
+            None,
+        ) {
             Observation::Point { values } => {
                 let v: Vec<f32> = values.into_data().try_to_vec().unwrap();
                 assert!(v.iter().all(|x| *x >= 0.0 && x.fract() == 0.0), "{v:?}");

@@ -7,11 +7,13 @@
 //! tested on its own.
 
 use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{relu, softplus};
 use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
+use crate::condition::{self, LabelEmbedding};
 use crate::conv::{leaky_relu, ConvDown, ConvUp};
 use crate::mlp::MlpHead;
 use crate::spectral::SnLinear;
@@ -67,6 +69,11 @@ pub struct GanConfig {
     /// absent: sample from the generator itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ema: Option<f64>,
+    /// A conditional GAN: the label's embedding joins the generator's noise, and the critic is
+    /// a projection discriminator (Miyato & Koyama 2018).
+    pub conditional: bool,
+    /// Size of the generator's learned label embedding.
+    pub embed_dim: usize,
 }
 
 impl Default for GanConfig {
@@ -81,6 +88,8 @@ impl Default for GanConfig {
             clip: 0.01,
             critic_lr: None,
             ema: None,
+            conditional: false,
+            embed_dim: crate::condition::default_embed_dim(),
         }
     }
 }
@@ -125,11 +134,24 @@ impl FamilyConfig for GanConfig {
                 return bad("ema", format!("the decay must lie in [0, 1), got {d}"));
             }
         }
-        Ok(())
+        crate::condition::check(self.conditional, self.embed_dim)
+    }
+
+    fn conditional(&self) -> bool {
+        self.conditional
     }
 }
 
 impl GanConfig {
+    /// Labels a conditional player is built for (0: unconditional).
+    fn classes(&self, shape: WindowShape) -> usize {
+        if self.conditional {
+            shape.classes
+        } else {
+            0
+        }
+    }
+
     /// Builds the generator for windows of `shape` of data of `kind`.
     pub fn init_generator(
         &self,
@@ -137,16 +159,18 @@ impl GanConfig {
         kind: SignalKind,
         device: &Device,
     ) -> Generator {
+        let classes = self.classes(shape);
+        let e = if classes > 0 { self.embed_dim } else { 0 };
         let body = match self.arch {
             Arch::Conv => GenBody::Conv(ConvUp::init(
-                self.noise_dim,
+                self.noise_dim + e,
                 &self.hidden,
                 shape.channels,
                 shape.time,
                 device,
             )),
             Arch::Mlp => {
-                let mut sizes = vec![self.noise_dim];
+                let mut sizes = vec![self.noise_dim + e];
                 sizes.extend(&self.hidden);
                 GenBody::Mlp(MlpHead::init(&sizes, shape.dim(), device))
             }
@@ -157,6 +181,7 @@ impl GanConfig {
             time: shape.time,
             noise_dim: self.noise_dim,
             counts: kind == SignalKind::Counts,
+            embed: condition::init(self.conditional, classes, self.embed_dim, device),
         }
     }
 
@@ -180,9 +205,18 @@ impl GanConfig {
                 (CriticBody::Mlp(layers), *sizes.last().unwrap_or(&1))
             }
         };
+        let classes = self.classes(shape);
         Critic {
             body,
             head: SnLinear::init(features, 1, sn, device),
+            // Zero-initialised: the critic starts label-blind, as an unconditional one, and the
+            // projection grows with what tells the conditions apart.
+            projection: (classes > 0).then(|| {
+                LinearConfig::new(classes, features)
+                    .with_bias(false)
+                    .with_initializer(Initializer::Zeros)
+                    .init(device)
+            }),
         }
     }
 }
@@ -202,6 +236,8 @@ pub struct Generator {
     noise_dim: usize,
     /// Trained on dequantised counts `k + u`: samples are floored back to counts.
     counts: bool,
+    /// The label embedding of a conditional generator.
+    embed: Option<LabelEmbedding>,
 }
 
 /// No density and no encoder: a GAN only samples.
@@ -210,8 +246,12 @@ impl Sampler for Generator {
         self.noise_dim
     }
 
-    fn generate(&self, z: Tensor<2>) -> Observation {
-        let x = self.forward(z);
+    fn classes(&self) -> usize {
+        self.embed.as_ref().map_or(0, LabelEmbedding::classes)
+    }
+
+    fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
+        let x = self.forward(z, y);
         let values = if self.counts {
             x.clamp_min(0.0).floor()
         } else {
@@ -223,9 +263,11 @@ impl Sampler for Generator {
 
 impl Generator {
     /// # Shapes
-    /// - `z`: `[batch, noise_dim]` → `[batch, channels, time]` (normalised units)
-    pub fn forward(&self, z: Tensor<2>) -> Tensor<3> {
+    /// - `z`: `[batch, noise_dim]`; `y`: `[batch, classes]` → `[batch, channels, time]`
+    ///   (normalised units)
+    pub fn forward(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Tensor<3> {
         let b = z.dims()[0];
+        let z = condition::with(z.clone(), condition::embed(&self.embed, y, b, &z.device()));
         match &self.body {
             GenBody::Conv(up) => up.forward(z),
             GenBody::Mlp(mlp) => mlp.forward(z).reshape([b, self.channels, self.time]),
@@ -239,17 +281,20 @@ enum CriticBody {
     Mlp(Vec<SnLinear>),
 }
 
-/// Window → one unbounded score (a logit for the non-saturating loss).
+/// Window (and its label) → one unbounded score (a logit for the non-saturating loss).
 #[derive(Module, Debug)]
 pub struct Critic {
     body: CriticBody,
     head: SnLinear,
+    /// A conditional critic's projection: the score gains `⟨V y, φ(x)⟩`, the features `φ(x)`
+    /// against the label's row of `V` (Miyato & Koyama 2018).
+    projection: Option<Linear>,
 }
 
 impl Critic {
     /// # Shapes
-    /// - `x`: `[batch, channels, time]` → `[batch]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<1> {
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]` → `[batch]`
+    pub fn forward(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<1> {
         let [b, c, t] = x.dims();
         let h = match &self.body {
             CriticBody::Conv(down) => down.forward(x),
@@ -257,7 +302,11 @@ impl Critic {
                 .iter()
                 .fold(x.reshape([b, c * t]), |h, l| leaky_relu(l.forward(h), 0.2)),
         }; // [batch, features]
-        self.head.forward(h).reshape([b])
+        let score = self.head.forward(h.clone()).reshape([b]);
+        match (&self.projection, y) {
+            (Some(v), Some(y)) => score + (v.forward(y) * h).sum_dim(1).reshape([b]),
+            _ => score,
+        }
     }
 
     /// One power-iteration step in every spectrally normalised layer.
@@ -270,6 +319,7 @@ impl Critic {
                 }
             },
             head: self.head.power_iteration(),
+            projection: self.projection,
         }
     }
 
@@ -281,6 +331,10 @@ impl Critic {
                 CriticBody::Mlp(ls) => CriticBody::Mlp(ls.into_iter().map(|l| l.clip(c)).collect()),
             },
             head: self.head.clip(c),
+            projection: self.projection.map(|mut v| {
+                v.weight = v.weight.map(|w| w.clamp(-c, c));
+                v
+            }),
         }
     }
 }
@@ -317,6 +371,7 @@ mod tests {
             channels: 3,
             time: 20,
             sfreq: 100.0,
+            classes: 0,
         }
     }
 
@@ -362,14 +417,14 @@ mod tests {
             let real = Tensor::<3>::random([6, 3, 20], Distribution::Normal(0.0, 1.0), &ad);
 
             // Critic step: fakes are detached, so the generator gets no gradient.
-            let fake = g.forward(z.clone()).detach();
-            let loss = GanLoss::NonSaturating.critic(c.forward(real), c.forward(fake));
+            let fake = g.forward(z.clone(), None).detach();
+            let loss = GanLoss::NonSaturating.critic(c.forward(real, None), c.forward(fake, None));
             let grads = loss.backward();
             assert_eq!(GradientsParams::from_grads(grads, &g).len(), 0, "{arch:?}");
             let grads = GanLoss::NonSaturating
                 .critic(
-                    c.forward(Tensor::random([6, 3, 20], Distribution::Default, &ad)),
-                    c.forward(g.forward(z.clone()).detach()),
+                    c.forward(Tensor::random([6, 3, 20], Distribution::Default, &ad), None),
+                    c.forward(g.forward(z.clone(), None).detach(), None),
                 )
                 .backward();
             // Every critic weight and bias has a gradient; the power-iteration vectors do not.
@@ -379,7 +434,7 @@ mod tests {
             // Generator step: a fresh forward gives the generator a gradient for every
             // parameter.
             let grads = GanLoss::NonSaturating
-                .generator(c.forward(g.forward(z)))
+                .generator(c.forward(g.forward(z, None), None))
                 .backward();
             let n_gen = g.num_params();
             let got = GradientsParams::from_grads(grads, &g).len();
@@ -412,9 +467,9 @@ mod tests {
                 ..Default::default()
             };
             let g = cfg.init_generator(shape(), SignalKind::Continuous, &d);
-            let x = g.forward(Tensor::zeros([4, 64], &d));
+            let x = g.forward(Tensor::zeros([4, 64], &d), None);
             assert_eq!(x.dims(), [4, 3, 20]);
-            assert_eq!(cfg.init_critic(shape(), &d).forward(x).dims(), [4]);
+            assert_eq!(cfg.init_critic(shape(), &d).forward(x, None).dims(), [4]);
         }
     }
 }

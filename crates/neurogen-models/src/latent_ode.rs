@@ -15,6 +15,7 @@ use burn::tensor::{Bool, Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
+use crate::condition::{self, LabelEmbedding};
 use crate::likelihood::{
     bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, sum_window, Likelihood,
     ObservationHead,
@@ -76,6 +77,11 @@ pub struct LatentOdeConfig {
     /// Fraction at the end of each window the encoder does not see (0 = reconstruct; 0.5 =
     /// encode the first half, forecast the second).
     pub extrapolate: f64,
+    /// A conditional latent ODE: the label's embedding sets the encoder's initial state and is
+    /// an input of the latent dynamics.
+    pub conditional: bool,
+    /// Size of the learned label embedding.
+    pub embed_dim: usize,
 }
 
 impl Default for LatentOdeConfig {
@@ -97,6 +103,8 @@ impl Default for LatentOdeConfig {
             beta: 1.0,
             obs_keep: 1.0,
             extrapolate: 0.0,
+            conditional: false,
+            embed_dim: crate::condition::default_embed_dim(),
         }
     }
 }
@@ -153,7 +161,12 @@ impl FamilyConfig for LatentOdeConfig {
                 format!("must lie in [0, 1), got {}", self.extrapolate),
             );
         }
+        crate::condition::check(self.conditional, self.embed_dim)?;
         Likelihood::check(self.likelihood, kind)
+    }
+
+    fn conditional(&self) -> bool {
+        self.conditional
     }
 }
 
@@ -172,16 +185,20 @@ impl LatentOdeConfig {
         let (c, h, l) = (shape.channels, self.rnn_hidden, self.latent_dim);
         let obs = ObservationHead::new(self.likelihood, self.learn_sigma, c);
         let seen = ((shape.time as f64) * (1.0 - self.extrapolate)).round() as usize;
+        let embed = condition::init(self.conditional, shape.classes, self.embed_dim, device);
+        let e = embed.as_ref().map_or(0, LabelEmbedding::dim);
         LatentOde {
             gru: GruCell::init(2 * c, h, device),
             enc_dynamics: match self.encoder {
-                Encoder::Odernn => Some(Dynamics::init(h, &self.hidden, device)),
+                Encoder::Odernn => Some(Dynamics::init(h, 0, &self.hidden, device)),
                 Encoder::Rnn => None,
             },
             head: LinearConfig::new(h, 2 * l).init(device),
-            dynamics: Dynamics::init(l, &self.hidden, device),
+            dynamics: Dynamics::init(l, e, &self.hidden, device),
             readout: LinearConfig::new(l, c).init(device),
             log_sigma: obs.init_log_sigma(self.sigma, device),
+            initial_state: (e > 0).then(|| LinearConfig::new(e, h).init(device)),
+            embed,
             channels: c,
             time: shape.time,
             latent_dim: l,
@@ -235,8 +252,9 @@ pub struct Dynamics {
 }
 
 impl Dynamics {
-    fn init(dim: usize, hidden: &[usize], device: &Device) -> Self {
-        let mut sizes = vec![dim];
+    /// A field on `dim` dimensions that also reads `context` values (a label embedding).
+    fn init(dim: usize, context: usize, hidden: &[usize], device: &Device) -> Self {
+        let mut sizes = vec![dim + context];
         sizes.extend(hidden);
         sizes.push(dim);
         Dynamics {
@@ -262,6 +280,19 @@ impl VectorField for Dynamics {
     }
 }
 
+/// `f` driven by a context held fixed along each trajectory: `f(z ⊕ e)`.
+struct Driven<'a> {
+    f: &'a Dynamics,
+    /// `[batch, context]`.
+    e: &'a Tensor<2>,
+}
+
+impl VectorField for Driven<'_> {
+    fn eval(&self, t: f64, y: Tensor<2>) -> Tensor<2> {
+        self.f.eval(t, Tensor::cat(vec![y, self.e.clone()], 1))
+    }
+}
+
 /// The time-reversed field `-f`, so the encoder's ODE can run backwards with increasing time.
 struct Reversed<'a>(&'a Dynamics);
 
@@ -280,6 +311,10 @@ pub struct LatentOde {
     dynamics: Dynamics,
     readout: Linear,
     log_sigma: Param<Tensor<1>>,
+    /// A conditional model's map from the label embedding to the encoder's initial state.
+    initial_state: Option<Linear>,
+    /// The label embedding of a conditional model.
+    embed: Option<LabelEmbedding>,
     channels: usize,
     time: usize,
     latent_dim: usize,
@@ -334,16 +369,23 @@ impl LatentOde {
         }
     }
 
+    /// The label embedding of a conditional model, `[batch, embed_dim]`.
+    fn context(&self, y: Option<Tensor<2>>, batch: usize, device: &Device) -> Option<Tensor<2>> {
+        condition::embed(&self.embed, y, batch, device)
+    }
+
     /// Posterior mean and log-variance of `z0` from the observed samples of `x` (all of them:
-    /// see `encode_seen` for the part the model was trained to see).
+    /// see `encode_seen` for the part the model was trained to see); a conditional model's
+    /// encoder starts from a state set by the label's embedding `e`.
     ///
     /// # Shapes
     /// - `x`: `[batch, channels, time]` (missing samples zeroed); `mask`: `[batch, time]` (1 =
-    ///   observed) → (`[batch, latent]`, `[batch, latent]`)
+    ///   observed); `e`: `[batch, embed_dim]` → (`[batch, latent]`, `[batch, latent]`)
     pub fn encode(
         &self,
         x: Tensor<3>,
         mask: Tensor<2>,
+        e: Option<Tensor<2>>,
     ) -> Result<(Tensor<2>, Tensor<2>, OdeStats), OdeError> {
         let [b, c, t] = x.dims();
         let x = self.obs.encoder_input(x);
@@ -351,7 +393,10 @@ impl LatentOde {
         let m3 = mask.clone().reshape([b, 1, t]); // [batch, 1, time]
         let inp = Tensor::cat(vec![x, m3.expand([b, c, t])], 1).swap_dims(1, 2); // [batch, time, 2c]
         let proj = self.gru.input.forward(inp); // [batch, time, 3h]
-        let mut h = Tensor::zeros([b, self.gru.size], &mask.device());
+        let mut h = match (&self.initial_state, e) {
+            (Some(w), Some(e)) => tanh(w.forward(e)),
+            _ => Tensor::zeros([b, self.gru.size], &mask.device()),
+        }; // [batch, hidden]
         let mut stats = OdeStats::default();
         for i in (0..t).rev() {
             // ODE-RNN: evolve h back over the interval to the previous sample first.
@@ -386,43 +431,62 @@ impl LatentOde {
         &self,
         x: Tensor<3>,
         mask: Tensor<2>,
+        e: Option<Tensor<2>>,
     ) -> Result<(Tensor<2>, Tensor<2>, OdeStats), OdeError> {
         let seen = self.seen.min(x.dims()[2]);
-        self.encode(x.narrow(2, 0, seen), mask.narrow(1, 0, seen))
+        self.encode(x.narrow(2, 0, seen), mask.narrow(1, 0, seen), e)
     }
 
-    /// The latent trajectory from `z0`, at every sample time.
+    /// The latent trajectory from `z0` (driven by the label embedding `e` of a conditional
+    /// model), at every sample time.
     ///
     /// # Shapes
-    /// - `z0`: `[batch, latent]` → `[batch, time, latent]`
-    pub fn latent_path(&self, z0: Tensor<2>) -> Result<(Tensor<3>, OdeStats), OdeError> {
-        let (zs, stats) = odeint(
-            &self.dynamics,
-            z0,
-            &self.times(),
-            self.solver,
-            &self.ode_opts(),
-        )?;
+    /// - `z0`: `[batch, latent]`; `e`: `[batch, embed_dim]` → `[batch, time, latent]`
+    pub fn latent_path(
+        &self,
+        z0: Tensor<2>,
+        e: Option<&Tensor<2>>,
+    ) -> Result<(Tensor<3>, OdeStats), OdeError> {
+        let (times, opts) = (self.times(), self.ode_opts());
+        let (zs, stats) = match e {
+            Some(e) => {
+                let f = Driven {
+                    f: &self.dynamics,
+                    e,
+                };
+                odeint(&f, z0, &times, self.solver, &opts)?
+            }
+            None => odeint(&self.dynamics, z0, &times, self.solver, &opts)?,
+        };
         Ok((Tensor::stack(zs, 1), stats))
     }
 
-    /// Posterior mean of `z0` for fully observed windows, the encoder seeing what it saw in
-    /// training.
+    /// Posterior mean of `z0` for fully observed windows (of conditions `y`), the encoder
+    /// seeing what it saw in training, and the label embedding it used.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]` → `[batch, latent]`
-    pub fn posterior_mean(&self, x: Tensor<3>) -> Result<Tensor<2>, OdeError> {
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]` → `[batch, latent]`
+    pub fn posterior_mean(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+    ) -> Result<(Tensor<2>, Option<Tensor<2>>), OdeError> {
+        let e = self.context(y, x.dims()[0], &x.device());
         let (xo, mask) = self.observed(x, None);
-        Ok(self.encode_seen(xo, mask)?.0)
+        Ok((self.encode_seen(xo, mask, e.clone())?.0, e))
     }
 
     /// Decoder output at every sample: Gaussian means or Poisson log-rates.
     ///
     /// # Shapes
-    /// - `z0`: `[batch, latent]` → `[batch, channels, time]`
-    pub fn decode(&self, z0: Tensor<2>) -> Result<(Tensor<3>, OdeStats), OdeError> {
+    /// - `z0`: `[batch, latent]`; `e`: `[batch, embed_dim]` → `[batch, channels, time]`
+    pub fn decode(
+        &self,
+        z0: Tensor<2>,
+        e: Option<&Tensor<2>>,
+    ) -> Result<(Tensor<3>, OdeStats), OdeError> {
         let b = z0.dims()[0];
-        let (z, stats) = self.latent_path(z0)?; // [batch, time, latent]
+        let (z, stats) = self.latent_path(z0, e)?; // [batch, time, latent]
         let out = self.readout.forward(z).swap_dims(1, 2); // [batch, channels, time]
         debug_assert_eq!(out.dims(), [b, self.channels, self.time]);
         Ok((self.obs.output(out), stats))
@@ -458,14 +522,16 @@ impl LatentOde {
     fn pass(
         &self,
         x: Tensor<3>,
+        y: Option<Tensor<2>>,
         eps: Tensor<2>,
         keep: Option<Tensor<2>>,
     ) -> Result<Pass, OdeError> {
         let [b, c, t] = x.dims();
+        let e = self.context(y, b, &x.device());
         let (x, mask) = self.observed(x, keep);
-        let (mu, logvar, mut stats) = self.encode_seen(x.clone(), mask.clone())?;
+        let (mu, logvar, mut stats) = self.encode_seen(x.clone(), mask.clone(), e.clone())?;
         let z0 = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * eps; // [batch, latent]
-        let (out, s) = self.decode(z0)?;
+        let (out, s) = self.decode(z0, e.as_ref())?;
         stats.add(s);
         let elems = self.nll_elements(x.clone(), out.clone()); // [batch, channels, time]
         let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
@@ -501,14 +567,22 @@ impl LatentOde {
     /// (every sample of the window observed, the encoder seeing what it saw in training).
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]`; `eps`: `[k, batch, latent]` → `[k, batch]`
-    pub fn log_weights(&self, x: Tensor<3>, eps: Tensor<3>) -> Result<Tensor<2>, OdeError> {
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `eps`: `[k, batch, latent]` →
+    ///   `[k, batch]`
+    pub fn log_weights(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        eps: Tensor<3>,
+    ) -> Result<Tensor<2>, OdeError> {
         let [k, b, _] = eps.dims();
         let [_, c, t] = x.dims();
+        let e = self.context(y, b, &x.device());
         let (xo, mask) = self.observed(x, None);
-        let (mu, logvar, _) = self.encode_seen(xo.clone(), mask.clone())?;
+        let (mu, logvar, _) = self.encode_seen(xo.clone(), mask.clone(), e.clone())?;
         let (z, log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
-        let (out, _) = self.decode(z)?;
+        let e = e.map(|e| condition::repeat_rows(e, k)); // [k * batch, embed_dim]
+        let (out, _) = self.decode(z, e.as_ref())?;
         let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
         let elems = self.nll_elements(repeat_draws(xo, k), out) * repeat_draws(m3, k);
         Ok((log_p_over_q - sum_window(elems)).reshape([k, b]))
@@ -516,10 +590,16 @@ impl LatentOde {
 }
 
 impl GenerativeModel for LatentOde {
-    fn loss(&self, x: Tensor<3>, noise: Tensor<2>, ctx: &LossContext) -> Loss {
+    fn loss(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        noise: Tensor<2>,
+        ctx: &LossContext,
+    ) -> Loss {
         let device = x.device();
         let (eps, keep) = self.split_noise(noise);
-        let pass = match self.pass(x, eps, keep) {
+        let pass = match self.pass(x, y, eps, keep) {
             Ok(p) => p,
             // A failed solve (too many steps, non-finite state) is a non-finite loss: the
             // trainer's checks see it, and the message is logged here.
@@ -554,14 +634,22 @@ impl Sampler for LatentOde {
         }
     }
 
-    fn generate(&self, z: Tensor<2>) -> Observation {
+    fn classes(&self) -> usize {
+        self.embed.as_ref().map_or(0, LabelEmbedding::classes)
+    }
+
+    fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
         let z = z.narrow(1, 0, self.latent_dim);
         let n = z.dims()[0];
         let device = z.device();
-        let out = self.decode(z).map(|(o, _)| o).unwrap_or_else(|e| {
-            warn_failed(&e);
-            Tensor::full([n, self.channels, self.time], f32::NAN, &device)
-        });
+        let e = self.context(y, n, &device);
+        let out = self
+            .decode(z, e.as_ref())
+            .map(|(o, _)| o)
+            .unwrap_or_else(|e| {
+                warn_failed(&e);
+                Tensor::full([n, self.channels, self.time], f32::NAN, &device)
+            });
         self.obs.observation(out, &self.log_sigma)
     }
 
@@ -587,18 +675,23 @@ impl Density for LatentOde {
     fn log_likelihood(
         &self,
         x: Tensor<3>,
+        y: Option<Tensor<2>>,
         noise: Tensor<3>,
     ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
-        let (elbo, iwae) = bounds(self.log_weights(x, noise)?);
+        let (elbo, iwae) = bounds(self.log_weights(x, y, noise)?);
         Ok((iwae, Some(elbo)))
     }
 }
 
 /// The posterior mean of `z0` and the latent path it starts.
 impl Encode for LatentOde {
-    fn encode_mean(&self, x: Tensor<3>) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError> {
-        let mu = self.posterior_mean(x)?;
-        let (path, _) = self.latent_path(mu.clone())?; // [batch, time, latent]
+    fn encode_mean(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+    ) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError> {
+        let (mu, e) = self.posterior_mean(x, y)?;
+        let (path, _) = self.latent_path(mu.clone(), e.as_ref())?; // [batch, time, latent]
         Ok((mu, Some(path)))
     }
 }
@@ -618,6 +711,7 @@ mod tests {
             channels: 2,
             time: t,
             sfreq: 10.0,
+            classes: 0,
         }
     }
 
@@ -646,16 +740,16 @@ mod tests {
             Tensor::<2>::random([8, model.noise_dim()], Distribution::Normal(0.0, 1.0), &ad);
         let ctx = LossContext { kl_warmup: 0.1 };
         let first = model
-            .loss(x.clone(), noise.clone(), &ctx)
+            .loss(x.clone(), None, noise.clone(), &ctx)
             .total
             .into_scalar::<f32>();
         let mut optim = AdamConfig::new().init();
         for _ in 0..steps {
-            let loss = model.loss(x.clone(), noise.clone(), &ctx);
+            let loss = model.loss(x.clone(), None, noise.clone(), &ctx);
             let grads = GradientsParams::from_grads(loss.total.backward(), &model);
             model = optim.step(1e-2, model, grads);
         }
-        let loss = model.loss(x, noise, &ctx);
+        let loss = model.loss(x, None, noise, &ctx);
         (first, loss.total.clone().into_scalar::<f32>(), loss)
     }
 
@@ -712,12 +806,18 @@ mod tests {
         let all = model
             .pass(
                 x.clone(),
+                None,
                 eps.clone(),
                 Some(Tensor::full([3, 20], -5.0, &d)),
             )
             .unwrap();
         let none = model
-            .pass(x.clone(), eps.clone(), Some(Tensor::full([3, 20], 5.0, &d)))
+            .pass(
+                x.clone(),
+                None,
+                eps.clone(),
+                Some(Tensor::full([3, 20], 5.0, &d)),
+            )
             .unwrap();
         let nll_none: Vec<f32> = none.nll.into_data().try_to_vec().unwrap();
         assert!(nll_none.iter().all(|v| *v == 0.0), "{nll_none:?}");
@@ -732,15 +832,17 @@ mod tests {
         let mut v: Vec<f32> = x.clone().into_data().try_to_vec().unwrap();
         v[3] = f32::NAN;
         let with_nan = Tensor::<3>::from_data(TensorData::new(v, [3, 2, 20]), &d);
-        let p = model.pass(with_nan, eps.clone(), None).unwrap();
+        let p = model.pass(with_nan, None, eps.clone(), None).unwrap();
         let nll: Vec<f32> = p.nll.into_data().try_to_vec().unwrap();
         let mut keep = vec![-5f32; 3 * 20];
         keep[3] = 5.0;
         let keep = Tensor::<2>::from_data(TensorData::new(keep, [3, 20]), &d);
-        let hidden = model.pass(x.clone(), eps.clone(), Some(keep)).unwrap();
+        let hidden = model
+            .pass(x.clone(), None, eps.clone(), Some(keep))
+            .unwrap();
         let want: Vec<f32> = hidden.nll.into_data().try_to_vec().unwrap();
         let full: Vec<f32> = model
-            .pass(x, eps, None)
+            .pass(x, None, eps, None)
             .unwrap()
             .nll
             .into_data()
@@ -767,7 +869,7 @@ mod tests {
         let model = cfg.init(shape(12), &d);
         let x = waves(4, 12, &d);
         let eps = Tensor::<3>::random([32, 4, 3], Distribution::Normal(0.0, 1.0), &d);
-        let lw = model.log_weights(x, eps).unwrap();
+        let lw = model.log_weights(x, None, eps).unwrap();
         let (elbo, iwae) = crate::likelihood::bounds(lw);
         let e: Vec<f32> = elbo.into_data().try_to_vec().unwrap();
         let i: Vec<f32> = iwae.into_data().try_to_vec().unwrap();

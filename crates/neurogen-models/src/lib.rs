@@ -12,6 +12,7 @@
 //! config, [`GenerativeModel`] and [`Sampler`] on the model, and the capabilities it has
 //! ([`Density`], [`Encode`]).
 
+pub mod condition;
 pub mod conv;
 pub mod flow;
 pub mod gan;
@@ -43,6 +44,9 @@ pub struct WindowShape {
     pub time: usize,
     /// Samples per second (time grids of the latent ODE).
     pub sfreq: f64,
+    /// Conditions (label names) of the data; 0 for unlabelled data. A conditional model is
+    /// built for this many labels.
+    pub classes: usize,
 }
 
 impl WindowShape {
@@ -58,6 +62,7 @@ impl From<&neurogen_data::SignalMeta> for WindowShape {
             channels: meta.channels,
             time: meta.time,
             sfreq: meta.sfreq,
+            classes: meta.label_names.len(),
         }
     }
 }
@@ -137,6 +142,11 @@ pub trait FamilyConfig: Clone {
 
     /// Checks the config against data of `kind`.
     fn check(&self, kind: SignalKind) -> Result<(), ModelError>;
+
+    /// Whether `[model] conditional = true`: the run's labels are an input.
+    fn conditional(&self) -> bool {
+        false
+    }
 }
 
 /// A family trained by one optimiser on one [`GenerativeModel`] (every family but the GAN):
@@ -151,16 +161,25 @@ pub trait ModelFamily: FamilyConfig {
 
 /// What a trained model can do for its users: draw windows, and (as capabilities it may lack)
 /// score windows by likelihood and encode them to latents.
+///
+/// Labels `y` are one-hot rows `[batch, classes]`, read by conditional models and ignored by
+/// unconditional ones; a conditional model given `None` reads "no condition" (a zero
+/// embedding).
 pub trait Sampler: core::fmt::Debug + Send {
     /// Size of the standard-normal noise one window needs in [`generate`](Self::generate)
     /// (and in [`GenerativeModel::loss`]).
     fn noise_dim(&self) -> usize;
 
-    /// Decodes noise draws to the observation distribution.
+    /// Labels a conditional model was built for; 0 for an unconditional one.
+    fn classes(&self) -> usize {
+        0
+    }
+
+    /// Decodes noise draws (of conditions `y`) to the observation distribution.
     ///
     /// # Shapes
-    /// - `z`: `[n, noise_dim]`, standard normal
-    fn generate(&self, z: Tensor<2>) -> Observation;
+    /// - `z`: `[n, noise_dim]`, standard normal; `y`: `[n, classes]`
+    fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation;
 
     /// The model's log-likelihood (exact or a bound), if it has one.
     fn density(&self) -> Option<&dyn Density> {
@@ -173,7 +192,7 @@ pub trait Sampler: core::fmt::Debug + Send {
     }
 }
 
-/// Capability: the log-likelihood of windows, or a lower bound on it.
+/// Capability: the log-likelihood of windows (given their conditions), or a lower bound on it.
 pub trait Density {
     /// What [`log_likelihood`](Self::log_likelihood) computes with `k` importance samples:
     /// `exact`, or the bound's name (e.g. `iwae_k=64`).
@@ -191,23 +210,29 @@ pub trait Density {
     /// the ELBO where the score is an importance-weighted bound.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]`; `noise`: `[draws, batch, dim]` as
-    ///   [`score_noise`](Self::score_noise) says → (`[batch]`, `[batch]`)
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `noise`: `[draws, batch,
+    ///   dim]` as [`score_noise`](Self::score_noise) says → (`[batch]`, `[batch]`)
     fn log_likelihood(
         &self,
         x: Tensor<3>,
+        y: Option<Tensor<2>>,
         noise: Tensor<3>,
     ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError>;
 }
 
 /// Capability: an encoder from windows to latents.
 pub trait Encode {
-    /// Posterior means of the latents of `x`, and, for a model with latent dynamics, the latent
-    /// path they start.
+    /// Posterior means of the latents of `x` (of conditions `y`), and, for a model with latent
+    /// dynamics, the latent path they start.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]` → (`[batch, latent]`, `[batch, time, latent]`)
-    fn encode_mean(&self, x: Tensor<3>) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError>;
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]` → (`[batch, latent]`,
+    ///   `[batch, time, latent]`)
+    fn encode_mean(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+    ) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError>;
 }
 
 /// A model trained by minimising one loss with one optimiser (see [`ModelFamily`]).
@@ -215,9 +240,10 @@ pub trait GenerativeModel: Module + Sampler + Clone + core::fmt::Debug + Send + 
     /// The loss on a batch.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]` (normalised units)
+    /// - `x`: `[batch, channels, time]` (normalised units); `y`: `[batch, classes]`
     /// - `noise`: `[batch, noise_dim]`, standard normal, drawn by the caller
-    fn loss(&self, x: Tensor<3>, noise: Tensor<2>, ctx: &LossContext) -> Loss;
+    fn loss(&self, x: Tensor<3>, y: Option<Tensor<2>>, noise: Tensor<2>, ctx: &LossContext)
+        -> Loss;
 
     /// Whether [`init_from_data`](Self::init_from_data) does anything (so trainers build its
     /// first batch only when it does).
@@ -226,9 +252,9 @@ pub trait GenerativeModel: Module + Sampler + Clone + core::fmt::Debug + Send + 
     /// Data-dependent initialisation from a first batch (e.g. ActNorm); default: none.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]`; `noise`: `[batch, noise_dim]`
-    fn init_from_data(self, x: Tensor<3>, noise: Tensor<2>) -> Self {
-        let _ = (x, noise);
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `noise`: `[batch, noise_dim]`
+    fn init_from_data(self, x: Tensor<3>, y: Option<Tensor<2>>, noise: Tensor<2>) -> Self {
+        let _ = (x, y, noise);
         self
     }
 }

@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
+use crate::condition::{self, LabelEmbedding};
 use crate::conv::{ConvDown, ConvUp};
 use crate::gan::Arch;
 use crate::likelihood::{
@@ -41,6 +42,11 @@ pub struct VaeConfig {
     pub learn_sigma: bool,
     /// Final weight of the KL term (β-VAE); `[train] kl_warmup_steps` ramps up to it.
     pub beta: f64,
+    /// A conditional VAE (CVAE): the label's embedding joins the encoder's features and the
+    /// decoder's input.
+    pub conditional: bool,
+    /// Size of the learned label embedding of a conditional model.
+    pub embed_dim: usize,
 }
 
 impl Default for VaeConfig {
@@ -53,6 +59,8 @@ impl Default for VaeConfig {
             sigma: 1.0,
             learn_sigma: true,
             beta: 1.0,
+            conditional: false,
+            embed_dim: crate::condition::default_embed_dim(),
         }
     }
 }
@@ -87,7 +95,12 @@ impl FamilyConfig for VaeConfig {
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return bad("beta", format!("must be ≥ 0, got {}", self.beta));
         }
+        crate::condition::check(self.conditional, self.embed_dim)?;
         Likelihood::check(self.likelihood, kind)
+    }
+
+    fn conditional(&self) -> bool {
+        self.conditional
     }
 }
 
@@ -104,12 +117,19 @@ impl VaeConfig {
     /// [`FamilyConfig::resolved`]).
     pub fn init(&self, shape: WindowShape, device: &Device) -> Vae {
         let (input, l) = (shape.dim(), self.latent_dim);
+        // A conditional model appends the label's embedding to the encoder's features and the
+        // decoder's input.
+        let e = if self.conditional && shape.classes > 0 {
+            self.embed_dim
+        } else {
+            0
+        };
         let (encoder, features, decoder) = match self.arch {
             Arch::Mlp => {
                 let mut enc = vec![input];
                 enc.extend(&self.hidden);
                 let last = *enc.last().unwrap_or(&input);
-                let mut dec = vec![l];
+                let mut dec = vec![l + e];
                 dec.extend(self.hidden.iter().rev());
                 (
                     VaeEncoder::Mlp(Mlp::init(&enc, device)),
@@ -124,17 +144,24 @@ impl VaeConfig {
                 (
                     VaeEncoder::Conv(down),
                     f,
-                    VaeDecoder::Conv(ConvUp::init(l, &rev, shape.channels, shape.time, device)),
+                    VaeDecoder::Conv(ConvUp::init(
+                        l + e,
+                        &rev,
+                        shape.channels,
+                        shape.time,
+                        device,
+                    )),
                 )
             }
         };
         let obs = ObservationHead::new(self.likelihood, self.learn_sigma, shape.channels);
         Vae {
             encoder,
-            mu: LinearConfig::new(features, l).init(device),
-            logvar: LinearConfig::new(features, l).init(device),
+            mu: LinearConfig::new(features + e, l).init(device),
+            logvar: LinearConfig::new(features + e, l).init(device),
             decoder,
             log_sigma: obs.init_log_sigma(self.sigma, device),
+            embed: condition::init(self.conditional, shape.classes, self.embed_dim, device),
             channels: shape.channels,
             time: shape.time,
             latent_dim: l,
@@ -165,6 +192,8 @@ pub struct Vae {
     decoder: VaeDecoder,
     /// ln σ per channel (Gaussian likelihood).
     log_sigma: Param<Tensor<1>>,
+    /// The label embedding of a conditional model.
+    embed: Option<LabelEmbedding>,
     channels: usize,
     time: usize,
     latent_dim: usize,
@@ -174,18 +203,21 @@ pub struct Vae {
 }
 
 impl Vae {
-    /// Posterior mean and log-variance.
+    /// Posterior mean and log-variance (given the windows' labels, for a conditional model).
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]` → (`[batch, latent]`, `[batch, latent]`)
-    pub fn encode(&self, x: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]` → (`[batch, latent]`,
+    ///   `[batch, latent]`)
+    pub fn encode(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> (Tensor<2>, Tensor<2>) {
         let [b, c, t] = x.dims();
+        let e = condition::embed(&self.embed, y, b, &x.device());
         let x = self.obs.encoder_input(x);
         let h = match &self.encoder {
             VaeEncoder::Mlp(m) => m.forward(x.reshape([b, c * t])),
             VaeEncoder::Conv(d) => d.forward(x),
         }; // [batch, features]
-           // Bounded log-variance keeps exp() finite early in training.
+        let h = condition::with(h, e); // [batch, features + embed]
+                                       // Bounded log-variance keeps exp() finite early in training.
         (
             self.mu.forward(h.clone()),
             self.logvar.forward(h).clamp(-12.0, 8.0),
@@ -195,9 +227,10 @@ impl Vae {
     /// Decoder output: Gaussian means or Poisson log-rates.
     ///
     /// # Shapes
-    /// - `z`: `[batch, latent]` → `[batch, channels, time]`
-    pub fn decode(&self, z: Tensor<2>) -> Tensor<3> {
+    /// - `z`: `[batch, latent]`; `y`: `[batch, classes]` → `[batch, channels, time]`
+    pub fn decode(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Tensor<3> {
         let b = z.dims()[0];
+        let z = condition::with(z.clone(), condition::embed(&self.embed, y, b, &z.device()));
         let out = match &self.decoder {
             VaeDecoder::Mlp(m) => m.forward(z).reshape([b, self.channels, self.time]),
             VaeDecoder::Conv(u) => u.forward(z),
@@ -218,21 +251,29 @@ impl Vae {
     /// Importance log-weights `ln p(x, z) − ln q(z | x)` for `k` posterior draws per window.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]`; `eps`: `[k, batch, latent]` → `[k, batch]`
-    pub fn log_weights(&self, x: Tensor<3>, eps: Tensor<3>) -> Tensor<2> {
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `eps`: `[k, batch, latent]` →
+    ///   `[k, batch]`
+    pub fn log_weights(&self, x: Tensor<3>, y: Option<Tensor<2>>, eps: Tensor<3>) -> Tensor<2> {
         let [k, b, _] = eps.dims();
-        let (mu, logvar) = self.encode(x.clone());
+        let (mu, logvar) = self.encode(x.clone(), y.clone());
         let (z, log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
-        let nll = self.nll(repeat_draws(x, k), self.decode(z)); // [k * batch]
+        let y = y.map(|y| condition::repeat_rows(y, k)); // [k * batch, classes]
+        let nll = self.nll(repeat_draws(x, k), self.decode(z, y)); // [k * batch]
         (log_p_over_q - nll).reshape([k, b])
     }
 }
 
 impl GenerativeModel for Vae {
-    fn loss(&self, x: Tensor<3>, noise: Tensor<2>, ctx: &LossContext) -> Loss {
-        let (mu, logvar) = self.encode(x.clone()); // [batch, latent]
+    fn loss(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        noise: Tensor<2>,
+        ctx: &LossContext,
+    ) -> Loss {
+        let (mu, logvar) = self.encode(x.clone(), y.clone()); // [batch, latent]
         let z = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * noise; // [batch, latent]
-        let nll = self.nll(x, self.decode(z)); // [batch]
+        let nll = self.nll(x, self.decode(z, y)); // [batch]
         elbo_loss(nll, gaussian_kl(mu, logvar), self.beta * ctx.kl_warmup)
     }
 }
@@ -242,8 +283,12 @@ impl Sampler for Vae {
         self.latent_dim
     }
 
-    fn generate(&self, z: Tensor<2>) -> Observation {
-        self.obs.observation(self.decode(z), &self.log_sigma)
+    fn classes(&self) -> usize {
+        self.embed.as_ref().map_or(0, LabelEmbedding::classes)
+    }
+
+    fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
+        self.obs.observation(self.decode(z, y), &self.log_sigma)
     }
 
     fn density(&self) -> Option<&dyn Density> {
@@ -268,16 +313,21 @@ impl Density for Vae {
     fn log_likelihood(
         &self,
         x: Tensor<3>,
+        y: Option<Tensor<2>>,
         noise: Tensor<3>,
     ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
-        let (elbo, iwae) = bounds(self.log_weights(x, noise));
+        let (elbo, iwae) = bounds(self.log_weights(x, y, noise));
         Ok((iwae, Some(elbo)))
     }
 }
 
 impl Encode for Vae {
-    fn encode_mean(&self, x: Tensor<3>) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError> {
-        Ok((self.encode(x).0, None))
+    fn encode_mean(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+    ) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError> {
+        Ok((self.encode(x, y).0, None))
     }
 }
 
@@ -312,6 +362,7 @@ mod tests {
                 channels: c,
                 time: t,
                 sfreq: 100.0,
+                classes: 0,
             },
             &device,
         );
@@ -319,15 +370,18 @@ mod tests {
         let noise = Tensor::<2>::random([b, 3], Distribution::Normal(0.0, 1.0), &device);
         let ctx = LossContext { kl_warmup: 1.0 };
         let first = model
-            .loss(x.clone(), noise.clone(), &ctx)
+            .loss(x.clone(), None, noise.clone(), &ctx)
             .total
             .into_scalar::<f32>();
         for _ in 0..steps {
-            let loss = model.loss(x.clone(), noise.clone(), &ctx);
+            let loss = model.loss(x.clone(), None, noise.clone(), &ctx);
             let grads = GradientsParams::from_grads(loss.total.backward(), &model);
             model = optim.step(1e-2, model, grads);
         }
-        (first, model.loss(x, noise, &ctx).total.into_scalar::<f32>())
+        (
+            first,
+            model.loss(x, None, noise, &ctx).total.into_scalar::<f32>(),
+        )
     }
 
     #[test]
@@ -373,12 +427,13 @@ mod tests {
             channels: 2,
             time: 5,
             sfreq: 10.0,
+            classes: 0,
         };
         let model = cfg.init(shape, &device);
         let x = Tensor::<3>::random([4, 2, 5], Distribution::Normal(0.0, 1.0), &device);
         let k = 4000;
         let eps = Tensor::<3>::random([k, 4, 3], Distribution::Normal(0.0, 1.0), &device);
-        let lw = model.log_weights(x.clone(), eps);
+        let lw = model.log_weights(x.clone(), None, eps);
         let (elbo, iwae) = crate::likelihood::bounds(lw);
         let elbo: Vec<f32> = elbo.into_data().try_to_vec().unwrap();
         let iwae: Vec<f32> = iwae.into_data().try_to_vec().unwrap();
@@ -390,7 +445,7 @@ mod tests {
         for i in 0..50 {
             device.seed(100 + i);
             let noise = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
-            let loss = model.loss(x.clone(), noise, &ctx);
+            let loss = model.loss(x.clone(), None, noise, &ctx);
             neg += loss.terms[2].1.clone().into_scalar::<f32>() / 50.0;
         }
         assert!(
@@ -424,11 +479,12 @@ mod tests {
                 channels: 3,
                 time: 7,
                 sfreq: 100.0,
+                classes: 0,
             };
             let mut model = cfg.init(shape, &device);
             let mut optim = AdamConfig::new().init();
             for _ in 0..20 {
-                let loss = model.loss(x.clone(), noise.clone(), &ctx);
+                let loss = model.loss(x.clone(), None, noise.clone(), &ctx);
                 let grads = GradientsParams::from_grads(loss.total.backward(), &model);
                 model = optim.step(1e-2, model, grads);
             }
@@ -437,7 +493,7 @@ mod tests {
         let fixed = trained_sigma(false);
         let learned = trained_sigma(true);
         let sigma = |m: &Vae| -> Vec<f32> {
-            match m.generate(Tensor::zeros([1, 16], &device)) {
+            match m.generate(Tensor::zeros([1, 16], &device), None) {
                 Observation::Gaussian { sigma, .. } => sigma.into_data().try_to_vec().unwrap(),
                 _ => panic!("continuous data decodes to a Gaussian"),
             }
@@ -450,7 +506,7 @@ mod tests {
         );
         let model = fixed.valid();
         let device = Device::flex();
-        match model.generate(Tensor::zeros([5, 16], &device)) {
+        match model.generate(Tensor::zeros([5, 16], &device), None) {
             Observation::Gaussian { mean, sigma } => {
                 assert_eq!(mean.dims(), [5, 3, 7]);
                 let s = sigma.into_data().try_to_vec::<f32>().unwrap();

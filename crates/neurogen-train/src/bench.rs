@@ -3,22 +3,19 @@
 //! Every workload is a shipped experiment under `configs/bench/` (compiled in), built by the
 //! family registry and stepped by the family's own [`Trainer::step`], as `neurogen train` does:
 //! what is timed is what users train. Inputs follow the reference: a pool of 16 standard-normal
-//! batches made before timing, from which the trainer draws its batches as in training; per-step
-//! noise is drawn on the host, as in training. One process runs one workload (the CLI spawns
+//! batches made before timing and cycled in order; per-step noise is drawn on the host, as in
+//! training. One process runs one workload (the CLI spawns
 //! itself), so peak RSS is its own.
 
 use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use neurogen_data::{SignalMeta, Signals};
 use neurogen_models::{Observation, WindowShape};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use crate::registry::Build;
 use crate::rng::{normals, rng, Stream};
-use crate::trainer::{host_tensor, StepArgs, Trainer};
+use crate::trainer::{host_tensor, Batch, StepArgs, Trainer};
 use crate::{ConfigError, Experiment, TrainError};
 
 /// One row of the reference table.
@@ -141,6 +138,7 @@ impl Workload {
             channels,
             time,
             sfreq,
+            classes: 0,
         }
     }
 
@@ -208,9 +206,9 @@ impl Workload {
         }
     }
 
-    /// The trainer `neurogen train` would build for the workload's experiment on `device`,
-    /// initialised (where its family does so from data) on `init`.
-    pub fn trainer(self, exp: &Experiment, init: &Signals, device: &Device) -> Box<dyn Trainer> {
+    /// The trainer `neurogen train` would build for the workload's experiment on `device` (no
+    /// data-dependent initialisation: timing does not depend on the weights).
+    pub fn trainer(self, exp: &Experiment, device: &Device) -> Box<dyn Trainer> {
         let build = Build {
             shape: self.shape(),
             kind: exp.data.kind(),
@@ -218,7 +216,7 @@ impl Workload {
             seed: exp.seed,
             device,
         };
-        exp.model.family().trainer(&build, Some(init))
+        exp.model.family().trainer(&build, None)
     }
 }
 
@@ -234,27 +232,33 @@ pub fn run(workload: Workload, device: &Device, p: Protocol) -> Result<Timing, T
             Some(a.clone().matmul(m.clone()).slice([0..1, 0..1]).reshape([1]))
         }));
     };
-    // Training draws its batches from the pool; the 10,000-point calls take whole pool
-    // batches made on the device, and their trainer needs only a few windows to start from.
     let shape = workload.shape();
-    let train = measure == Measure::Train;
-    let pool = pool(&exp, shape, if train { POOL * b } else { b.min(512) });
-    let mut trainer = workload.trainer(&exp, &pool, device);
+    let mut trainer = workload.trainer(&exp, device);
     let params = trainer.num_params();
     let timing = match measure {
-        Measure::Train => time(p, params, |i| {
-            let step = i as u64 + 1;
-            let batch = trainer.batch(&pool, step);
-            let args = StepArgs {
-                step,
-                lr_scale: 1.0,
-                clip: exp.train.grad_clip,
-                grads: false,
-            };
-            // The step reads its losses to the host, which waits for its work.
-            trainer.step(batch, args);
-            None
-        }),
+        Measure::Train => {
+            let updates = trainer.batches_per_step() as usize;
+            let pool = pool(shape, b, &device.clone().autodiff());
+            time(p, params, |i| {
+                let step = i as u64 + 1;
+                // The reference's pool, cycled in order: each update takes the next batch.
+                let batch = Batch {
+                    windows: (0..updates)
+                        .map(|u| pool[(i * updates + u) % POOL].clone())
+                        .collect(),
+                    labels: vec![],
+                };
+                let args = StepArgs {
+                    step,
+                    lr_scale: 1.0,
+                    clip: exp.train.grad_clip,
+                    grads: false,
+                };
+                // The step reads its losses to the host, which waits for its work.
+                trainer.step(batch, args);
+                None
+            })
+        }
         // Sampling and scoring run without autograd, as `sample` and `score` do.
         Measure::Sample => {
             let sampler = trainer.sampler();
@@ -264,7 +268,7 @@ pub fn run(workload: Workload, device: &Device, p: Protocol) -> Result<Timing, T
                 let z = host_tensor(z, [b, d], device); // [b, noise_dim]
                 let (Observation::Point { values: x }
                 | Observation::Gaussian { mean: x, .. }
-                | Observation::Poisson { rate: x }) = sampler.generate(z);
+                | Observation::Poisson { rate: x }) = sampler.generate(z, None);
                 Some(x.slice([0..1, 0..1, 0..1]).reshape([1]))
             })
         }
@@ -273,18 +277,13 @@ pub fn run(workload: Workload, device: &Device, p: Protocol) -> Result<Timing, T
             let density = sampler.density().ok_or_else(|| {
                 TrainError::Input(format!("{}: the model has no likelihood", workload.name()))
             })?;
-            let batches: Vec<Tensor<3>> = (0..POOL)
-                .map(|_| {
-                    let dims = [b, shape.channels, shape.time];
-                    Tensor::random(dims, Distribution::Normal(0.0, 1.0), device)
-                })
-                .collect();
+            let batches = pool(shape, b, device);
             let (draws, d) = density.score_noise(1);
             let noise = Tensor::zeros([draws, b, d], device); // unused by continuous data
             let mut failed = None;
             let t = time(p, params, |i| {
                 let x = batches[i % POOL].clone();
-                match density.log_likelihood(x, noise.clone()) {
+                match density.log_likelihood(x, None, noise.clone()) {
                     Ok((ll, _)) => Some(ll.narrow(0, 0, 1)),
                     Err(e) => {
                         failed = Some(e);
@@ -301,24 +300,15 @@ pub fn run(workload: Workload, device: &Device, p: Protocol) -> Result<Timing, T
     Ok(timing)
 }
 
-/// `n` standard-normal windows of the workload's shape, drawn once before timing.
-fn pool(exp: &Experiment, shape: WindowShape, n: usize) -> Signals {
-    let values = normals(&mut StdRng::seed_from_u64(0), n * shape.dim());
-    Signals {
-        values,
-        n,
-        meta: SignalMeta {
-            channels: shape.channels,
-            time: shape.time,
-            sfreq: shape.sfreq,
-            channel_names: (0..shape.channels).map(|c| format!("ch{c}")).collect(),
-            kind: exp.data.kind(),
-            unit: "a.u.".into(),
-            label_names: vec![],
-        },
-        latents: None,
-        labels: None,
-    }
+/// The reference's input pool: `POOL` standard-normal batches of `b` windows of `shape`, made
+/// once before timing.
+fn pool(shape: WindowShape, b: usize, device: &Device) -> Vec<Tensor<3>> {
+    (0..POOL)
+        .map(|_| {
+            let dims = [b, shape.channels, shape.time];
+            Tensor::random(dims, Distribution::Normal(0.0, 1.0), device)
+        })
+        .collect()
 }
 
 /// Runs `step(i)` `p.warmup` times, then `p.repeats` × `p.steps` times, reading the last
@@ -371,9 +361,7 @@ mod tests {
             let Some(exp) = w.experiment().unwrap() else {
                 continue;
             };
-            let params = w
-                .trainer(&exp, &pool(&exp, w.shape(), 2), &device)
-                .num_params();
+            let params = w.trainer(&exp, &device).num_params();
             // WORKLOADS.md's counts, plus what our families add to the reference networks:
             // the VAE's and latent ODE's per-channel log σ (16, fixed here), the critic's
             // power-iteration vectors (one per output channel, 32 + 64 + 128 + 1, unused

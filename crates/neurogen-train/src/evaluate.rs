@@ -56,6 +56,8 @@ pub fn infer_latents(
     let Some(encoder) = run.encoder() else {
         return Ok(None);
     };
+    let labels = run.labels_of(s)?;
+    let classes = run.label_names().len();
     let mut s = s.clone();
     run.info.norm.apply(&mut s);
     let mut codes = Vec::new();
@@ -64,8 +66,12 @@ pub fn infer_latents(
     let indices: Vec<usize> = (0..s.n).collect();
     for idx in indices.chunks(256) {
         let x = s.batch(idx, device); // [chunk, channels, time]
+        let y = labels.as_ref().map(|l| {
+            let l: Vec<u32> = idx.iter().map(|&j| l[j]).collect();
+            neurogen_models::condition::one_hot(&l, classes, device)
+        }); // [chunk, classes]
         let (mu, z) = encoder
-            .encode_mean(x)
+            .encode_mean(x, y)
             .map_err(|e| TrainError::Input(e.to_string()))?; // [chunk, latent], [chunk, time, latent]
         dim = mu.dims()[1];
         codes.extend(host_f64(mu.into_data(), "latents")?);

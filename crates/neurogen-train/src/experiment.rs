@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use neurogen_data::{DataConfig, DataError};
+use neurogen_data::{DataConfig, DataError, Signals};
 use neurogen_models::ModelError;
 use serde::{Deserialize, Serialize};
 
@@ -281,8 +281,23 @@ impl Experiment {
         })
     }
 
-    /// Checks that need the built data: the batch must fit in the training split.
-    pub fn check_against(&self, path: &Path, n_train: usize) -> Result<(), ConfigError> {
+    /// Checks that need the built data: the batch must fit in the training split, and a
+    /// conditional model needs labelled data.
+    pub fn check_against(&self, path: &Path, train: &Signals) -> Result<(), ConfigError> {
+        if self.model.conditional() && (train.labels.is_none() || train.meta.label_names.is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "model.conditional".into(),
+                message: format!(
+                    "a conditional model needs labelled data, but data source \"{}\" gives no \
+                     labels (labels come from a simulator's n_conditions, EDF+ epochs, an NPZ \
+                     `labels` array or a CSV condition column)",
+                    self.data.source.name()
+                ),
+            });
+        }
+        let n_train = train.n;
         if self.train.batch_size > n_train {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),

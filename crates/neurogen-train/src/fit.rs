@@ -127,6 +127,7 @@ pub fn fit(
     }
     let mut log = Log::open(run, step, t, opts.verbosity)?;
     let save = |trainer: &dyn Trainer, step, interval: &LossSums, guard: &Guard| {
+        tracing::debug!(step, "writing checkpoint");
         let state = CheckpointState::at(step, spec, n_train, trainer, interval, guard);
         run.save_checkpoint(&state, spec.kind, t.keep_checkpoints, |c| trainer.save(c))
     };
@@ -167,9 +168,8 @@ pub fn fit(
             }
         }
         if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 0 {
-            if let Some(line) = log.valid(step, &*trainer, &data.valid)? {
-                report.valid_loss = line.get("loss").and_then(Value::as_f64);
-                report.valid = Some(line);
+            if let Some((line, loss)) = log.valid(step, &*trainer, &data.valid)? {
+                (report.valid_loss, report.valid) = (loss, Some(line));
             }
         }
         if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
@@ -181,6 +181,9 @@ pub fn fit(
     report.wall_s = began.elapsed().as_secs_f64();
     Ok(report)
 }
+
+/// A written validation line and the loss the run reports.
+type ValidLine = (Map<String, Value>, Option<f64>);
 
 /// Where the loop reports: `metrics.jsonl` and the progress display.
 struct Log {
@@ -244,7 +247,7 @@ impl Log {
         step: u64,
         trainer: &dyn Trainer,
         valid: &Signals,
-    ) -> Result<Option<Map<String, Value>>, TrainError> {
+    ) -> Result<Option<ValidLine>, TrainError> {
         let timer = Instant::now();
         let Some(v) = trainer.validate(valid, step) else {
             return Ok(None);
@@ -258,7 +261,7 @@ impl Log {
         extend(&mut line, [("samples_per_s", json!(rate))]);
         write_line(&mut self.file, &self.path, &Value::Object(line.clone()))?;
         self.bar.println(&format!("step {step}: {}", v.summary));
-        Ok(Some(line))
+        Ok(Some((line, v.loss)))
     }
 }
 

@@ -107,10 +107,11 @@ impl Trainer for GanTrainer {
     }
 
     fn batch(&self, data: &Signals, step: u64) -> Batch {
+        let classes = self.players().generator.classes();
         real_batches(
             self.seed,
             &self.cfg,
-            self.train.batch_size,
+            (self.train.batch_size, classes),
             data,
             step,
             &self.device.clone().autodiff(),
@@ -126,10 +127,7 @@ impl Trainer for GanTrainer {
             self.train.lr * args.lr_scale,
             self.cfg.critic_lr.unwrap_or(self.train.lr) * args.lr_scale,
         );
-        let b = batch
-            .windows
-            .first()
-            .map_or(self.train.batch_size, |x| x.dims()[0]);
+        let b = self.train.batch_size;
         let z = noise(self.seed, &self.cfg, b, args.step, &self.device);
         let (p, out) = gan_step(
             p,
@@ -165,7 +163,11 @@ impl Trainer for GanTrainer {
             get("mmd2"),
             get("diversity")
         );
-        Some(Validation { line, summary })
+        Some(Validation {
+            loss: line.get("loss").and_then(Value::as_f64),
+            line,
+            summary,
+        })
     }
 
     fn save(&self, c: &Checkpoint) -> Result<(), TrainError> {
@@ -232,26 +234,31 @@ impl Trainer for GanTrainer {
 fn real_batches(
     seed: u64,
     cfg: &GanConfig,
-    b: usize,
+    (b, classes): (usize, usize),
     data: &Signals,
     step: u64,
     device: &Device,
 ) -> Batch {
     let (nc, dim) = (cfg.n_critic as u64, data.meta.channels * data.meta.time);
     let shape = [b, data.meta.channels, data.meta.time];
-    let windows = (0..nc)
-        .map(|c| {
-            let idx = batch_indices(seed, (step - 1) * nc + c + 1, data.n, b);
-            let x = data.batch(&idx, device); // [batch, channels, time]
-            if data.meta.kind == SignalKind::Counts {
-                let u = uniforms(&mut rng(seed, Stream::Dequantise, step * nc + c), b * dim);
-                x + host_tensor(u, shape, device)
-            } else {
-                x
-            }
-        })
-        .collect();
-    Batch { windows }
+    let mut batch = Batch {
+        windows: Vec::new(),
+        labels: Vec::new(),
+    };
+    for c in 0..nc {
+        let idx = batch_indices(seed, (step.max(1) - 1) * nc + c + 1, data.n, b);
+        let x = data.batch(&idx, device); // [batch, channels, time]
+        batch.windows.push(if data.meta.kind == SignalKind::Counts {
+            let u = uniforms(&mut rng(seed, Stream::Dequantise, step * nc + c), b * dim);
+            x + host_tensor(u, shape, device)
+        } else {
+            x
+        });
+        if classes > 0 {
+            batch.labels.extend(data.label_batch(&idx, classes, device)); // [batch, classes]
+        }
+    }
+    batch
 }
 
 /// Generator noise of `step` for each critic update, then for the generator update,
@@ -267,8 +274,9 @@ fn noise(seed: u64, cfg: &GanConfig, b: usize, step: u64, device: &Device) -> Ve
 }
 
 /// `n_critic` critic updates on detached fakes, then one generator update through a fresh
-/// forward pass of the updated critic. With `args.grads`, the gradients of the first critic
-/// update (`critic.…`) and of the generator update (`generator.…`) come back by path.
+/// forward pass of the updated critic. A conditional GAN generates each update's fakes with the
+/// labels of its real windows. With `args.grads`, the gradients of the first critic update
+/// (`critic.…`) and of the generator update (`generator.…`) come back by path.
 fn gan_step(
     mut p: Players,
     cfg: &GanConfig,
@@ -282,13 +290,19 @@ fn gan_step(
     let mut last = None;
     let mut norm_c = 0.0f64;
     let mut grads_out: Option<Vec<(String, Vec<f32>)>> = None;
-    for (real, z) in batch.windows.into_iter().zip(&z) {
+    let labels: Vec<Option<Tensor<2>>> = (0..batch.windows.len())
+        .map(|i| batch.labels_of(i))
+        .collect();
+    for ((real, z), y) in batch.windows.into_iter().zip(&z).zip(&labels) {
         let mut critic = p.critic;
         if cfg.spectral_norm {
             critic = critic.power_iteration();
         }
-        let fake = p.generator.forward(z.clone()).detach(); // [batch, channels, time]
-        let (d_real, d_fake) = (critic.forward(real), critic.forward(fake));
+        let fake = p.generator.forward(z.clone(), y.clone()).detach(); // [batch, channels, time]
+        let (d_real, d_fake) = (
+            critic.forward(real, y.clone()),
+            critic.forward(fake, y.clone()),
+        );
         let l = loss.critic(d_real.clone(), d_fake.clone());
         let mut grads = GradientsParams::from_grads(l.backward(), &critic);
         if args.grads && grads_out.is_none() {
@@ -314,7 +328,8 @@ fn gan_step(
     let (Some((lc, d_real, d_fake)), Some(z)) = (last, z.last().cloned()) else {
         return (p, StepOut::default());
     };
-    let lg = loss.generator(p.critic.forward(p.generator.forward(z)));
+    let y = labels.last().cloned().flatten();
+    let lg = loss.generator(p.critic.forward(p.generator.forward(z, y.clone()), y));
     // Only the generator's parameters are collected, so this step leaves the critic as it is.
     let mut grads = GradientsParams::from_grads(lg.backward(), &p.generator);
     if let Some(out) = grads_out.as_mut() {
@@ -329,25 +344,24 @@ fn gan_step(
         p.ema = Some(blend(ema, &p.generator.valid(), decay as f32));
     }
     let critic = scalar(&lc);
-    let out = StepOut {
+    let mut out = StepOut {
         losses: vec![
             ("loss", critic),
             ("loss_critic", critic),
             ("loss_generator", scalar(&lg)),
-            ("d_real", scalar(&d_real)),
-            ("d_fake", scalar(&d_fake)),
         ],
-        stats: if clip > 0.0 {
-            vec![
-                ("grad_norm_critic", norm_c),
-                ("grad_norm_generator", norm_g),
-            ]
-        } else {
-            vec![]
-        },
+        // The critic's mean scores start near 0, where a relative difference (parity) says
+        // nothing: logged, not compared.
+        stats: vec![("d_real", scalar(&d_real)), ("d_fake", scalar(&d_fake))],
         fields: vec![],
         grads: grads_out,
     };
+    if clip > 0.0 {
+        out.stats.extend([
+            ("grad_norm_critic", norm_c),
+            ("grad_norm_generator", norm_g),
+        ]);
+    }
     (p, out)
 }
 
@@ -371,15 +385,20 @@ fn quality(
     let n = valid.n.min(256);
     let idx: Vec<usize> = (0..n).collect();
     let real = valid.batch(&idx, device); // [n, channels, time]
+    let classes = g.classes();
+    let y = (classes > 0)
+        .then(|| valid.label_batch(&idx, classes, device))
+        .flatten(); // [n, classes]
     let z = host_tensor(
         normals(&mut rng(seed, Stream::ValidNoise, 0), n * cfg.noise_dim),
         [n, cfg.noise_dim],
         device,
     );
-    let fake = g.forward(z); // [n, channels, time]
-    let loss = cfg
-        .loss
-        .critic(critic.forward(real.clone()), critic.forward(fake.clone()));
+    let fake = g.forward(z, y.clone()); // [n, channels, time]
+    let loss = cfg.loss.critic(
+        critic.forward(real.clone(), y.clone()),
+        critic.forward(fake.clone(), y),
+    );
     let dim = valid.meta.channels * valid.meta.time;
     let read = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
     let (r, f) = (read(real), read(fake));
@@ -400,7 +419,7 @@ mod tests {
     use super::*;
     use crate::params::host_params;
     use burn::tensor::Distribution;
-    use neurogen_models::WindowShape;
+    use neurogen_models::{Observation, WindowShape};
 
     #[test]
     fn a_step_updates_the_critic_on_detached_fakes_and_the_generator_alone_after() {
@@ -410,6 +429,7 @@ mod tests {
             channels: 2,
             time: 16,
             sfreq: 10.0,
+            classes: 0,
         };
         let cfg = GanConfig {
             hidden: vec![8, 4],
@@ -428,6 +448,7 @@ mod tests {
         let normal = |dims: [usize; 3]| Tensor::random(dims, Distribution::Normal(0.0, 1.0), &ad);
         let batch = Batch {
             windows: (0..2).map(|_| normal([5, 2, 16])).collect(),
+            labels: vec![],
         };
         let z: Vec<Tensor<2>> = (0..3)
             .map(|_| Tensor::random([5, 6], Distribution::Normal(0.0, 1.0), &ad))
@@ -469,16 +490,86 @@ mod tests {
         for ((o, n), e) in old.iter().zip(&new).zip(&ema) {
             assert!((e - 0.5 * (o + n)).abs() < 1e-6);
         }
-        let names: Vec<&str> = out.losses.iter().map(|(k, _)| *k).collect();
+        let names: Vec<&str> = out.values().iter().map(|(k, _)| *k).collect();
         assert_eq!(
             names,
             ["loss", "loss_critic", "loss_generator", "d_real", "d_fake"]
         );
-        assert!(out.losses.iter().all(|(_, v)| v.is_finite()));
+        assert!(out.values().iter().all(|(_, v)| v.is_finite()));
         // Both players' gradients, by path: the critic's weights and the generator's.
         let grads = out.grads.unwrap();
         assert!(grads.iter().any(|(k, _)| k.starts_with("critic.")));
         assert!(grads.iter().any(|(k, _)| k.starts_with("generator.")));
         assert!(grads.iter().all(|(_, g)| g.iter().all(|v| v.is_finite())));
+    }
+
+    #[test]
+    fn a_conditional_gan_learns_each_label_s_windows() {
+        // Windows of label 0 sit at +2, of label 1 at −2: a generator conditioned on the label
+        // must put its samples where the label's windows are.
+        let device = Device::flex();
+        device.seed(11);
+        let (n, t) = (128, 8);
+        let values: Vec<f32> = (0..n * t)
+            .map(|i| if (i / t) % 2 == 0 { 2.0 } else { -2.0 } + 0.1 * ((i * 7 % 13) as f32 - 6.0) / 6.0)
+            .collect();
+        let data = Signals {
+            values,
+            n,
+            meta: neurogen_data::SignalMeta {
+                channels: 1,
+                time: t,
+                sfreq: 10.0,
+                channel_names: vec!["x".into()],
+                kind: SignalKind::Continuous,
+                unit: "a.u.".into(),
+                label_names: vec!["up".into(), "down".into()],
+            },
+            latents: None,
+            labels: Some((0..n).map(|i| (i % 2) as u32).collect()),
+        };
+        let cfg = GanConfig {
+            arch: neurogen_models::gan::Arch::Mlp,
+            hidden: vec![32],
+            noise_dim: 4,
+            conditional: true,
+            embed_dim: 4,
+            ..Default::default()
+        };
+        let train = TrainConfig {
+            batch_size: 32,
+            lr: 2e-3,
+            betas: [0.5, 0.999],
+            ..Default::default()
+        };
+        let build = Build {
+            shape: WindowShape::from(&data.meta),
+            kind: SignalKind::Continuous,
+            train: &train,
+            seed: 3,
+            device: &device,
+        };
+        let mut trainer = Adversarial(&cfg).trainer(&build, None);
+        for step in 1..=400 {
+            let batch = trainer.batch(&data, step);
+            let args = StepArgs {
+                step,
+                lr_scale: 1.0,
+                clip: 0.0,
+                grads: false,
+            };
+            trainer.step(batch, args);
+        }
+        let g = trainer.sampler();
+        assert_eq!(g.classes(), 2);
+        for (label, sign) in [(0u32, 1.0f32), (1, -1.0)] {
+            let z = Tensor::random([64, 4], Distribution::Normal(0.0, 1.0), &device);
+            let y = neurogen_models::condition::one_hot(&[label; 64], 2, &device);
+            let Observation::Point { values } = g.generate(z, Some(y)) else {
+                panic!("a GAN generates points")
+            };
+            let mean = values.mean().into_scalar::<f32>();
+            assert!(sign * mean > 1.0, "label {label}: mean {mean}");
+        }
     }
 }

@@ -26,7 +26,9 @@ pub mod trainer;
 pub use error::{ConfigError, TrainError};
 pub use experiment::{Backend, Experiment, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport, FitSpec};
-pub use loaded::{load_run, sample_signals, score_signals, LoadedRun, Scores};
+pub use loaded::{
+    classify_signals, load_run, sample_signals, score_signals, Classified, LoadedRun, Scores,
+};
 pub use progress::Verbosity;
 pub use registry::ModelConfig;
 pub use run_dir::{Checkpoint, DataInfo, RunDir};

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
 use neurogen_data::{SignalKind, SignalMeta, Signals};
-use neurogen_models::{Density, Encode, Observation, Sampler, WindowShape};
+use neurogen_models::condition::one_hot;
+use neurogen_models::{Density, Encode, Observation, Sampler};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -40,6 +41,88 @@ impl LoadedRun {
     pub fn encoder(&self) -> Option<&dyn Encode> {
         self.model.encoder()
     }
+
+    /// The names of the labels a conditional run generates and scores (empty when the model is
+    /// unconditional).
+    pub fn label_names(&self) -> &[String] {
+        if self.model.classes() > 0 {
+            &self.info.meta.label_names
+        } else {
+            &[]
+        }
+    }
+
+    /// Labels for `n` windows in the training split's proportions (largest remainders, in label
+    /// order); `None` for an unconditional run.
+    pub fn default_labels(&self, n: usize) -> Option<Vec<u32>> {
+        let classes = self.model.classes();
+        if classes == 0 {
+            return None;
+        }
+        let counts = match &self.info.label_counts {
+            c if c.len() == classes && c.iter().sum::<usize>() > 0 => c.clone(),
+            _ => vec![1; classes],
+        };
+        let total: usize = counts.iter().sum();
+        let exact: Vec<f64> = counts
+            .iter()
+            .map(|&c| n as f64 * c as f64 / total as f64)
+            .collect();
+        let mut share: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+        let mut order: Vec<usize> = (0..classes).collect();
+        order.sort_by(|&a, &b| {
+            (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor()))
+        });
+        for &c in order.iter().take(n - share.iter().sum::<usize>()) {
+            share[c] += 1;
+        }
+        Some(
+            share
+                .iter()
+                .enumerate()
+                .flat_map(|(c, &k)| std::iter::repeat_n(c as u32, k))
+                .collect(),
+        )
+    }
+
+    /// The run's label index of each window of `s`, matched by name, for a conditional run;
+    /// `None` for an unconditional one.
+    pub fn labels_of(&self, s: &Signals) -> Result<Option<Vec<u32>>, TrainError> {
+        let names = self.label_names();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let Some(labels) = &s.labels else {
+            return Err(TrainError::Input(format!(
+                "the run is conditional (it scores log p(x | label)), but the windows carry no \
+                 labels; give them in an NPZ `labels` array, EDF+ epochs, a CSV condition \
+                 column or the `labels` of the .npy's .json sidecar (the run's labels are {})",
+                names.join(", ")
+            )));
+        };
+        labels
+            .iter()
+            .map(|&l| {
+                let name = s
+                    .meta
+                    .label_names
+                    .get(l as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                names
+                    .iter()
+                    .position(|n| *n == name)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| {
+                        TrainError::Input(format!(
+                            "label \"{name}\" of the windows is not one of the run's labels ({})",
+                            names.join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
 }
 
 /// Loads the newest checkpoint of a run onto `device`.
@@ -51,14 +134,10 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
         message: "holds no complete checkpoint yet".into(),
     })?;
     run.verify(&checkpoint, exp.model.kind())?;
-    let build = Build {
-        shape: WindowShape::from(&info.meta),
-        kind: exp.data.kind(),
-        train: &exp.train,
-        seed: exp.seed,
-        device,
-    };
-    let model = exp.model.family().sampler(&build, &checkpoint)?;
+    let model = exp
+        .model
+        .family()
+        .sampler(&Build::new(&exp, &info.meta, device), &checkpoint)?;
     Ok(LoadedRun {
         exp,
         info,
@@ -67,7 +146,9 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
     })
 }
 
-/// Draws `n` windows from the model in physical units, deterministically for `seed`.
+/// Draws `n` windows from the model in physical units, deterministically for `seed`; a
+/// conditional run draws window `i` of condition `labels[i]` (`labels` has `n` entries; see
+/// [`LoadedRun::default_labels`]), an unconditional one ignores them.
 ///
 /// Latents and observation noise are drawn on the host, so the same seed gives the same
 /// samples on every backend (up to floating-point differences in the decoder).
@@ -75,9 +156,18 @@ pub fn sample_signals(
     run: &LoadedRun,
     n: usize,
     seed: u64,
+    labels: Option<&[u32]>,
     device: &Device,
 ) -> Result<Signals, TrainError> {
     let meta = &run.info.meta;
+    let classes = run.model.classes();
+    let labels = labels.filter(|_| classes > 0);
+    if let Some(l) = labels.filter(|l| l.len() != n) {
+        return Err(TrainError::Input(format!(
+            "{} labels for {n} windows",
+            l.len()
+        )));
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut values = Vec::with_capacity(n * meta.channels * meta.time);
     let (chunk, d) = (256, run.model.noise_dim());
@@ -85,7 +175,8 @@ pub fn sample_signals(
     while done < n {
         let m = chunk.min(n - done);
         let z = host_tensor(normals(&mut rng, m * d), [m, d], device); // [m, noise_dim]
-        draw(run.model.generate(z), meta, &mut rng, &mut values)?;
+        let y = labels.map(|l| one_hot(&l[done..done + m], classes, device)); // [m, classes]
+        draw(run.model.generate(z, y), meta, &mut rng, &mut values)?;
         done += m;
     }
     let mut out = Signals {
@@ -93,7 +184,7 @@ pub fn sample_signals(
         n,
         meta: meta.clone(),
         latents: None,
-        labels: None,
+        labels: labels.map(<[u32]>::to_vec),
     };
     // Counts are never normalised (the config check refuses it), so they stay integers.
     run.info.norm.invert(&mut out);
@@ -153,6 +244,8 @@ pub(crate) fn host_f64(data: burn::tensor::TensorData, what: &str) -> Result<Vec
 /// Per-window likelihood scores of a run.
 #[derive(Debug, Clone)]
 pub struct Scores {
+    /// The run's label of each window (conditional runs: the score is log p(x | label)).
+    pub labels: Option<Vec<u32>>,
     /// Which quantity `log_likelihood` is: `exact` (flows) or `iwae_k=K` (a lower bound).
     pub bound: String,
     /// Per window: log-likelihood (or its bound) in nats, in the run's normalised units.
@@ -165,7 +258,8 @@ pub struct Scores {
 
 /// Scores every window of `s` (physical units, the run's window shape) under the run's model
 /// (see [`Density`]; an error for a family without one), with `k` importance samples where the
-/// score is a bound. Deterministic for `seed`.
+/// score is a bound; a conditional run scores log p(x | label) with the windows' own labels.
+/// Deterministic for `seed`.
 pub fn score_signals(
     run: &LoadedRun,
     s: &Signals,
@@ -173,6 +267,90 @@ pub fn score_signals(
     seed: u64,
     device: &Device,
 ) -> Result<Scores, TrainError> {
+    let (density, s) = scorable(run, s)?;
+    let labels = run.labels_of(&s)?;
+    let (ll, elbo) = score_with(run, density, &s, labels.as_deref(), k, seed, device)?;
+    Ok(Scores {
+        labels,
+        bound: density.bound(k),
+        elbo: (elbo.len() == ll.len()).then_some(elbo),
+        log_likelihood: ll,
+        dim: s.window_len(),
+    })
+}
+
+/// A conditional run used as a generative classifier: every window scored under every label.
+#[derive(Debug, Clone)]
+pub struct Classified {
+    /// `log p(x | label)` (or its bound) per window and label, `[n][classes]`, nats.
+    pub log_likelihood: Vec<Vec<f64>>,
+    /// The posterior `p(label | x)` with the training split's label proportions as the prior,
+    /// `[n][classes]`.
+    pub posterior: Vec<Vec<f64>>,
+    /// The posterior's most probable label per window.
+    pub predicted: Vec<u32>,
+}
+
+/// Scores every window of `s` under each of the conditional run's labels (the same noise for
+/// each), and the posterior over labels: a likelihood-based decoder.
+pub fn classify_signals(
+    run: &LoadedRun,
+    s: &Signals,
+    k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Classified, TrainError> {
+    let classes = run.label_names().len();
+    if classes == 0 {
+        return Err(TrainError::Input(format!(
+            "a {} run trained without conditioning cannot classify: only a conditional run \
+             (`[model] conditional = true`) has log p(x | label)",
+            run.exp.model.kind()
+        )));
+    }
+    let (density, s) = scorable(run, s)?;
+    let mut per_class = Vec::with_capacity(classes);
+    for c in 0..classes as u32 {
+        let labels = vec![c; s.n];
+        per_class.push(score_with(run, density, &s, Some(&labels), k, seed, device)?.0);
+    }
+    // The prior: the training split's label proportions (uniform for a run that kept none).
+    let counts = &run.info.label_counts;
+    let prior: Vec<f64> = if counts.len() == classes && counts.iter().all(|&c| c > 0) {
+        counts.iter().map(|&c| (c as f64).ln()).collect()
+    } else {
+        vec![0.0; classes]
+    };
+    let log_likelihood: Vec<Vec<f64>> = (0..s.n)
+        .map(|i| per_class.iter().map(|ll| ll[i]).collect())
+        .collect();
+    let posterior: Vec<Vec<f64>> = log_likelihood
+        .iter()
+        .map(|ll| {
+            let joint: Vec<f64> = ll.iter().zip(&prior).map(|(l, p)| l + p).collect();
+            let max = joint.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = joint.iter().map(|j| (j - max).exp()).collect();
+            let total: f64 = w.iter().sum();
+            w.iter().map(|v| v / total).collect()
+        })
+        .collect();
+    let predicted = posterior
+        .iter()
+        .map(|p| {
+            (0..classes)
+                .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                .unwrap_or(0) as u32
+        })
+        .collect();
+    Ok(Classified {
+        log_likelihood,
+        posterior,
+        predicted,
+    })
+}
+
+/// The run's density and `s` checked against the run and put in its normalised units.
+fn scorable<'a>(run: &'a LoadedRun, s: &Signals) -> Result<(&'a dyn Density, Signals), TrainError> {
     let density = run.density().ok_or_else(|| {
         TrainError::Input(format!(
             "a {} model has no likelihood to score with",
@@ -201,29 +379,43 @@ pub fn score_signals(
     }
     let mut s = s.clone();
     run.info.norm.apply(&mut s);
+    Ok((density, s))
+}
+
+/// Log-likelihoods (and ELBOs) of the normalised windows `s` given `labels`, in chunks whose
+/// noise is keyed by `(seed, chunk)`.
+fn score_with(
+    run: &LoadedRun,
+    density: &dyn Density,
+    s: &Signals,
+    labels: Option<&[u32]>,
+    k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
     let read = |t: Tensor<1>| host_f64(t.into_data(), "scores");
     let (draws, d) = density.score_noise(k);
+    let classes = run.model.classes();
     let (mut ll, mut elbo) = (Vec::with_capacity(s.n), Vec::new());
     let indices: Vec<usize> = (0..s.n).collect();
     for (i, idx) in indices.chunks(density.score_batch(k)).enumerate() {
         let x = s.batch(idx, device); // [chunk, channels, time]
         let b = idx.len();
+        let y = labels.map(|l| {
+            let l: Vec<u32> = idx.iter().map(|&j| l[j]).collect();
+            one_hot(&l, classes, device)
+        }); // [chunk, classes]
         let eps = normals(&mut rng(seed, Stream::Score, i as u64), draws * b * d);
         let eps = host_tensor(eps, [draws, b, d], device); // [draws, chunk, dim]
         let (l, e) = density
-            .log_likelihood(x, eps)
+            .log_likelihood(x, y, eps)
             .map_err(|e| TrainError::Input(e.to_string()))?;
         ll.extend(read(l)?);
         if let Some(e) = e {
             elbo.extend(read(e)?);
         }
     }
-    Ok(Scores {
-        bound: density.bound(k),
-        elbo: (elbo.len() == ll.len()).then_some(elbo),
-        log_likelihood: ll,
-        dim: meta.channels * meta.time,
-    })
+    Ok((ll, elbo))
 }
 
 #[cfg(test)]
@@ -232,7 +424,7 @@ mod tests {
     use burn::module::Module;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::Distribution;
-    use neurogen_models::{FamilyConfig, GenerativeModel, LossContext, VaeConfig};
+    use neurogen_models::{FamilyConfig, GenerativeModel, LossContext, VaeConfig, WindowShape};
 
     #[test]
     fn a_checkpoint_round_trips_to_the_identical_loss() {
@@ -249,6 +441,7 @@ mod tests {
             channels: 3,
             time: 8,
             sfreq: 100.0,
+            classes: 0,
         };
         let x = Tensor::<3>::random([6, 3, 8], Distribution::Normal(0.0, 1.0), &device);
         let eps = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
@@ -258,13 +451,13 @@ mod tests {
         let mut model = cfg.init(shape, &ad);
         let mut optim = AdamConfig::new().init();
         for _ in 0..5 {
-            let loss = model.loss(x.clone().autodiff(), eps.clone().autodiff(), &ctx);
+            let loss = model.loss(x.clone().autodiff(), None, eps.clone().autodiff(), &ctx);
             let grads = GradientsParams::from_grads(loss.total.backward(), &model);
             model = optim.step(1e-2, model, grads);
         }
         let before = model
             .valid()
-            .loss(x.clone(), eps.clone(), &ctx)
+            .loss(x.clone(), None, eps.clone(), &ctx)
             .total
             .into_scalar::<f32>();
 
@@ -273,11 +466,11 @@ mod tests {
         model.clone().save_file(&file).unwrap();
         let fresh = cfg.init(shape, &device);
         let untrained = fresh
-            .loss(x.clone(), eps.clone(), &ctx)
+            .loss(x.clone(), None, eps.clone(), &ctx)
             .total
             .into_scalar::<f32>();
         let loaded = fresh.try_load_file(&file).unwrap();
-        let after = loaded.loss(x, eps, &ctx).total.into_scalar::<f32>();
+        let after = loaded.loss(x, None, eps, &ctx).total.into_scalar::<f32>();
         assert_eq!(before.to_bits(), after.to_bits(), "{before} vs {after}");
         assert_ne!(
             untrained, after,

@@ -12,7 +12,6 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use neurogen_data::Dataset;
-use neurogen_models::WindowShape;
 use serde::Serialize;
 
 use crate::registry::Build;
@@ -117,13 +116,7 @@ pub fn parity(
         path: dir.to_path_buf(),
         message: "parity needs at least one backend".into(),
     })?;
-    let build = |device| Build {
-        shape: WindowShape::from(&data.train.meta),
-        kind: exp.data.kind(),
-        train: &exp.train,
-        seed: exp.seed,
-        device,
-    };
+    let build = |device| Build::new(exp, &data.train.meta, device);
     let family = exp.model.family();
     // The initial weights, written once by the reference backend as a step-0 checkpoint.
     ref_dev.seed(exp.seed);
@@ -149,7 +142,11 @@ pub fn parity(
         reference: ref_name.clone(),
         steps,
         tolerances: tol,
-        reference_curve: reference.curve.iter().map(|v| v[0]).collect(),
+        reference_curve: reference
+            .curve
+            .iter()
+            .map(|v| v.first().copied().unwrap_or(f64::NAN))
+            .collect(),
         backends: Vec::new(),
         passed: true,
     };

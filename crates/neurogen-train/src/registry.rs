@@ -10,10 +10,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use neurogen_data::{from_table, take_tag, SignalKind, Signals};
+use neurogen_data::{from_table, take_tag, SignalKind, SignalMeta, Signals};
 use neurogen_models::{
-    FamilyConfig, GanConfig, GenerativeModel, LatentOdeConfig, ModelError, ModelFamily,
-    RealNvpConfig, Sampler, VaeConfig, WindowShape,
+    FamilyConfig, GenerativeModel, ModelError, ModelFamily, Sampler, WindowShape,
 };
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -51,10 +50,17 @@ macro_rules! families {
                 }
             }
 
-            /// Checks the config against data of `kind`.
+                        /// Checks the config against data of `kind`.
             pub fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
                 match self {
                     $(ModelConfig::$variant(c) => c.check(kind),)*
+                }
+            }
+
+            /// Whether the run's labels are an input of the model.
+            pub fn conditional(&self) -> bool {
+                match self {
+                    $(ModelConfig::$variant(c) => c.conditional(),)*
                 }
             }
 
@@ -86,13 +92,13 @@ macro_rules! families {
 
 families! {
     /// Variational autoencoder (`vae.rs`).
-    Vae(VaeConfig) => Single,
+    Vae(neurogen_models::VaeConfig) => Single,
     /// Generative adversarial network (`gan.rs`; trained by this crate's `gan.rs`).
-    Gan(GanConfig) => Adversarial,
+    Gan(neurogen_models::GanConfig) => Adversarial,
     /// RealNVP normalising flow (`flow.rs`).
-    RealNvp(RealNvpConfig) => Single,
+    RealNvp(neurogen_models::RealNvpConfig) => Single,
     /// Latent ODE (`latent_ode.rs`).
-    LatentOde(LatentOdeConfig) => Single,
+    LatentOde(neurogen_models::LatentOdeConfig) => Single,
 }
 
 /// A config serialised with its `kind` first, as `[model]` is written.
@@ -124,6 +130,19 @@ pub struct Build<'a> {
     pub seed: u64,
     /// The plain device; trainers create their parameters on its autodiff twin.
     pub device: &'a Device,
+}
+
+impl<'a> Build<'a> {
+    /// What `exp`'s model is built for on data described by `meta`.
+    pub fn new(exp: &'a crate::Experiment, meta: &SignalMeta, device: &'a Device) -> Self {
+        Build {
+            shape: WindowShape::from(meta),
+            kind: exp.data.kind(),
+            train: &exp.train,
+            seed: exp.seed,
+            device,
+        }
+    }
 }
 
 /// How neurogen trains a family and loads it from a checkpoint.
@@ -170,11 +189,15 @@ fn init_from_data<M: GenerativeModel>(model: M, data: &Signals, seed: u64, devic
     let n = data.n.min(512);
     let idx: Vec<usize> = (0..n).collect();
     let x = data.batch(&idx, device); // [n, channels, time]
+    let classes = model.classes();
+    let y = (classes > 0)
+        .then(|| data.label_batch(&idx, classes, device))
+        .flatten(); // [n, classes]
     let d = model.noise_dim();
     let noise = host_tensor(
         normals(&mut rng(seed, Stream::Init, 0), n * d),
         [n, d],
         device,
     );
-    model.init_from_data(x, noise)
+    model.init_from_data(x, y, noise)
 }

@@ -34,6 +34,10 @@ pub struct DataInfo {
     pub norm: Normalization,
     /// Windows per split: train, valid, test.
     pub windows: [usize; 3],
+    /// Training windows per label (labelled data): the proportions a conditional run samples
+    /// in by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_counts: Vec<usize>,
 }
 
 /// One complete checkpoint.

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use neurogen_models::WindowShape;
 
 use crate::registry::Build;
 use crate::run_dir::DataInfo;
@@ -86,24 +85,25 @@ pub fn train_experiment(
         time = data.train.meta.time,
         "data built"
     );
-    exp.check_against(config_path, data.train.n)?;
+    exp.check_against(config_path, &data.train)?;
 
     run.create()?;
     run.write_experiment(&exp)?;
+    let mut label_counts = vec![0; data.train.meta.label_names.len()];
+    for &l in data.train.labels.iter().flatten() {
+        if let Some(c) = label_counts.get_mut(l as usize) {
+            *c += 1;
+        }
+    }
     run.write_data_info(&DataInfo {
         meta: data.train.meta.clone(),
         norm: data.norm.clone(),
         windows: [data.train.n, data.valid.n, data.test.n],
+        label_counts,
     })?;
 
     device.seed(exp.seed);
-    let build = Build {
-        shape: WindowShape::from(&data.train.meta),
-        kind: exp.data.kind(),
-        train: &exp.train,
-        seed: exp.seed,
-        device,
-    };
+    let build = Build::new(&exp, &data.train.meta, device);
     // A resumed run takes its weights from the checkpoint: no data-dependent initialisation.
     let init = (!opts.resume).then_some(&data.train);
     let mut trainer = exp.model.family().trainer(&build, init);

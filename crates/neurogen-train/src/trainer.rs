@@ -16,11 +16,21 @@ use crate::run_dir::Checkpoint;
 use crate::{TrainConfig, TrainError};
 
 /// The real windows of one step, one tensor per update it makes (`[batch, channels, time]`
-/// each, on the autodiff device): one for a single-optimiser model, `n_critic` for a GAN.
+/// each, on the autodiff device): one for a single-optimiser model, `n_critic` for a GAN; and
+/// for a conditional model their labels, one-hot `[batch, classes]` per update.
 #[derive(Debug, Clone)]
 pub struct Batch {
     /// The windows of each update.
     pub windows: Vec<Tensor<3>>,
+    /// The labels of each update's windows (empty for an unconditional model).
+    pub labels: Vec<Tensor<2>>,
+}
+
+impl Batch {
+    /// The labels of update `i`, if the batch has labels.
+    pub fn labels_of(&self, i: usize) -> Option<Tensor<2>> {
+        self.labels.get(i).cloned()
+    }
 }
 
 /// How to take one step.
@@ -62,6 +72,8 @@ impl StepOut {
 pub struct Validation {
     /// Every figure, for `metrics.jsonl`.
     pub line: Map<String, Value>,
+    /// The loss the run reports at its end, if the family has one.
+    pub loss: Option<f64>,
     /// One phrase for the progress output, e.g. `valid loss 1520.7312`.
     pub summary: String,
 }
@@ -203,16 +215,29 @@ impl<M: GenerativeModel> ModelTrainer<M> {
             .as_ref()
             .expect("the model is put back after every step")
     }
+
+    /// One-hot labels of the windows at `idx` of `data` when the model is conditional.
+    fn labels(&self, data: &Signals, idx: &[usize], device: &Device) -> Option<Tensor<2>> {
+        let classes = self.model().classes();
+        (classes > 0)
+            .then(|| data.label_batch(idx, classes, device))
+            .flatten()
+    }
 }
 
 impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
     fn batch(&self, data: &Signals, step: u64) -> Batch {
-        let idx = batch_indices(self.seed, step, data.n, self.train.batch_size);
-        let x = data.batch(&idx, &self.device.clone().autodiff()); // [batch, channels, time]
-        Batch { windows: vec![x] }
+        let ad = self.device.clone().autodiff();
+        let idx = batch_indices(self.seed, step.max(1), data.n, self.train.batch_size);
+        Batch {
+            windows: vec![data.batch(&idx, &ad)], // [batch, channels, time]
+            labels: self.labels(data, &idx, &ad).into_iter().collect(), // [batch, classes]
+        }
     }
 
     fn step(&mut self, batch: Batch, args: StepArgs) -> StepOut {
+        debug_assert_eq!(batch.windows.len(), 1, "one update per step");
+        let y = batch.labels_of(0);
         let Some(x) = batch.windows.into_iter().next() else {
             return StepOut::default();
         };
@@ -226,7 +251,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
         let ctx = LossContext {
             kl_warmup: kl_weight(&self.train, args.step) as f32,
         };
-        let loss = model.loss(x, eps, &ctx);
+        let loss = model.loss(x, y, eps, &ctx);
         let (losses, mut stats) = loss_values(&loss);
         let grads = GradientsParams::from_grads(loss.total.backward(), &model);
         let grads_out = args.grads.then(|| collect_grads(&model, &grads));
@@ -246,7 +271,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
         let ctx = LossContext {
             kl_warmup: kl_weight(&self.train, step) as f32,
         };
-        let line = evaluate(
+        let line = validation_losses(
             &self.model().valid(),
             valid,
             self.seed,
@@ -257,6 +282,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
         let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
         Some(Validation {
             line,
+            loss: Some(loss),
             summary: format!("valid loss {loss:.4}"),
         })
     }
@@ -311,7 +337,7 @@ fn loss_values(loss: &Loss) -> HostLoss {
 }
 
 /// Mean of every loss term over `split`, in batches, with fixed noise.
-fn evaluate<M: GenerativeModel>(
+fn validation_losses<M: GenerativeModel>(
     model: &M,
     split: &Signals,
     seed: u64,
@@ -319,17 +345,20 @@ fn evaluate<M: GenerativeModel>(
     ctx: LossContext,
     device: &Device,
 ) -> Map<String, Value> {
-    let noise_dim = model.noise_dim();
+    let (noise_dim, classes) = (model.noise_dim(), model.classes());
     let mut acc = crate::fit::LossSums::default();
     let indices: Vec<usize> = (0..split.n).collect();
     for (i, chunk) in indices.chunks(batch.max(1)).enumerate() {
         let x = split.batch(chunk, device); // [chunk, channels, time]
+        let y = (classes > 0)
+            .then(|| split.label_batch(chunk, classes, device))
+            .flatten(); // [chunk, classes]
         let eps = normals(
             &mut rng(seed, Stream::ValidNoise, i as u64),
             chunk.len() * noise_dim,
         );
         let eps = host_tensor(eps, [chunk.len(), noise_dim], device); // [chunk, noise_dim]
-        let (losses, stats) = loss_values(&model.loss(x, eps, &ctx));
+        let (losses, stats) = loss_values(&model.loss(x, y, eps, &ctx));
         let values: Vec<_> = losses.into_iter().chain(stats).collect();
         acc.add_named(&values, chunk.len() as f64);
     }

@@ -40,6 +40,13 @@ pub struct KuramotoConfig {
     pub pink_uv: f64,
     /// Standard deviation of the white sensor noise per channel, µV.
     pub noise_uv: f64,
+    /// Conditions (0: none, unlabelled). Recording `r` has condition `c = r mod n`, labelled
+    /// `c1`, `c2`, …; in it the first band's rhythm is desynchronised in the channels `ch` with
+    /// `ch mod n = c` (their share of it scaled by `erd`): an event-related
+    /// desynchronisation, as over the motor cortex opposite an imagined hand movement.
+    pub n_conditions: usize,
+    /// Amplitude factor of the first band in a condition's channels (power × erd²).
+    pub erd: f64,
 }
 
 impl Default for KuramotoConfig {
@@ -56,6 +63,8 @@ impl Default for KuramotoConfig {
             amplitude_uv: 10.0,
             pink_uv: 5.0,
             noise_uv: 1.0,
+            n_conditions: 0,
+            erd: 0.3,
         }
     }
 }
@@ -78,7 +87,9 @@ impl KuramotoConfig {
             ("amplitude_uv", self.amplitude_uv),
             ("pink_uv", self.pink_uv),
             ("noise_uv", self.noise_uv),
+            ("erd", self.erd),
         ])?;
+        super::check_conditions(self.n_conditions, self.n_recordings, "recordings")?;
         if self.bands.is_empty() {
             return Err(DataError::invalid(
                 "bands",
@@ -122,7 +133,13 @@ impl KuramotoConfig {
 
         let mut data = Vec::with_capacity(self.n_recordings);
         let mut latents = Vec::with_capacity(self.n_recordings);
-        for _ in 0..self.n_recordings {
+        let first_band = self.oscillators_per_band;
+        for r in 0..self.n_recordings {
+            // A condition scales the first band's share of its channels; other channels and
+            // unconditioned runs mix as they always have.
+            let gains: Vec<Option<f64>> = (0..c)
+                .map(|ch| super::in_condition_group(self.n_conditions, r, ch).then_some(self.erd))
+                .collect();
             let mut theta: Vec<f64> = (0..k).map(|_| rng.random_range(0.0..TAU)).collect();
             let mut phases = vec![0f32; k * t_len];
             let mut x = vec![0f32; c * t_len];
@@ -142,7 +159,15 @@ impl KuramotoConfig {
                     phases[i * t_len + t] = theta[i] as f32;
                 }
                 for ch in 0..c {
-                    let s: f64 = (0..k).map(|i| mixing[ch * k + i] * theta[i].sin()).sum();
+                    let s: f64 = match gains[ch] {
+                        None => (0..k).map(|i| mixing[ch * k + i] * theta[i].sin()).sum(),
+                        Some(g) => (0..k)
+                            .map(|i| {
+                                let gain = if i < first_band { g } else { 1.0 };
+                                gain * mixing[ch * k + i] * theta[i].sin()
+                            })
+                            .sum(),
+                    };
                     x[ch * t_len + t] = (self.amplitude_uv * s) as f32;
                 }
             }
@@ -166,7 +191,7 @@ impl KuramotoConfig {
             latents: Some((latents, k)),
             trials: false,
             breaks: Vec::new(),
-            labels: None,
+            labels: super::condition_labels(self.n_conditions, self.n_recordings),
         })
     }
 }

@@ -36,6 +36,13 @@ pub struct LorenzConfig {
     pub rho: f64,
     /// Lorenz β.
     pub beta: f64,
+    /// Conditions (0: none, unlabelled). Trial `t` has condition `c = t mod n`, labelled `c1`,
+    /// `c2`, …; in it the neurons `i` with `i mod n = c` receive an input that adds
+    /// `condition_gain` to their log-rate (a condition-specific drive, as a reach direction
+    /// drives its tuned neurons).
+    pub n_conditions: usize,
+    /// Log-rate added to a condition's neurons (ln 2: their rates double).
+    pub condition_gain: f64,
 }
 
 impl Default for LorenzConfig {
@@ -51,6 +58,8 @@ impl Default for LorenzConfig {
             sigma: 10.0,
             rho: 28.0,
             beta: 8.0 / 3.0,
+            n_conditions: 0,
+            condition_gain: std::f64::consts::LN_2,
         }
     }
 }
@@ -70,7 +79,11 @@ impl LorenzConfig {
             ("dt", self.dt),
             ("base_rate_hz", self.base_rate_hz),
         ])?;
-        super::non_negative(&[("gain", self.gain)])
+        super::non_negative(&[("gain", self.gain)])?;
+        if !self.condition_gain.is_finite() {
+            return Err(DataError::invalid("condition_gain", "must be finite"));
+        }
+        super::check_conditions(self.n_conditions, self.n_trials, "trials")
     }
 
     /// Simulates every trial.
@@ -153,7 +166,16 @@ impl LorenzConfig {
         let mut data = Vec::with_capacity(self.n_trials);
         let mut latents = Vec::with_capacity(self.n_trials);
         let mut rates = Vec::with_capacity(self.n_trials);
-        for t in &traj {
+        for (trial, t) in traj.iter().enumerate() {
+            let drive: Vec<f64> = (0..self.n_neurons)
+                .map(|n| {
+                    if super::in_condition_group(self.n_conditions, trial, n) {
+                        self.condition_gain
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
             let mut counts = vec![0f32; self.n_neurons * self.n_bins];
             let mut rate = vec![0f32; self.n_neurons * self.n_bins];
             let mut lat = vec![0f32; 3 * self.n_bins];
@@ -163,8 +185,12 @@ impl LorenzConfig {
                     lat[d * self.n_bins + bin] = z[d] as f32;
                 }
                 for (n, wn) in w.iter().enumerate() {
-                    let lambda =
-                        (log_base + self.gain * (wn[0] * z[0] + wn[1] * z[1] + wn[2] * z[2])).exp();
+                    let mut log_rate =
+                        log_base + self.gain * (wn[0] * z[0] + wn[1] * z[1] + wn[2] * z[2]);
+                    if drive[n] != 0.0 {
+                        log_rate += drive[n];
+                    }
+                    let lambda = log_rate.exp();
                     counts[n * self.n_bins + bin] = poisson(&mut rng, lambda);
                     rate[n * self.n_bins + bin] = lambda as f32;
                 }
@@ -183,7 +209,7 @@ impl LorenzConfig {
             latents: Some((latents, 3)),
             trials: true,
             breaks: Vec::new(),
-            labels: None,
+            labels: super::condition_labels(self.n_conditions, self.n_trials),
         };
         Ok((recs, rates))
     }

@@ -53,6 +53,41 @@ impl Recordings {
     }
 }
 
+/// The conditions of a simulator with `n_conditions` > 0: recording (trial) `r` has condition
+/// `r mod n`, named `c1`, `c2`, …; and channel `ch` belongs to condition `ch mod n`'s group, the
+/// channels its condition acts on. `None` without conditions.
+pub(crate) fn condition_labels(
+    n_conditions: usize,
+    recordings: usize,
+) -> Option<(Vec<u32>, Vec<String>)> {
+    (n_conditions > 0).then(|| {
+        (
+            (0..recordings).map(|r| (r % n_conditions) as u32).collect(),
+            (1..=n_conditions).map(|c| format!("c{c}")).collect(),
+        )
+    })
+}
+
+/// Whether channel `ch` is acted on in recording `r` of a simulator with `n` conditions.
+pub(crate) fn in_condition_group(n: usize, r: usize, ch: usize) -> bool {
+    n > 0 && ch % n == r % n
+}
+
+/// `n_conditions` needs at least that many recordings (trials), one per condition.
+pub(crate) fn check_conditions(
+    n_conditions: usize,
+    recordings: usize,
+    key: &'static str,
+) -> Result<(), DataError> {
+    if n_conditions > recordings {
+        return Err(DataError::invalid(
+            "n_conditions",
+            format!("{n_conditions} conditions need at least as many {key}, got {recordings}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Each value must be finite and > 0; an error names its key.
 pub(crate) fn positive(values: &[(&'static str, f64)]) -> Result<(), DataError> {
     match values.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
@@ -143,6 +178,118 @@ mod tests {
         );
         assert_eq!(x.data, y.data);
         assert_ne!(x.data, z.data);
+    }
+
+    /// Power of `x` in 8–12 Hz at `fs`: every DFT bin of the whole signal in the band.
+    fn alpha_power(x: &[f32], fs: f64) -> f64 {
+        let n = x.len();
+        let (lo, hi) = (
+            (8.0 * n as f64 / fs) as usize,
+            (12.0 * n as f64 / fs) as usize,
+        );
+        (lo..=hi)
+            .map(|k| {
+                let w = 2.0 * std::f64::consts::PI * k as f64 / n as f64;
+                let (re, im) = x.iter().enumerate().fold((0.0, 0.0), |(re, im), (t, v)| {
+                    let a = w * t as f64;
+                    (re + *v as f64 * a.cos(), im - *v as f64 * a.sin())
+                });
+                (re * re + im * im) / n as f64
+            })
+            .sum::<f64>()
+    }
+
+    #[test]
+    fn conditions_carry_their_signature_and_labels() {
+        // Kuramoto: in condition c (recording r, c = r mod 2) the channels ch ≡ c (mod 2) lose
+        // the alpha rhythm (amplitude × 0.3), so their alpha power falls well below the same
+        // channels' power in the other condition.
+        let k = KuramotoConfig {
+            n_recordings: 2,
+            n_conditions: 2,
+            duration_s: 20.0,
+            n_channels: 4,
+            ..KuramotoConfig::default()
+        };
+        let recs = k.simulate(5).unwrap();
+        assert_eq!(
+            recs.labels,
+            Some((vec![0, 1], vec!["c1".into(), "c2".into()]))
+        );
+        let t = recs.samples[0];
+        let power = |r: usize, ch: usize| alpha_power(&recs.data[r][ch * t..(ch + 1) * t], 128.0);
+        for ch in 0..4 {
+            let (own, other) = (power(ch % 2, ch), power(1 - ch % 2, ch));
+            assert!(own < 0.5 * other, "channel {ch}: {own} vs {other}");
+        }
+        // Without conditions the recording is the one it always was.
+        let plain = KuramotoConfig {
+            n_conditions: 0,
+            ..k.clone()
+        };
+        let (a, b) = (
+            plain.simulate(5).unwrap(),
+            KuramotoConfig { erd: 1.0, ..k }.simulate(5).unwrap(),
+        );
+        assert_eq!(a.data, b.data, "a condition with erd 1 changes nothing");
+        assert_eq!(a.labels, None);
+
+        // Lorenz: condition c doubles the rates of the neurons i ≡ c (mod 2).
+        let cfg = LorenzConfig {
+            n_trials: 200,
+            n_conditions: 2,
+            ..small_lorenz()
+        };
+        let (recs, rates) = cfg.simulate_with_rates(1).unwrap();
+        let (labels, names) = recs.labels.clone().unwrap();
+        assert_eq!(names, ["c1", "c2"]);
+        let base = LorenzConfig {
+            n_conditions: 0,
+            ..cfg.clone()
+        };
+        let (_, base_rates) = base.simulate_with_rates(1).unwrap();
+        for (trial, (r, b)) in rates.iter().zip(&base_rates).enumerate() {
+            for n in 0..cfg.n_neurons {
+                let ratio = r[n * cfg.n_bins] / b[n * cfg.n_bins];
+                let want = if n % 2 == labels[trial] as usize {
+                    2.0
+                } else {
+                    1.0
+                };
+                assert!(
+                    (ratio - want).abs() < 1e-4,
+                    "trial {trial} neuron {n}: {ratio}"
+                );
+            }
+        }
+
+        // Neural mass: extra input to a condition's columns moves their alpha power.
+        let nm = NeuralMassConfig {
+            n_recordings: 2,
+            n_conditions: 2,
+            duration_s: 20.0,
+            n_columns: 2,
+            ..NeuralMassConfig::default()
+        };
+        let recs = nm.simulate(3).unwrap();
+        assert_eq!(recs.labels.as_ref().unwrap().0, [0, 1]);
+        let t = recs.samples[0];
+        let power = |r: usize, ch: usize| alpha_power(&recs.data[r][ch * t..(ch + 1) * t], 128.0);
+        for ch in 0..2 {
+            let (own, other) = (power(ch, ch), power(1 - ch, ch));
+            assert!(
+                (own / other).ln().abs() > 0.3,
+                "column {ch}: alpha power {own} driven vs {other} not"
+            );
+        }
+        let e = KuramotoConfig {
+            n_recordings: 1,
+            n_conditions: 2,
+            ..KuramotoConfig::default()
+        }
+        .simulate(1)
+        .unwrap_err();
+        assert!(e.to_string().contains("n_conditions"), "{e}");
     }
 
     #[test]
@@ -267,7 +414,7 @@ mod tests {
     #[test]
     fn jansen_rit_spectrum_peaks_in_the_alpha_band() {
         let cfg = NeuralMassConfig {
-            duration_s: 30.0,
+            duration_s: 20.0,
             n_columns: 2,
             ..NeuralMassConfig::default()
         };

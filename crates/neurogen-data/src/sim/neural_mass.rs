@@ -54,6 +54,13 @@ pub struct NeuralMassConfig {
     pub gain_uv_per_mv: f64,
     /// Standard deviation of the white sensor noise, µV.
     pub noise_uv: f64,
+    /// Conditions (0: none, unlabelled). Recording `r` has condition `c = r mod n`, labelled
+    /// `c1`, `c2`, …; in it the columns `i` with `i mod n = c` receive `condition_input` more
+    /// extrinsic input, which moves them away from their alpha rhythm (an event-related
+    /// desynchronisation analogue).
+    pub n_conditions: usize,
+    /// Extra pulse density (1/s) into a condition's columns.
+    pub condition_input: f64,
 }
 
 impl Default for NeuralMassConfig {
@@ -72,6 +79,8 @@ impl Default for NeuralMassConfig {
             p_range: [120.0, 320.0],
             gain_uv_per_mv: 10.0,
             noise_uv: 1.0,
+            n_conditions: 0,
+            condition_input: 120.0,
         }
     }
 }
@@ -101,6 +110,10 @@ impl NeuralMassConfig {
             ("gain_uv_per_mv", self.gain_uv_per_mv),
         ])?;
         super::non_negative(&[("coupling", self.coupling), ("noise_uv", self.noise_uv)])?;
+        if !self.condition_input.is_finite() {
+            return Err(DataError::invalid("condition_input", "must be finite"));
+        }
+        super::check_conditions(self.n_conditions, self.n_recordings, "recordings")?;
         let [lo, hi] = self.p_range;
         if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi) {
             return Err(DataError::invalid(
@@ -140,7 +153,16 @@ impl NeuralMassConfig {
         let [p_lo, p_hi] = self.p_range;
         let mut data = Vec::with_capacity(self.n_recordings);
         let mut latents = Vec::with_capacity(self.n_recordings);
-        for _ in 0..self.n_recordings {
+        for r in 0..self.n_recordings {
+            let extra: Vec<f64> = (0..n)
+                .map(|i| {
+                    if super::in_condition_group(self.n_conditions, r, i) {
+                        self.condition_input
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
             // [y0, y1, y2, ẏ0, ẏ1, ẏ2] per column, from small random states.
             let mut y: Vec<[f64; 6]> = (0..n)
                 .map(|_| {
@@ -163,7 +185,10 @@ impl NeuralMassConfig {
                     } else {
                         0.0
                     };
-                    let p = rng.random_range(p_lo..=p_hi) + self.coupling * others;
+                    let mut p = rng.random_range(p_lo..=p_hi) + self.coupling * others;
+                    if extra[i] != 0.0 {
+                        p += extra[i];
+                    }
                     let d = [
                         s[3],
                         s[4],
@@ -213,7 +238,7 @@ impl NeuralMassConfig {
             latents: Some((latents, n)),
             trials: false,
             breaks: vec![Vec::new(); self.n_recordings],
-            labels: None,
+            labels: super::condition_labels(self.n_conditions, self.n_recordings),
         })
     }
 }
