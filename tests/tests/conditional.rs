@@ -171,6 +171,46 @@ fn bad_label_requests_and_unlabelled_conditional_runs_fail_with_their_messages()
         assert!(out.stderr.contains(needle), "{a:?}: {}", out.stderr);
         assert!(!out.stderr.contains("internal error"));
     }
+    // Windows without labels: scoring them under a conditional run needs --classify, which
+    // scores the marginal log p(x).
+    let windows = tmp.path().join("w.npy");
+    ok(
+        tmp.path(),
+        &[
+            "sample",
+            r,
+            "-n",
+            "4",
+            "-o",
+            windows.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    let side = tmp.path().join("w.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&side).unwrap()).unwrap();
+    let obj = meta.as_object_mut().unwrap();
+    assert!(obj.remove("labels").is_some(), "{side:?} had no labels");
+    obj.remove("label_names");
+    std::fs::write(&side, meta.to_string()).unwrap();
+    let w = windows.to_str().unwrap();
+    let out = neurogen(tmp.path(), &["score", r, w, "-k", "2"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("carry no labels") && out.stderr.contains("--classify"),
+        "{}",
+        out.stderr
+    );
+    let scored = tmp.path().join("s.csv");
+    let s = scored.to_str().unwrap();
+    ok(
+        tmp.path(),
+        &["score", r, w, "-k", "2", "--classify", "-o", s, "-q"],
+    );
+    let text = std::fs::read_to_string(&scored).unwrap();
+    let first = text.lines().nth(1).unwrap();
+    assert!(first.contains("marginal_"), "{text}");
+    assert_eq!(text.lines().count(), 5, "{text}");
     // An unconditional run on the same labelled data refuses --label.
     let plain = tmp.path().join("plain");
     let a = tiny_train_args("vae-lorenz", &plain, 3, &["data.n_conditions=2"]);

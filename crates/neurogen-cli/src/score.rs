@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use neurogen_data::samples::{read_windows, Stated};
-use neurogen_train::{classify_signals, score_signals, Experiment};
+use neurogen_train::{classify_signals, score_signals, Experiment, Scores};
 
 use crate::common::{open_run, BackendArg, UsageError};
 
@@ -28,8 +28,9 @@ pub(crate) struct Args {
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
     /// Conditional runs: also score every window under every label (`log_likelihood@NAME`),
-    /// with the posterior over labels (`posterior@NAME`, the training split's proportions as
-    /// the prior) and its most probable label (`predicted`): a likelihood-based decoder.
+    /// with the posterior over labels (`posterior@NAME`; prior: the training split's label
+    /// counts plus one) and its most probable label (`predicted`): a likelihood-based decoder.
+    /// Windows without labels are then scored by the marginal log p(x).
     #[arg(long)]
     classify: bool,
 }
@@ -68,11 +69,30 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         )));
     };
     let in_context = |e| anyhow::Error::new(e).context(data.display().to_string());
-    let scores = score_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?;
     let classified = if a.classify {
         Some(classify_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?)
     } else {
         None
+    };
+    // A conditional run scores unlabelled windows only as a classifier does: by the marginal
+    // log p(x) = log Σ_y p(x | y) p(y).
+    let unlabelled = !loaded.label_names().is_empty() && windows.labels.is_none();
+    let scores = match (&classified, unlabelled) {
+        (Some(c), true) => Scores {
+            labels: None,
+            bound: format!(
+                "marginal_{}",
+                loaded.density().map_or(String::new(), |d| d.bound(a.k))
+            ),
+            log_likelihood: c.marginal.clone(),
+            elbo: None,
+            dim: windows.window_len(),
+        },
+        (None, true) => bail!(UsageError(format!(
+            "{}: the windows carry no labels, which the conditional run needs to score log p(x | label); pass --classify to score the marginal log p(x) and label each window, or give the labels (an NPZ `labels` array, EDF+ epochs, a CSV condition column, or `labels` in the .npy's .json sidecar)",
+            data.display()
+        ))),
+        _ => score_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?,
     };
     let names = loaded.label_names();
     let bits = |ll: f64| -ll / (scores.dim as f64 * std::f64::consts::LN_2);

@@ -180,11 +180,23 @@ pub fn read_windows(
             .into()
         });
     // Labels, when the sidecar has them: one index per window into `label_names`.
-    let label_names = from_side("label_names")
-        .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
-        .unwrap_or_default();
-    let labels = match from_side("labels") {
-        Some(v) if !label_names.is_empty() && !v.is_null() => {
+    let label_names = match from_side("label_names").filter(|v| !v.is_null()) {
+        Some(v) => serde_json::from_value::<Vec<String>>(v.clone()).map_err(|e| {
+            format_err(
+                &sidecar_path(path, ".json"),
+                format!("label_names: expected a list of strings: {e}"),
+            )
+        })?,
+        None => Vec::new(),
+    };
+    let labels = match from_side("labels").filter(|v| !v.is_null()) {
+        Some(_) if label_names.is_empty() => {
+            return Err(format_err(
+                &sidecar_path(path, ".json"),
+                "labels: given without `label_names` (the name of each label index)".into(),
+            ))
+        }
+        Some(v) => {
             let l: Vec<u32> = serde_json::from_value(v.clone()).map_err(|e| {
                 format_err(
                     &sidecar_path(path, ".json"),

@@ -3,11 +3,14 @@
 //! predictive models on EEG: a systematic comparison").
 //!
 //! - `noise`: add white Gaussian noise of 0.1 × each channel's standard deviation;
-//! - `time_shift`: roll all channels by one random shift of up to ±10 % of the window;
+//! - `time_shift`: roll all channels by one random shift of up to ±10 % of the window (at
+//!   least ±1 sample);
 //! - `amplitude_scale`: multiply the window by one factor drawn from U(0.8, 1.2);
 //! - `ft_surrogate`: the Fourier-transform surrogate — every frequency's phase shifted by one
 //!   random angle in [0, 2π), the same for every channel (keeping cross-channel phase
 //!   relations), so each channel keeps its amplitude spectrum.
+//!
+//! On spike counts every augmented value is rounded to the nearest non-negative integer.
 
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -43,6 +46,23 @@ impl Augmentation {
             Augmentation::TimeShift => "time_shift",
             Augmentation::AmplitudeScale => "amplitude_scale",
             Augmentation::FtSurrogate => "ft_surrogate",
+        }
+    }
+
+    /// An augmented copy of `window` (`channels` rows of `time` samples); for spike counts
+    /// (`counts`), rounded to the nearest non-negative integer.
+    pub fn apply_to(
+        self,
+        window: &[f32],
+        channels: usize,
+        counts: bool,
+        rng: &mut StdRng,
+    ) -> Vec<f32> {
+        let out = self.apply(window, channels, rng);
+        if counts {
+            out.into_iter().map(|v| v.round().max(0.0)).collect()
+        } else {
+            out
         }
     }
 

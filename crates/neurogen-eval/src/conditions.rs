@@ -166,9 +166,11 @@ pub struct Curve {
     pub points: Vec<(usize, f64, f64)>,
 }
 
-/// The augmentation curve: for each `k`, `k` real training windows per class (drawn per seed)
-/// train the decoder alone; with the synthetic windows added; and with as many windows per
-/// class made from the `k` real ones by each hand-crafted [`Augmentation`]. Each is tested on
+/// The augmentation curve: for each `k` (capped at the rarest class's training windows: "all"
+/// is that many per class), `k` real training windows per class (drawn per seed) train the
+/// decoder alone; with `m` synthetic windows per class added (`m`: the rarest label's count
+/// among the synthetic windows); and with `m` windows per class made from the `k` real ones by
+/// each hand-crafted [`Augmentation`]. Empty when a class has no window on either side. Each is tested on
 /// the real `test` split; mean and spread over [`AUGMENTATION_SEEDS`] seeds.
 pub fn augmentation_curve(
     synthetic: &Signals,
@@ -185,7 +187,25 @@ pub fn augmentation_curve(
         .map(|c| (0..train.n).filter(|&i| ytr[i] == c).collect())
         .collect();
     let fewest = per_class.iter().map(Vec::len).min().unwrap_or(0);
-    let synth_per_class = synthetic.n / classes.max(1);
+    // Every method adds the same number of windows per class: as many synthetic windows as the
+    // rarest label has, drawn per class in order.
+    let ys = synthetic.labels.clone().unwrap_or_default();
+    let synth_per_class = (0..classes as u32)
+        .map(|c| ys.iter().filter(|&&l| l == c).count())
+        .min()
+        .unwrap_or(0);
+    let balanced: Vec<usize> = (0..classes as u32)
+        .flat_map(|c| {
+            let ys = &ys;
+            (0..synthetic.n)
+                .filter(move |&i| ys[i] == c)
+                .take(synth_per_class)
+        })
+        .collect();
+    let synthetic = &synthetic.select(&balanced);
+    if fewest == 0 || synth_per_class == 0 {
+        return Vec::new();
+    }
     let mut methods = vec!["real".to_string(), "real+synthetic".to_string()];
     methods.extend(Augmentation::ALL.map(|a| format!("real+{}", a.name())));
     let mut curves: Vec<Curve> = methods
@@ -251,7 +271,8 @@ fn augmented(
         let src: Vec<usize> = (0..real.n).filter(|&i| labels[i] == class).collect();
         for j in 0..per_class {
             if let Some(&i) = src.get(j % src.len().max(1)) {
-                values.extend(aug.apply(real.window(i), c, rng));
+                let counts = real.meta.kind == neurogen_data::SignalKind::Counts;
+                values.extend(aug.apply_to(real.window(i), c, counts, rng));
                 out_labels.push(class);
             }
         }

@@ -166,7 +166,8 @@ fn cos_sin(v: &[f32], n: usize, l: usize, t: usize) -> Vec<f32> {
 /// `neg_iwae` (IWAE-`k` bound) and `bits_per_dim` for the VAE and latent ODE,
 /// `neg_log_likelihood` and `bits_per_dim` for RealNVP (all means per window, nats, in the
 /// run's normalised units), and for counts `bits_per_spike` against a homogeneous Poisson model
-/// with each neuron's mean training rate. Nothing for a family without a likelihood.
+/// with each neuron's mean training rate. Nothing for a family without a likelihood, nor for a
+/// conditional run whose reference windows carry no labels.
 pub fn add_likelihood(
     report: &mut Report,
     run: &LoadedRun,
@@ -177,6 +178,16 @@ pub fn add_likelihood(
     device: &Device,
 ) -> Result<(), TrainError> {
     if run.density().is_none() {
+        return Ok(());
+    }
+    if !run.label_names().is_empty() && reference.labels.is_none() {
+        // log p(x | label) needs each window's label; say why the rows are missing.
+        report.meta.insert(
+            "likelihood".into(),
+            serde_json::json!(
+                "skipped: the run is conditional and the reference windows carry no labels"
+            ),
+        );
         return Ok(());
     }
     let scores = score_signals(run, reference, k, seed, device)?;

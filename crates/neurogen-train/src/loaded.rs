@@ -162,15 +162,18 @@ pub fn sample_signals(
     let meta = &run.info.meta;
     let classes = run.model.classes();
     let labels = labels.filter(|_| classes > 0);
-    if let Some(l) = labels.filter(|l| l.len() != n) {
+    if let Some(l) = labels.filter(|l| l.len() != n || l.iter().any(|&x| x as usize >= classes)) {
         return Err(TrainError::Input(format!(
-            "{} labels for {n} windows",
+            "{} labels for {n} windows, each must be below {classes}",
             l.len()
         )));
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut values = Vec::with_capacity(n * meta.channels * meta.time);
-    let (chunk, d) = (256, run.model.noise_dim());
+    let d = run.model.noise_dim();
+    // Windows per call: 256, fewer when one window's noise is large (a stochastic diffusion
+    // sampler draws a window's worth per step), so a call's noise stays near 16 M values.
+    let chunk = (16_000_000 / d.max(1)).clamp(1, 256);
     let mut done = 0;
     while done < n {
         let m = chunk.min(n - done);
@@ -284,8 +287,10 @@ pub fn score_signals(
 pub struct Classified {
     /// `log p(x | label)` (or its bound) per window and label, `[n][classes]`, nats.
     pub log_likelihood: Vec<Vec<f64>>,
-    /// The posterior `p(label | x)` with the training split's label proportions as the prior,
-    /// `[n][classes]`.
+    /// `log p(x) = log Σ_y p(x | y) p(y)` per window: the score of windows without labels.
+    pub marginal: Vec<f64>,
+    /// The posterior `p(label | x)` with the training split's label proportions as the prior
+    /// (counts plus one), `[n][classes]`.
     pub posterior: Vec<Vec<f64>>,
     /// The posterior's most probable label per window.
     pub predicted: Vec<u32>,
@@ -314,21 +319,30 @@ pub fn classify_signals(
         let labels = vec![c; s.n];
         per_class.push(score_with(run, density, &s, Some(&labels), k, seed, device)?.0);
     }
-    // The prior: the training split's label proportions (uniform for a run that kept none).
-    let counts = &run.info.label_counts;
-    let prior: Vec<f64> = if counts.len() == classes && counts.iter().all(|&c| c > 0) {
-        counts.iter().map(|&c| (c as f64).ln()).collect()
-    } else {
-        vec![0.0; classes]
-    };
+    let prior = log_prior(run, classes);
     let log_likelihood: Vec<Vec<f64>> = (0..s.n)
         .map(|i| per_class.iter().map(|ll| ll[i]).collect())
         .collect();
     let posterior: Vec<Vec<f64>> = log_likelihood
         .iter()
         .map(|ll| {
-            let joint: Vec<f64> = ll.iter().zip(&prior).map(|(l, p)| l + p).collect();
+            // A label whose score failed (non-finite) gets no posterior mass; when every label
+            // failed, the posterior is undefined (NaN).
+            let joint: Vec<f64> = ll
+                .iter()
+                .zip(&prior)
+                .map(|(l, p)| {
+                    if l.is_finite() {
+                        l + p
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
             let max = joint.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if max == f64::NEG_INFINITY {
+                return vec![f64::NAN; classes];
+            }
             let w: Vec<f64> = joint.iter().map(|j| (j - max).exp()).collect();
             let total: f64 = w.iter().sum();
             w.iter().map(|v| v / total).collect()
@@ -342,11 +356,34 @@ pub fn classify_signals(
                 .unwrap_or(0) as u32
         })
         .collect();
+    let marginal = log_likelihood
+        .iter()
+        .map(|ll| {
+            let joint: Vec<f64> = ll.iter().zip(&prior).map(|(l, p)| l + p).collect();
+            let max = joint.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            max + joint.iter().map(|j| (j - max).exp()).sum::<f64>().ln()
+        })
+        .collect();
     Ok(Classified {
         log_likelihood,
+        marginal,
         posterior,
         predicted,
     })
+}
+
+/// ln of the label prior: the training split's label proportions with one added to each count
+/// (so a label without training windows keeps some mass; uniform for a run that kept none).
+fn log_prior(run: &LoadedRun, classes: usize) -> Vec<f64> {
+    let counts = &run.info.label_counts;
+    if counts.len() != classes {
+        return vec![-(classes.max(1) as f64).ln(); classes];
+    }
+    let total = counts.iter().sum::<usize>() as f64 + classes as f64;
+    counts
+        .iter()
+        .map(|&c| ((c as f64 + 1.0) / total).ln())
+        .collect()
 }
 
 /// The run's density and `s` checked against the run and put in its normalised units.

@@ -89,7 +89,13 @@ pub fn train_experiment(
 
     run.create()?;
     run.write_experiment(&exp)?;
-    let mut label_counts = vec![0; data.train.meta.label_names.len()];
+    // Kept for conditional runs only: their default sampling proportions and classifier prior.
+    let kept = if exp.model.conditional() {
+        data.train.meta.label_names.len()
+    } else {
+        0
+    };
+    let mut label_counts = vec![0; kept];
     for &l in data.train.labels.iter().flatten() {
         if let Some(c) = label_counts.get_mut(l as usize) {
             *c += 1;

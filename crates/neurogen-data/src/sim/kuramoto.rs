@@ -89,7 +89,11 @@ impl KuramotoConfig {
             ("noise_uv", self.noise_uv),
             ("erd", self.erd),
         ])?;
-        super::check_conditions(self.n_conditions, self.n_recordings, "recordings")?;
+        super::check_conditions(
+            self.n_conditions,
+            (self.n_recordings, "recordings"),
+            (self.n_channels, "channels"),
+        )?;
         if self.bands.is_empty() {
             return Err(DataError::invalid(
                 "bands",

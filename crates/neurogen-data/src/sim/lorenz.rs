@@ -83,7 +83,11 @@ impl LorenzConfig {
         if !self.condition_gain.is_finite() {
             return Err(DataError::invalid("condition_gain", "must be finite"));
         }
-        super::check_conditions(self.n_conditions, self.n_trials, "trials")
+        super::check_conditions(
+            self.n_conditions,
+            (self.n_trials, "trials"),
+            (self.n_neurons, "neurons"),
+        )
     }
 
     /// Simulates every trial.

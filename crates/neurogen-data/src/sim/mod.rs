@@ -73,17 +73,20 @@ pub(crate) fn in_condition_group(n: usize, r: usize, ch: usize) -> bool {
     n > 0 && ch % n == r % n
 }
 
-/// `n_conditions` needs at least that many recordings (trials), one per condition.
+/// `n_conditions` needs at least that many recordings (trials), one per condition, and at
+/// least that many channels, so that every condition acts on some channel.
 pub(crate) fn check_conditions(
     n_conditions: usize,
-    recordings: usize,
-    key: &'static str,
+    (recordings, rec_key): (usize, &'static str),
+    (channels, ch_key): (usize, &'static str),
 ) -> Result<(), DataError> {
-    if n_conditions > recordings {
-        return Err(DataError::invalid(
-            "n_conditions",
-            format!("{n_conditions} conditions need at least as many {key}, got {recordings}"),
-        ));
+    for (have, key) in [(recordings, rec_key), (channels, ch_key)] {
+        if n_conditions > have {
+            return Err(DataError::invalid(
+                "n_conditions",
+                format!("{n_conditions} conditions need at least as many {key}, got {have}"),
+            ));
+        }
     }
     Ok(())
 }

@@ -113,7 +113,11 @@ impl NeuralMassConfig {
         if !self.condition_input.is_finite() {
             return Err(DataError::invalid("condition_input", "must be finite"));
         }
-        super::check_conditions(self.n_conditions, self.n_recordings, "recordings")?;
+        super::check_conditions(
+            self.n_conditions,
+            (self.n_recordings, "recordings"),
+            (self.n_columns, "columns"),
+        )?;
         let [lo, hi] = self.p_range;
         if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi) {
             return Err(DataError::invalid(
