@@ -14,6 +14,8 @@ const REFERENCE: &[(&str, u64, u64)] = &[
     ("realnvp_log_prob", 10_000, 14_417_920_000),
     ("gan", 64, 1_461_977_088),
     ("latent_ode", 64, 1_534_722_048),
+    ("diffusion", 64, 3_435_134_976),
+    ("diffusion_sample", 64, 57_252_249_600),
 ];
 
 #[test]
@@ -96,7 +98,12 @@ fn bench_writes_one_reference_line_per_workload_and_backend() {
         "{}",
         r.stdout
     );
-    assert_eq!(r.stderr.matches("steps/s,").count(), 14, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("steps/s,").count(),
+        REFERENCE.len() * 2,
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -164,6 +171,8 @@ fn parity_holds_between_ndarray_and_flex_for_every_family() {
         "latent-ode-kuramoto",
         "gan-kuramoto",
         "gan-lorenz",
+        "diffusion-kuramoto",
+        "diffusion-lorenz",
     ] {
         let out = tmp.path().join(format!("{config}.json"));
         let args = parity_args(config, "ndarray,flex", &out);

@@ -39,6 +39,7 @@ fn every_family_trains_conditionally_and_samples_by_label() {
         "gan-kuramoto",
         "realnvp-kuramoto",
         "latent-ode-lorenz",
+        "diffusion-kuramoto",
     ] {
         let run = tmp.path().join(config);
         train_conditional(tmp.path(), config, &run, 10);

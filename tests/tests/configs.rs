@@ -151,6 +151,23 @@ const BAD: &[(&str, &[&str])] = &[
         &["data.layout", "unknown variant `rows`", "trials"],
     ),
     (
+        "diffusion_sample_steps",
+        &["model.sample_steps", "must lie in 1..=1000, got 2000"],
+    ),
+    (
+        "diffusion_ou_length",
+        &["model.ou_length", "positive number of samples, got 0"],
+    ),
+    (
+        "diffusion_unknown_noise",
+        &["model.noise", "unknown variant `pink`", "white", "ou"],
+    ),
+    ("diffusion_ema_one", &["model.ema", "[0, 1), got 1"]),
+    (
+        "diffusion_odd_time_embed",
+        &["model.time_embed", "even", "got 7"],
+    ),
+    (
         "izhikevich_zero_bin_width",
         &["data.bin_ms", "must be positive"],
     ),

@@ -58,6 +58,8 @@ fn every_family_config_trains_and_samples_through_the_binary() {
             &["nll", "kl", "forecast_nll", "forecast_mse", "nfe"],
             &["forecast_mse"],
         ),
+        ("diffusion-kuramoto", &["mse"], &["mse"]),
+        ("diffusion-lorenz", &["mse"], &["mse"]),
     ];
     for (config, train_keys, valid_keys) in cases {
         let run = tmp.path().join(config);
@@ -89,7 +91,7 @@ fn every_family_config_trains_and_samples_through_the_binary() {
             assert!(run.join("checkpoints/20/critic.bpk").is_file());
             assert!(run.join("checkpoints/20/optim_critic.bpk").is_file());
         }
-        if *config == "gan-lorenz" {
+        if *config == "gan-lorenz" || config.starts_with("diffusion") {
             assert!(
                 run.join("checkpoints/20/ema.bpk").is_file(),
                 "the config keeps an EMA"
@@ -135,22 +137,51 @@ fn std_dev(v: &[f32]) -> f64 {
 }
 
 #[test]
-fn a_resumed_gan_run_equals_the_uninterrupted_one() {
+fn resumed_gan_and_diffusion_runs_equal_the_uninterrupted_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let (full, part) = (tmp.path().join("full"), tmp.path().join("part"));
-    let extra = [
+    let gan: &[&str] = &[
         "model.n_critic=2",
         "model.ema=0.9",
         "model.spectral_norm=true",
     ];
-    train_tiny(tmp.path(), "gan-kuramoto", &full, 30, &extra);
-    // Stop off the logging grid (step 18; lines every 5, checkpoints every 10) and resume.
-    train_tiny(tmp.path(), "gan-kuramoto", &part, 18, &extra);
-    let mut args = tiny_train_args("gan-kuramoto", &part, 30, &extra);
-    args.push("--resume".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(tmp.path(), &args);
-    assert_eq!(metrics_without_timing(&part), metrics_without_timing(&full));
+    // The diffusion run keeps an EMA of its weights, which must resume too.
+    let diffusion: &[&str] = &["model.ema=0.9"];
+    for (config, extra) in [("gan-kuramoto", gan), ("diffusion-kuramoto", diffusion)] {
+        let (full, part) = (
+            tmp.path().join(format!("{config}-full")),
+            tmp.path().join(format!("{config}-part")),
+        );
+        train_tiny(tmp.path(), config, &full, 30, extra);
+        // Stop off the logging grid (step 18; lines every 5, checkpoints every 10), resume.
+        train_tiny(tmp.path(), config, &part, 18, extra);
+        let mut args = tiny_train_args(config, &part, 30, extra);
+        args.push("--resume".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(tmp.path(), &args);
+        assert_eq!(
+            metrics_without_timing(&part),
+            metrics_without_timing(&full),
+            "{config}"
+        );
+        // The samples come from the same (averaged) weights.
+        let draw = |run: &Path| {
+            let out = run.join("s.npy");
+            ok(
+                tmp.path(),
+                &[
+                    "sample",
+                    run.to_str().unwrap(),
+                    "-n",
+                    "3",
+                    "-o",
+                    out.to_str().unwrap(),
+                    "-q",
+                ],
+            );
+            read_npy(&out).values
+        };
+        assert_eq!(draw(&part), draw(&full), "{config}");
+    }
 }
 
 #[test]

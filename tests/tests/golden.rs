@@ -64,6 +64,28 @@ fn latent_ode_trajectory_is_pinned() {
     check("latent-ode-lorenz", &LATENT_ODE.0, LATENT_ODE.1);
 }
 
+#[test]
+fn diffusion_trajectory_is_pinned() {
+    check("diffusion-kuramoto", &DIFFUSION.0, DIFFUSION.1);
+}
+
+// Pinned when the family landed (OU noise, v-prediction, cosine schedule, EMA validation).
+const DIFFUSION: ([f64; 10], f64) = (
+    [
+        1.790992e+00,
+        1.618111e+00,
+        1.998893e+00,
+        1.782958e+00,
+        2.152188e+00,
+        1.823720e+00,
+        2.386198e+00,
+        1.925708e+00,
+        2.001796e+00,
+        2.021618e+00,
+    ],
+    2.102002e+00,
+);
+
 // Pinned from the run before the one-trainer redesign (its metrics are byte-identical after).
 const VAE: ([f64; 10], f64) = (
     [

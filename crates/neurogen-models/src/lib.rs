@@ -14,6 +14,7 @@
 
 pub mod condition;
 pub mod conv;
+pub mod diffusion;
 pub mod flow;
 pub mod gan;
 pub mod latent_ode;
@@ -23,6 +24,7 @@ pub mod ode;
 pub mod spectral;
 pub mod vae;
 
+pub use diffusion::{Diffusion, DiffusionConfig};
 pub use flow::{RealNvp, RealNvpConfig, Transform};
 pub use gan::{Critic, GanConfig, GanLoss, Generator};
 pub use latent_ode::{LatentOde, LatentOdeConfig};
@@ -244,6 +246,19 @@ pub trait GenerativeModel: Module + Sampler + Clone + core::fmt::Debug + Send + 
     /// - `noise`: `[batch, noise_dim]`, standard normal, drawn by the caller
     fn loss(&self, x: Tensor<3>, y: Option<Tensor<2>>, noise: Tensor<2>, ctx: &LossContext)
         -> Loss;
+
+    /// Size of the standard-normal noise one window needs in [`loss`](Self::loss); default
+    /// [`Sampler::noise_dim`] (a diffusion model's training noise differs from its sampling
+    /// noise).
+    fn loss_noise_dim(&self) -> usize {
+        self.noise_dim()
+    }
+
+    /// Decay of a moving average of the weights that the run samples and scores with (e.g.
+    /// 0.999); `None`: the weights themselves.
+    fn ema(&self) -> Option<f64> {
+        None
+    }
 
     /// Whether [`init_from_data`](Self::init_from_data) does anything (so trainers build its
     /// first batch only when it does).

@@ -33,6 +33,10 @@ pub enum Workload {
     Gan,
     /// W4: latent ODE training step through 99 RK4 steps, batch 64.
     LatentOde,
+    /// W5: DDPM denoiser training step, batch 64.
+    Diffusion,
+    /// W5: one call sampling 64 windows by DDIM (η = 0) over 50 steps, no autograd.
+    DiffusionSample,
     /// The machine limit: a 2048 × 2048 float32 matrix product.
     Sgemm,
 }
@@ -61,7 +65,7 @@ pub struct Timing {
 
 impl Workload {
     /// Every workload, in the reference order.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Sgemm,
         Workload::Vae,
         Workload::RealNvp,
@@ -69,6 +73,8 @@ impl Workload {
         Workload::RealNvpLogProb,
         Workload::Gan,
         Workload::LatentOde,
+        Workload::Diffusion,
+        Workload::DiffusionSample,
     ];
 
     /// The name in the reference JSON lines.
@@ -80,6 +86,8 @@ impl Workload {
             Workload::RealNvpLogProb => "realnvp_log_prob",
             Workload::Gan => "gan",
             Workload::LatentOde => "latent_ode",
+            Workload::Diffusion => "diffusion",
+            Workload::DiffusionSample => "diffusion_sample",
             Workload::Sgemm => "sgemm_2048",
         }
     }
@@ -109,6 +117,10 @@ impl Workload {
                 "configs/bench/latent-ode.toml",
                 include_str!("../../../configs/bench/latent-ode.toml"),
             )),
+            Workload::Diffusion | Workload::DiffusionSample => Some((
+                "configs/bench/diffusion.toml",
+                include_str!("../../../configs/bench/diffusion.toml"),
+            )),
             Workload::Sgemm => None,
         }
     }
@@ -120,6 +132,7 @@ impl Workload {
             Workload::RealNvp => 256,
             Workload::RealNvpSample | Workload::RealNvpLogProb => 10_000,
             Workload::Gan | Workload::LatentOde => 64,
+            Workload::Diffusion | Workload::DiffusionSample => 64,
             Workload::Sgemm => SGEMM_N,
         }
     }
@@ -127,7 +140,9 @@ impl Workload {
     /// The window shape of the workload's data.
     pub fn shape(self) -> WindowShape {
         let (channels, time, sfreq) = match self {
-            Workload::Vae | Workload::Gan => (16, 128, 128.0),
+            Workload::Vae | Workload::Gan | Workload::Diffusion | Workload::DiffusionSample => {
+                (16, 128, 128.0)
+            }
             Workload::RealNvp | Workload::RealNvpSample | Workload::RealNvpLogProb => {
                 (4, 16, 128.0)
             }
@@ -151,16 +166,21 @@ impl Workload {
             Workload::RealNvpSample | Workload::RealNvpLogProb => 14_417_920_000,
             Workload::Gan => 1_461_977_088,
             Workload::LatentOde => 1_534_722_048,
+            // 3 × 64 × 17,891,328 and 64 × 50 × 17,891,328 (W5's forward FLOPs per window).
+            Workload::Diffusion => 3_435_134_976,
+            Workload::DiffusionSample => 57_252_249_600,
             Workload::Sgemm => 2 * (SGEMM_N as u64).pow(3),
         }
     }
 
     /// The reference protocol: 10 warm-up steps and 5 × 50 timed for training steps; 2 and
-    /// 5 × 5 for the 10,000-point calls; 3 and 5 × 10 for sgemm.
+    /// 5 × 5 for the 10,000-point calls; 1 and 5 × 2 for DDIM sampling; 3 and 5 × 10 for
+    /// sgemm.
     pub fn protocol(self) -> Protocol {
         let (warmup, steps) = match self {
             Workload::RealNvpSample | Workload::RealNvpLogProb => (2, 5),
             Workload::Sgemm => (3, 10),
+            Workload::DiffusionSample => (1, 2),
             _ => (10, 50),
         };
         Protocol {
@@ -198,11 +218,13 @@ impl Workload {
     fn measure(self) -> Option<Measure> {
         match self {
             Workload::Sgemm => None,
-            Workload::RealNvpSample => Some(Measure::Sample),
+            Workload::RealNvpSample | Workload::DiffusionSample => Some(Measure::Sample),
             Workload::RealNvpLogProb => Some(Measure::LogProb),
-            Workload::Vae | Workload::RealNvp | Workload::Gan | Workload::LatentOde => {
-                Some(Measure::Train)
-            }
+            Workload::Vae
+            | Workload::RealNvp
+            | Workload::Gan
+            | Workload::LatentOde
+            | Workload::Diffusion => Some(Measure::Train),
         }
     }
 
@@ -372,6 +394,7 @@ mod tests {
                 Workload::RealNvp | Workload::RealNvpSample | Workload::RealNvpLogProb => 725_504,
                 Workload::Gan => 221_521 + 225,
                 Workload::LatentOde => 24_384 + 16 + 16 * 192,
+                Workload::Diffusion | Workload::DiffusionSample => 103_440,
                 Workload::Sgemm => continue,
             };
             assert_eq!(params, expected, "{}", w.name());

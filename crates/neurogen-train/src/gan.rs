@@ -42,11 +42,6 @@ fn critic_optim_file(c: &Checkpoint) -> PathBuf {
     c.dir.join("optim_critic.bpk")
 }
 
-/// File of the generator's moving average in a checkpoint.
-fn ema_file(c: &Checkpoint) -> PathBuf {
-    c.dir.join("ema.bpk")
-}
-
 /// The GAN in the registry: [`GanTrainer`] to train, the generator (or its moving average)
 /// to sample.
 pub(crate) struct Adversarial<'a>(pub &'a GanConfig);
@@ -73,7 +68,7 @@ impl Family for Adversarial<'_> {
 
     fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError> {
         // A GAN samples from its generator's moving average when the run kept one.
-        let file = Some(ema_file(ckpt))
+        let file = Some(ckpt.ema_file())
             .filter(|f| f.exists())
             .unwrap_or_else(|| ckpt.model_file());
         let g = self.0.init_generator(b.shape, b.kind, b.device);
@@ -175,7 +170,7 @@ impl Trainer for GanTrainer {
         save(&p.generator, &c.model_file())?;
         save(&p.critic, &critic_file(c))?;
         if let Some(ema) = &p.ema {
-            save(ema, &ema_file(c))?;
+            save(ema, &c.ema_file())?;
         }
         let optims = [
             (&self.opt_g, c.optim_file()),
@@ -193,7 +188,7 @@ impl Trainer for GanTrainer {
             generator: load(p.generator.clone(), &c.model_file())?,
             critic: load(p.critic.clone(), &critic_file(c))?,
             ema: match &p.ema {
-                Some(ema) => Some(load(ema.clone(), &ema_file(c))?),
+                Some(ema) => Some(load(ema.clone(), &c.ema_file())?),
                 None => None,
             },
         };

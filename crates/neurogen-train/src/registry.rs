@@ -97,8 +97,10 @@ families! {
     Gan(neurogen_models::GanConfig) => Adversarial,
     /// RealNVP normalising flow (`flow.rs`).
     RealNvp(neurogen_models::RealNvpConfig) => Single,
-    /// Latent ODE (`latent_ode.rs`).
+        /// Latent ODE (`latent_ode.rs`).
     LatentOde(neurogen_models::LatentOdeConfig) => Single,
+    /// Denoising diffusion (`diffusion.rs`).
+    Diffusion(neurogen_models::DiffusionConfig) => Single,
 }
 
 /// A config serialised with its `kind` first, as `[model]` is written.
@@ -170,7 +172,11 @@ impl<F: ModelFamily> Family for Single<'_, F> {
 
     fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError> {
         let model = self.0.build(b.shape, b.kind, b.device);
-        Ok(Box::new(load_weights(model, &ckpt.model_file())?))
+        // A run that keeps a moving average samples with it.
+        let file = Some(ckpt.ema_file())
+            .filter(|f| model.ema().is_some() && f.exists())
+            .unwrap_or_else(|| ckpt.model_file());
+        Ok(Box::new(load_weights(model, &file)?))
     }
 }
 
@@ -193,7 +199,7 @@ fn init_from_data<M: GenerativeModel>(model: M, data: &Signals, seed: u64, devic
     let y = (classes > 0)
         .then(|| data.label_batch(&idx, classes, device))
         .flatten(); // [n, classes]
-    let d = model.noise_dim();
+    let d = model.loss_noise_dim();
     let noise = host_tensor(
         normals(&mut rng(seed, Stream::Init, 0), n * d),
         [n, d],

@@ -59,6 +59,11 @@ impl Checkpoint {
     pub fn optim_file(&self) -> PathBuf {
         self.dir.join("optim.bpk")
     }
+
+    /// The moving average of the model's weights, when the run keeps one.
+    pub fn ema_file(&self) -> PathBuf {
+        self.dir.join("ema.bpk")
+    }
 }
 
 /// The on-disk state of a checkpoint beside its weights.

@@ -10,7 +10,7 @@ use neurogen_models::{GenerativeModel, Loss, LossContext, Sampler};
 use serde_json::{json, Map, Value};
 
 use crate::guard::clip_grad_norm;
-use crate::params::{bumped, collect_grads, first_non_finite};
+use crate::params::{blend, bumped, collect_grads, first_non_finite};
 use crate::rng::{batch_indices, normals, rng, Stream};
 use crate::run_dir::Checkpoint;
 use crate::{TrainConfig, TrainError};
@@ -190,6 +190,9 @@ pub(crate) fn kl_weight(t: &TrainConfig, step: u64) -> f64 {
 pub struct ModelTrainer<M> {
     /// `None` only inside a step, which takes the model by value and puts it back.
     model: Option<M>,
+    /// The moving average of the weights (plain device) of a model that asks for one
+    /// ([`GenerativeModel::ema`]): what the run validates, samples and scores with.
+    ema: Option<M>,
     optim: ModuleOptimizer,
     train: TrainConfig,
     seed: u64,
@@ -202,6 +205,7 @@ impl<M: GenerativeModel> ModelTrainer<M> {
     /// are not tracked) with a fresh optimiser.
     pub fn new(model: M, train: &TrainConfig, seed: u64, device: &Device) -> Self {
         ModelTrainer {
+            ema: model.ema().map(|_| model.valid()),
             model: Some(model),
             optim: adam(train).init(),
             train: train.clone(),
@@ -214,6 +218,11 @@ impl<M: GenerativeModel> ModelTrainer<M> {
         self.model
             .as_ref()
             .expect("the model is put back after every step")
+    }
+
+    /// The weights the run samples with: the moving average when kept.
+    fn sampling_model(&self) -> M {
+        self.ema.clone().unwrap_or_else(|| self.model().valid())
     }
 
     /// One-hot labels of the windows at `idx` of `data` when the model is conditional.
@@ -245,7 +254,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
             .model
             .take()
             .expect("the model is put back after every step");
-        let (b, d) = (x.dims()[0], model.noise_dim());
+        let (b, d) = (x.dims()[0], model.loss_noise_dim());
         let eps = normals(&mut rng(self.seed, Stream::TrainNoise, args.step), b * d);
         let eps = host_tensor(eps, [b, d], &x.device()); // [batch, noise_dim]
         let ctx = LossContext {
@@ -257,6 +266,9 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
         let grads_out = args.grads.then(|| collect_grads(&model, &grads));
         let lr = self.train.lr * args.lr_scale;
         let (model, norm) = update(model, &mut self.optim, grads, lr, args.clip);
+        if let (Some(ema), Some(decay)) = (self.ema.take(), model.ema()) {
+            self.ema = Some(blend(ema, &model.valid(), decay as f32));
+        }
         self.model = Some(model);
         stats.extend(norm.map(|n| ("grad_norm", n)));
         StepOut {
@@ -272,7 +284,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
             kl_warmup: kl_weight(&self.train, step) as f32,
         };
         let line = validation_losses(
-            &self.model().valid(),
+            &self.sampling_model(),
             valid,
             self.seed,
             self.train.batch_size,
@@ -298,14 +310,21 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
 
     fn save(&self, ckpt: &Checkpoint) -> Result<(), TrainError> {
         save(self.model(), &ckpt.model_file())?;
+        if let Some(ema) = &self.ema {
+            save(ema, &ckpt.ema_file())?;
+        }
         let file = ckpt.optim_file();
         self.optim.save(&file).map_err(|e| ckpt_err(&file, e))
     }
 
     fn restore(&mut self, ckpt: &Checkpoint) -> Result<(), TrainError> {
         let model = load(self.model().clone(), &ckpt.model_file())?;
+        let ema = match &self.ema {
+            Some(e) => Some(load(e.clone(), &ckpt.ema_file())?),
+            None => None,
+        };
         self.optim = load_optim(&self.train, &ckpt.optim_file())?;
-        self.model = Some(model);
+        (self.model, self.ema) = (Some(model), ema);
         Ok(())
     }
 
@@ -318,7 +337,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
     }
 
     fn sampler(&self) -> Box<dyn Sampler> {
-        Box::new(self.model().valid())
+        Box::new(self.sampling_model())
     }
 
     fn perturb(&mut self, delta: f32) {
@@ -345,7 +364,7 @@ fn validation_losses<M: GenerativeModel>(
     ctx: LossContext,
     device: &Device,
 ) -> Map<String, Value> {
-    let (noise_dim, classes) = (model.noise_dim(), model.classes());
+    let (noise_dim, classes) = (model.loss_noise_dim(), model.classes());
     let mut acc = crate::fit::LossSums::default();
     let indices: Vec<usize> = (0..split.n).collect();
     for (i, chunk) in indices.chunks(batch.max(1)).enumerate() {

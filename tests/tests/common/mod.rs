@@ -148,6 +148,13 @@ fn tiny_model(family: &str) -> &'static [&'static str] {
             "model.rnn_hidden=8",
             "model.hidden=[8]",
         ],
+        "diffusion" => &[
+            "model.hidden=8",
+            "model.time_embed=8",
+            "model.dilations=[1, 2]",
+            "model.steps=50",
+            "model.sample_steps=5",
+        ],
         _ => &[],
     }
 }
