@@ -27,7 +27,10 @@ for path in sorted(glob.glob("runs/*/eval/report.json")):
         continue
     r = json.load(open(path))
     m = r["meta"]
-    if "neg_log_likelihood" in r:
+    bound = m.get("likelihood", {}).get("bound", "") if isinstance(m.get("likelihood"), dict) else ""
+    if "neg_log_likelihood" in r and bound.startswith("vlb"):
+        ll = f"VLB {r['neg_log_likelihood']:.1f} ({r['bits_per_dim']:.3f} bits/dim)"
+    elif "neg_log_likelihood" in r:
         ll = f"NLL {r['neg_log_likelihood']:.1f} ({r['bits_per_dim']:.3f} bits/dim)"
     elif "neg_elbo" in r:
         k = [x for x in r if x.startswith("neg_iwae_k")][0]

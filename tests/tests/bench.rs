@@ -16,6 +16,7 @@ const REFERENCE: &[(&str, u64, u64)] = &[
     ("latent_ode", 64, 1_534_722_048),
     ("diffusion", 64, 3_435_134_976),
     ("diffusion_sample", 64, 57_252_249_600),
+    ("wavenet", 16, 4_988_436_480),
 ];
 
 #[test]
@@ -173,6 +174,8 @@ fn parity_holds_between_ndarray_and_flex_for_every_family() {
         "gan-lorenz",
         "diffusion-kuramoto",
         "diffusion-lorenz",
+        "wavenet-kuramoto",
+        "wavenet-lorenz",
     ] {
         let out = tmp.path().join(format!("{config}.json"));
         let args = parity_args(config, "ndarray,flex", &out);

@@ -40,6 +40,7 @@ fn every_family_trains_conditionally_and_samples_by_label() {
         "realnvp-kuramoto",
         "latent-ode-lorenz",
         "diffusion-kuramoto",
+        "wavenet-kuramoto",
     ] {
         let run = tmp.path().join(config);
         train_conditional(tmp.path(), config, &run, 10);

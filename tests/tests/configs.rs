@@ -168,6 +168,21 @@ const BAD: &[(&str, &[&str])] = &[
         &["model.time_embed", "even", "got 7"],
     ),
     (
+        "wavenet_poisson_on_continuous",
+        &["model.likelihood", "needs count data", "continuous"],
+    ),
+    (
+        "wavenet_mixture_of_counts",
+        &[
+            "model.mixture",
+            "mixture of 3 Gaussians cannot model counts",
+        ],
+    ),
+    (
+        "wavenet_zero_dilation",
+        &["model.dilations", "each dilation ≥ 1", "[1, 0, 4]"],
+    ),
+    (
         "izhikevich_zero_bin_width",
         &["data.bin_ms", "must be positive"],
     ),

@@ -60,6 +60,12 @@ fn every_family_config_trains_and_samples_through_the_binary() {
         ),
         ("diffusion-kuramoto", &["mse"], &["mse"]),
         ("diffusion-lorenz", &["mse"], &["mse"]),
+        (
+            "wavenet-kuramoto",
+            &["nll", "bits_per_dim", "nll_per_value"],
+            &["nll", "bits_per_dim"],
+        ),
+        ("wavenet-lorenz", &["nll", "bits_per_dim"], &["nll"]),
     ];
     for (config, train_keys, valid_keys) in cases {
         let run = tmp.path().join(config);
@@ -146,7 +152,11 @@ fn resumed_gan_and_diffusion_runs_equal_the_uninterrupted_ones() {
     ];
     // The diffusion run keeps an EMA of its weights, which must resume too.
     let diffusion: &[&str] = &["model.ema=0.9"];
-    for (config, extra) in [("gan-kuramoto", gan), ("diffusion-kuramoto", diffusion)] {
+    for (config, extra) in [
+        ("gan-kuramoto", gan),
+        ("diffusion-kuramoto", diffusion),
+        ("wavenet-kuramoto", &[] as &[&str]),
+    ] {
         let (full, part) = (
             tmp.path().join(format!("{config}-full")),
             tmp.path().join(format!("{config}-part")),
@@ -270,6 +280,121 @@ fn score_ranks_artefact_windows_below_clean_ones() {
             );
         }
     }
+}
+
+#[test]
+fn wavenet_continues_past_its_window_and_localises_surprise_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("wavenet");
+    train_tiny(tmp.path(), "wavenet-kuramoto", &run, 60, &[]);
+    let r = run.to_str().unwrap();
+    // Recordings three times the 32-sample window, as NPY and as EDF.
+    for name in ["long.npy", "long.edf"] {
+        let out = tmp.path().join(name);
+        let o = ok(
+            tmp.path(),
+            &[
+                "sample",
+                r,
+                "-n",
+                "2",
+                "--length",
+                "100",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(o.stdout.contains("windows/s"), "{}", o.stdout);
+    }
+    let long = read_npy(&tmp.path().join("long.npy"));
+    assert_eq!(long.shape, vec![2, 3, 100]);
+    assert!(long.values.iter().all(|v| v.is_finite()));
+    // Past the window the recording neither decays to a constant nor blows up: its second
+    // half is about as variable as its first.
+    let row = &long.values[..100];
+    let (a, b) = (std_dev(&row[..50]), std_dev(&row[50..]));
+    assert!(a > 0.0 && b > 0.2 * a && b < 5.0 * a, "sd {a} then {b}");
+    // Families that generate fixed windows refuse --length, naming the reason.
+    let vae = tmp.path().join("vae");
+    train_tiny(tmp.path(), "vae-kuramoto", &vae, 2, &[]);
+    let out = neurogen(
+        tmp.path(),
+        &["sample", vae.to_str().unwrap(), "--length", "100"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--length") && out.stderr.contains("fixed windows of 32"),
+        "{}",
+        out.stderr
+    );
+
+    // Per-step surprise: a spike at step 20 of one window is where the surprise peaks, and the
+    // steps sum to the window's exact log-likelihood.
+    let data_file = tmp.path().join("windows.npy");
+    let cfg = root().join("configs/wavenet-kuramoto.toml");
+    let mut args = vec![
+        "data",
+        cfg.to_str().unwrap(),
+        "-o",
+        data_file.to_str().unwrap(),
+    ];
+    for s in common::TINY_KURAMOTO_DATA {
+        args.extend(["--set", s]);
+    }
+    ok(tmp.path(), &args);
+    let clean = read_npy(&data_file);
+    let [c, t] = [clean.shape[1], clean.shape[2]];
+    let sd_all = std_dev(&clean.values) as f32;
+    let mut values = clean.values[..4 * c * t].to_vec();
+    values[3 * c * t + t + 20] += 15.0 * sd_all; // window 3, channel 1, step 20
+    let probe = tmp.path().join("probe.npy");
+    neurogen_data::npy::write_f32(&probe, &[4, c, t], &values).unwrap();
+    let (csv, steps) = (tmp.path().join("s.csv"), tmp.path().join("steps.npy"));
+    ok(
+        tmp.path(),
+        &[
+            "score",
+            r,
+            probe.to_str().unwrap(),
+            "-o",
+            csv.to_str().unwrap(),
+            "--per-sample",
+            steps.to_str().unwrap(),
+        ],
+    );
+    let surprise = read_npy(&steps);
+    assert_eq!(surprise.shape, vec![4, t]);
+    let w3 = &surprise.values[3 * t..];
+    let peak = (0..t).max_by(|&i, &j| w3[i].total_cmp(&w3[j])).unwrap();
+    assert_eq!(peak, 20, "surprise {w3:?}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[1], "exact");
+        let ll: f64 = f[2].parse().unwrap();
+        let sum: f64 = surprise.values[i * t..(i + 1) * t]
+            .iter()
+            .map(|v| -(*v as f64))
+            .sum();
+        assert!((ll - sum).abs() < 1e-3 * ll.abs().max(1.0), "{ll} vs {sum}");
+    }
+    // --per-sample on a model that does not factorise over time is refused.
+    let out = neurogen(
+        tmp.path(),
+        &[
+            "score",
+            vae.to_str().unwrap(),
+            probe.to_str().unwrap(),
+            "--per-sample",
+            steps.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no per-step likelihood"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

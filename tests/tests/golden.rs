@@ -69,6 +69,28 @@ fn diffusion_trajectory_is_pinned() {
     check("diffusion-kuramoto", &DIFFUSION.0, DIFFUSION.1);
 }
 
+#[test]
+fn wavenet_trajectory_is_pinned() {
+    check("wavenet-kuramoto", &WAVENET.0, WAVENET.1);
+}
+
+// Pinned when the family landed (teacher forcing, Gaussian steps; the loss is per value).
+const WAVENET: ([f64; 10], f64) = (
+    [
+        1.450090e+00,
+        1.504694e+00,
+        1.441991e+00,
+        1.464898e+00,
+        1.441714e+00,
+        1.470248e+00,
+        1.449042e+00,
+        1.493194e+00,
+        1.513647e+00,
+        1.448090e+00,
+    ],
+    1.417200e+00,
+);
+
 // Pinned when the family landed (OU noise, v-prediction, cosine schedule, EMA validation).
 const DIFFUSION: ([f64; 10], f64) = (
     [

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use neurogen_data::samples::{sidecar, write_sidecar};
 use neurogen_data::write::{write_signals, OutputFormat};
 use neurogen_data::SignalKind;
-use neurogen_train::{sample_signals, LoadedRun};
+use neurogen_train::{sample_recordings, sample_signals, LoadedRun};
 use serde_json::json;
 
 use crate::common::{open_run, BackendArg, UsageError};
@@ -33,9 +33,16 @@ pub(crate) struct Args {
     /// label. Default for a conditional run: the training split's proportions.
     #[arg(long, value_name = "NAME")]
     label: Vec<String>,
+    /// Autoregressive runs: generate recordings of this many samples (longer than the training
+    /// window, continued step by step without seams) instead of windows.
+    #[arg(long, value_name = "N")]
+    length: Option<usize>,
 }
 
 pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
+    if a.length == Some(0) {
+        bail!(UsageError("--length: must be at least 1 sample".into()));
+    }
     if a.n == 0 {
         bail!(UsageError("-n: must be at least 1".into()));
     }
@@ -50,7 +57,13 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     } else {
         Some(chosen_labels(&a.run_dir, &loaded, &a.label, a.n)?)
     };
-    let s = sample_signals(&loaded, a.n, a.seed, labels.as_deref(), &device)?;
+    let start = std::time::Instant::now();
+    let s = match a.length {
+        Some(length) => sample_recordings(&loaded, a.n, length, a.seed, labels.as_deref(), &device)
+            .map_err(|e| UsageError(format!("{}: {e}", a.run_dir.display())))?,
+        None => sample_signals(&loaded, a.n, a.seed, labels.as_deref(), &device)?,
+    };
+    let seconds = start.elapsed().as_secs_f64();
     write_signals(&out, &s)?;
     let mut meta = sidecar(&s);
     meta.extend([
@@ -79,6 +92,11 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         let unit = &s.meta.unit;
         println!("samples: channel mean {mean:.3} {unit}, sd {sd:.3} {unit} (training data: mean {data_mean:.3}, sd {data_sd:.3})");
     }
+    println!(
+        "generated {} windows in {seconds:.2} s ({:.1} windows/s)",
+        s.n,
+        s.n as f64 / seconds.max(1e-9)
+    );
     println!(
         "wrote {} windows [{} × {} × {}] ({}) to {} and {}",
         s.n,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use neurogen_data::samples::{read_windows, Stated};
-use neurogen_train::{classify_signals, score_signals, Experiment, Scores};
+use neurogen_train::{classify_signals, score_signals, score_steps, Experiment, Scores};
 
 use crate::common::{open_run, BackendArg, UsageError};
 
@@ -33,6 +33,10 @@ pub(crate) struct Args {
     /// Windows without labels are then scored by the marginal log p(x).
     #[arg(long)]
     classify: bool,
+    /// Autoregressive runs: also write every time step's surprise −log p(x_t | x_<t) (nats,
+    /// summed over channels) to this .npy, `[windows, time]`: where in a window the anomaly is.
+    #[arg(long, value_name = "NPY")]
+    per_sample: Option<PathBuf>,
 }
 
 pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
@@ -131,6 +135,12 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             row.push(names[c.predicted[i] as usize].clone());
         }
         csv.push_str(&(row.join(",") + "\n"));
+    }
+    if let Some(path) = &a.per_sample {
+        let steps = score_steps(&loaded, &windows, &device).map_err(in_context)?;
+        let time = steps.first().map_or(0, Vec::len);
+        let surprise: Vec<f32> = steps.iter().flatten().map(|v| -*v as f32).collect();
+        neurogen_data::npy::write_f32(path, &[steps.len(), time], &surprise)?;
     }
     neurogen_data::io::write_atomic(&out, csv.as_bytes())?;
     if !quiet {

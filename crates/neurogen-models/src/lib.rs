@@ -23,6 +23,7 @@ mod mlp;
 pub mod ode;
 pub mod spectral;
 pub mod vae;
+pub mod wavenet;
 
 pub use diffusion::{Diffusion, DiffusionConfig};
 pub use flow::{RealNvp, RealNvpConfig, Transform};
@@ -32,6 +33,7 @@ pub use likelihood::{Likelihood, ObservationHead};
 pub use mlp::{Mlp, MlpHead};
 pub use ode::{odeint, OdeOptions, OdeStats, Solver, VectorField};
 pub use vae::{Vae, VaeConfig};
+pub use wavenet::{WaveNet, WaveNetConfig};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -192,6 +194,27 @@ pub trait Sampler: core::fmt::Debug + Send {
     fn encoder(&self) -> Option<&dyn Encode> {
         None
     }
+
+    /// The model as a generator of recordings of any length, if it is one.
+    fn sequence(&self) -> Option<&dyn Sequence> {
+        None
+    }
+}
+
+/// Capability: recordings longer than the training window, generated step by step (an
+/// autoregressive model continues its own output, so there are no seams).
+pub trait Sequence {
+    /// Standard normals one step consumes.
+    fn noise_per_step(&self) -> usize;
+
+    /// Steps of the past one step sees.
+    fn receptive_field(&self) -> usize;
+
+    /// `length` steps from noise `z`.
+    ///
+    /// # Shapes
+    /// - `z`: `[n, length · noise_per_step]`; `y`: `[n, classes]` → `[n, channels, length]`
+    fn generate_length(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3>;
 }
 
 /// Capability: the log-likelihood of windows (given their conditions), or a lower bound on it.
@@ -220,6 +243,16 @@ pub trait Density {
         y: Option<Tensor<2>>,
         noise: Tensor<3>,
     ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError>;
+
+    /// Each time step's exact log-likelihood given the past, summed over channels, where the
+    /// model factorises over time (autoregressive models); `None` otherwise.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]` → `[batch, time]`
+    fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<2>> {
+        let _ = (x, y);
+        None
+    }
 }
 
 /// Capability: an encoder from windows to latents.

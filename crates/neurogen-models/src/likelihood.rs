@@ -163,7 +163,7 @@ pub fn elbo_loss(nll: Tensor<1>, kl: Tensor<1>, kl_weight: f32) -> Loss {
     }
 }
 
-const HALF_LN_2PI: f32 = 0.918_938_5;
+pub(crate) const HALF_LN_2PI: f32 = 0.918_938_5;
 
 /// Gaussian negative log-likelihood, summed over channels and time.
 ///

@@ -37,6 +37,8 @@ pub enum Workload {
     Diffusion,
     /// W5: one call sampling 64 windows by DDIM (η = 0) over 50 steps, no autograd.
     DiffusionSample,
+    /// W6: WaveNet training step (teacher forcing), batch 16.
+    WaveNet,
     /// The machine limit: a 2048 × 2048 float32 matrix product.
     Sgemm,
 }
@@ -65,7 +67,7 @@ pub struct Timing {
 
 impl Workload {
     /// Every workload, in the reference order.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::Sgemm,
         Workload::Vae,
         Workload::RealNvp,
@@ -75,6 +77,7 @@ impl Workload {
         Workload::LatentOde,
         Workload::Diffusion,
         Workload::DiffusionSample,
+        Workload::WaveNet,
     ];
 
     /// The name in the reference JSON lines.
@@ -88,6 +91,7 @@ impl Workload {
             Workload::LatentOde => "latent_ode",
             Workload::Diffusion => "diffusion",
             Workload::DiffusionSample => "diffusion_sample",
+            Workload::WaveNet => "wavenet",
             Workload::Sgemm => "sgemm_2048",
         }
     }
@@ -121,6 +125,10 @@ impl Workload {
                 "configs/bench/diffusion.toml",
                 include_str!("../../../configs/bench/diffusion.toml"),
             )),
+            Workload::WaveNet => Some((
+                "configs/bench/wavenet.toml",
+                include_str!("../../../configs/bench/wavenet.toml"),
+            )),
             Workload::Sgemm => None,
         }
     }
@@ -133,6 +141,7 @@ impl Workload {
             Workload::RealNvpSample | Workload::RealNvpLogProb => 10_000,
             Workload::Gan | Workload::LatentOde => 64,
             Workload::Diffusion | Workload::DiffusionSample => 64,
+            Workload::WaveNet => 16,
             Workload::Sgemm => SGEMM_N,
         }
     }
@@ -147,6 +156,7 @@ impl Workload {
                 (4, 16, 128.0)
             }
             Workload::LatentOde => (16, 100, 99.0),
+            Workload::WaveNet => (16, 256, 128.0),
             Workload::Sgemm => (1, SGEMM_N, 1.0),
         };
         WindowShape {
@@ -169,6 +179,8 @@ impl Workload {
             // 3 × 64 × 17,891,328 and 64 × 50 × 17,891,328 (W5's forward FLOPs per window).
             Workload::Diffusion => 3_435_134_976,
             Workload::DiffusionSample => 57_252_249_600,
+            // 3 × 16 × 103,925,760 (W6's forward FLOPs per window).
+            Workload::WaveNet => 4_988_436_480,
             Workload::Sgemm => 2 * (SGEMM_N as u64).pow(3),
         }
     }
@@ -224,7 +236,8 @@ impl Workload {
             | Workload::RealNvp
             | Workload::Gan
             | Workload::LatentOde
-            | Workload::Diffusion => Some(Measure::Train),
+            | Workload::Diffusion
+            | Workload::WaveNet => Some(Measure::Train),
         }
     }
 
@@ -395,6 +408,7 @@ mod tests {
                 Workload::Gan => 221_521 + 225,
                 Workload::LatentOde => 24_384 + 16 + 16 * 192,
                 Workload::Diffusion | Workload::DiffusionSample => 103_440,
+                Workload::WaveNet => 205_984,
                 Workload::Sgemm => continue,
             };
             assert_eq!(params, expected, "{}", w.name());

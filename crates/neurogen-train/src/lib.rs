@@ -27,7 +27,8 @@ pub use error::{ConfigError, TrainError};
 pub use experiment::{Backend, Experiment, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport, FitSpec};
 pub use loaded::{
-    classify_signals, load_run, sample_signals, score_signals, Classified, LoadedRun, Scores,
+    classify_signals, load_run, sample_recordings, sample_signals, score_signals, score_steps,
+    Classified, LoadedRun, Scores,
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;

@@ -159,7 +159,60 @@ pub fn sample_signals(
     labels: Option<&[u32]>,
     device: &Device,
 ) -> Result<Signals, TrainError> {
-    let meta = &run.info.meta;
+    let d = run.model.noise_dim();
+    let time = run.info.meta.time;
+    sample_with(run, n, seed, labels, device, d, time, &|z, y| {
+        run.model.generate(z, y)
+    })
+}
+
+/// `n` recordings of `length` samples each from a run whose model generates step by step
+/// (see [`sample_signals`] for seeds and labels); longer than the training window, without
+/// seams. Other runs are refused with the reason.
+pub fn sample_recordings(
+    run: &LoadedRun,
+    n: usize,
+    length: usize,
+    seed: u64,
+    labels: Option<&[u32]>,
+    device: &Device,
+) -> Result<Signals, TrainError> {
+    let Some(seq) = run.model.sequence() else {
+        return Err(TrainError::Input(format!(
+            "--length: a `{}` run generates fixed windows of {} samples; only autoregressive runs continue past their window",
+            run.exp.model.kind(),
+            run.info.meta.time
+        )));
+    };
+    if length == 0 {
+        return Err(TrainError::Input(
+            "--length: must be at least 1 sample".into(),
+        ));
+    }
+    let d = seq.noise_per_step() * length;
+    sample_with(run, n, seed, labels, device, d, length, &|z, y| {
+        Observation::Point {
+            values: seq.generate_length(z, y, length),
+        }
+    })
+}
+
+/// Draws `n` windows of `time` samples through `generate`, `d` host normals per window.
+#[allow(clippy::too_many_arguments)]
+fn sample_with(
+    run: &LoadedRun,
+    n: usize,
+    seed: u64,
+    labels: Option<&[u32]>,
+    device: &Device,
+    d: usize,
+    time: usize,
+    generate: &dyn Fn(Tensor<2>, Option<Tensor<2>>) -> Observation,
+) -> Result<Signals, TrainError> {
+    let meta = SignalMeta {
+        time,
+        ..run.info.meta.clone()
+    };
     let classes = run.model.classes();
     let labels = labels.filter(|_| classes > 0);
     if let Some(l) = labels.filter(|l| l.len() != n || l.iter().any(|&x| x as usize >= classes)) {
@@ -170,7 +223,6 @@ pub fn sample_signals(
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut values = Vec::with_capacity(n * meta.channels * meta.time);
-    let d = run.model.noise_dim();
     // Windows per call: 256, fewer when one window's noise is large (a stochastic diffusion
     // sampler draws a window's worth per step), so a call's noise stays near 16 M values.
     let chunk = (16_000_000 / d.max(1)).clamp(1, 256);
@@ -179,13 +231,13 @@ pub fn sample_signals(
         let m = chunk.min(n - done);
         let z = host_tensor(normals(&mut rng, m * d), [m, d], device); // [m, noise_dim]
         let y = labels.map(|l| one_hot(&l[done..done + m], classes, device)); // [m, classes]
-        draw(run.model.generate(z, y), meta, &mut rng, &mut values)?;
+        draw(generate(z, y), &meta, &mut rng, &mut values)?;
         done += m;
     }
     let mut out = Signals {
         values,
         n,
-        meta: meta.clone(),
+        meta,
         latents: None,
         labels: labels.map(<[u32]>::to_vec),
     };
@@ -280,6 +332,38 @@ pub fn score_signals(
         log_likelihood: ll,
         dim: s.window_len(),
     })
+}
+
+/// Every time step's exact log-likelihood given its past, summed over channels (nats, the
+/// run's normalised units), `[n][time]`: where in a window the model was surprised. Only for
+/// models that factorise over time (autoregressive); others are refused with the reason.
+pub fn score_steps(
+    run: &LoadedRun,
+    s: &Signals,
+    device: &Device,
+) -> Result<Vec<Vec<f64>>, TrainError> {
+    let (density, s) = scorable(run, s)?;
+    let labels = run.labels_of(&s)?;
+    let classes = run.model.classes();
+    let time = s.meta.time;
+    let mut out = Vec::with_capacity(s.n);
+    let indices: Vec<usize> = (0..s.n).collect();
+    for idx in indices.chunks(density.score_batch(1)) {
+        let x = s.batch(idx, device); // [chunk, channels, time]
+        let y = labels.as_deref().map(|l| {
+            let l: Vec<u32> = idx.iter().map(|&j| l[j]).collect();
+            one_hot(&l, classes, device)
+        }); // [chunk, classes]
+        let Some(steps) = density.log_likelihood_steps(x, y) else {
+            return Err(TrainError::Input(format!(
+                "--per-sample: a `{}` run has no per-step likelihood; only autoregressive runs factorise over time",
+                run.exp.model.kind()
+            )));
+        };
+        let v = host_f64(steps.into_data(), "scores")?; // [chunk · time]
+        out.extend(v.chunks(time).map(<[f64]>::to_vec));
+    }
+    Ok(out)
 }
 
 /// A conditional run used as a generative classifier: every window scored under every label.

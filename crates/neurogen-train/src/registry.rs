@@ -97,10 +97,12 @@ families! {
     Gan(neurogen_models::GanConfig) => Adversarial,
     /// RealNVP normalising flow (`flow.rs`).
     RealNvp(neurogen_models::RealNvpConfig) => Single,
-        /// Latent ODE (`latent_ode.rs`).
+    /// Latent ODE (`latent_ode.rs`).
     LatentOde(neurogen_models::LatentOdeConfig) => Single,
     /// Denoising diffusion (`diffusion.rs`).
     Diffusion(neurogen_models::DiffusionConfig) => Single,
+    /// Autoregressive WaveNet (`wavenet.rs`).
+    Autoregressive(neurogen_models::WaveNetConfig) => Single,
 }
 
 /// A config serialised with its `kind` first, as `[model]` is written.

@@ -155,6 +155,11 @@ fn tiny_model(family: &str) -> &'static [&'static str] {
             "model.steps=50",
             "model.sample_steps=5",
         ],
+        "wavenet" => &[
+            "model.residual=8",
+            "model.skip=8",
+            "model.dilations=[1, 2, 4]",
+        ],
         _ => &[],
     }
 }

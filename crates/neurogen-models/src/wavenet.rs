@@ -1,0 +1,775 @@
+//! An autoregressive WaveNet (van den Oord et al. 2016) over `[channels, time]` windows:
+//! p(x) = Π_t p(x_t | x_{<t}), every channel of step t predicted jointly from the shared past.
+//!
+//! **Network** (the reference workload W6 by default): a 1×1 input convolution, then gated,
+//! dilated, causal kernel-2 convolutions — `z = tanh(W_f [h_{t−d}, h_t]) ⊙ σ(W_g [h_{t−d}, h_t])`,
+//! `h ← h + W_r z`, `skip += W_s z` — and a head `ReLU → 1×1 → ReLU → 1×1` from the summed
+//! skips to each step's distribution: a Gaussian (mean, log σ per channel), a mixture of K
+//! Gaussians (`mixture = K`: weights, means, log σ) or a Poisson (log-rate, for counts). The
+//! filter and gate taps are one product (`[h_{t−d}, h_t]` → `[filter, gate]`), on time-major
+//! activations `[batch, time, width]`.
+//!
+//! **Causality.** The input at step t is x_{t−1} (zeros before the window), and each layer reads
+//! only h_t and h_{t−d}: the output at t sees x_{<t}, within a receptive field of
+//! `1 + Σ dilations` steps. The first step is predicted from no data, so the likelihood covers
+//! the whole window.
+//!
+//! **Likelihood.** Exact: log p(x) = Σ_t Σ_c log p(x_{c,t} | x_{<t}) in nats per window, with
+//! the `ln x!` term for counts; [`WaveNet::log_likelihood_steps`] gives every step's term (the
+//! surprise that localises an anomaly in time). The training loss is the mean per element (W6).
+//!
+//! **Sampling** is ancestral, from host normals: each step's noise is mapped through the
+//! step's distribution (Gaussian: mean + σ z; mixture: the component by inverse CDF of Φ(z₁),
+//! then mean + σ z₂; Poisson: the count by inverse CDF of Φ(z)). Each layer keeps its past
+//! inputs, so one new step costs one pass through the layers ("fast WaveNet generation",
+//! Paine et al. 2016), not a pass over the receptive field; the naive form, which re-runs the
+//! whole network for each step, is kept for the test that they agree.
+//!
+//! **Conditioning.** A conditional model adds a projection of the label's embedding to the
+//! input activations at every step (global conditioning).
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Tensor};
+use neurogen_data::SignalKind;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::{self, LabelEmbedding};
+use crate::likelihood::{gaussian_nll_elements, poisson_nll_elements, Likelihood};
+use crate::{
+    Density, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
+    Observation, Sampler, WindowShape,
+};
+
+/// Largest count the Poisson sampler's inverse CDF reaches in one step.
+const MAX_COUNT: usize = 64;
+
+/// `[model] kind = "autoregressive"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WaveNetConfig {
+    /// Width of the residual stream.
+    pub residual: usize,
+    /// Width of the skip paths and the head.
+    pub skip: usize,
+    /// One gated layer per dilation (kernel 2 each).
+    pub dilations: Vec<usize>,
+    /// `gaussian` or `poisson`; default from the data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likelihood: Option<Likelihood>,
+    /// Gaussians per step and channel (1: one Gaussian).
+    pub mixture: usize,
+    /// Conditional on the run's labels.
+    pub conditional: bool,
+    /// Size of the learned label embedding.
+    pub embed_dim: usize,
+}
+
+impl Default for WaveNetConfig {
+    fn default() -> Self {
+        WaveNetConfig {
+            residual: 64,
+            skip: 64,
+            dilations: vec![1, 2, 4, 8, 16, 32, 64, 128],
+            likelihood: None,
+            mixture: 1,
+            conditional: false,
+            embed_dim: condition::default_embed_dim(),
+        }
+    }
+}
+
+impl FamilyConfig for WaveNetConfig {
+    const KIND: &'static str = "autoregressive";
+
+    fn resolved(&self, kind: SignalKind) -> Self {
+        WaveNetConfig {
+            likelihood: Some(Likelihood::resolve(self.likelihood, kind)),
+            ..self.clone()
+        }
+    }
+
+    fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
+        let bad = |key, message: String| Err(ModelError::Invalid { key, message });
+        if self.residual == 0 || self.skip == 0 {
+            return bad(
+                "residual",
+                format!(
+                    "residual and skip widths must be at least 1, got {} and {}",
+                    self.residual, self.skip
+                ),
+            );
+        }
+        if self.dilations.is_empty() || self.dilations.contains(&0) {
+            return bad(
+                "dilations",
+                format!(
+                    "needs at least one layer, each dilation ≥ 1, got {:?}",
+                    self.dilations
+                ),
+            );
+        }
+        let likelihood = Likelihood::resolve(self.likelihood, kind);
+        if likelihood == Likelihood::Poisson && kind == SignalKind::Continuous {
+            return bad(
+                "likelihood",
+                "\"poisson\" needs count data (spike trains); these data are continuous".into(),
+            );
+        }
+        if self.mixture == 0 {
+            return bad("mixture", "needs at least 1 component, got 0".into());
+        }
+        if self.mixture > 1 && likelihood == Likelihood::Poisson {
+            return bad(
+                "mixture",
+                format!(
+                    "a mixture of {} Gaussians cannot model counts; use likelihood = \"gaussian\" or mixture = 1",
+                    self.mixture
+                ),
+            );
+        }
+        condition::check(self.conditional, self.embed_dim)
+    }
+
+    fn conditional(&self) -> bool {
+        self.conditional
+    }
+}
+
+impl ModelFamily for WaveNetConfig {
+    type Model = WaveNet;
+
+    fn build(&self, shape: WindowShape, kind: SignalKind, device: &Device) -> WaveNet {
+        self.init(shape, kind, device)
+    }
+}
+
+impl WaveNetConfig {
+    /// Steps of the past one output sees, the current input included: `1 + Σ dilations`.
+    pub fn receptive_field(&self) -> usize {
+        1 + self.dilations.iter().sum::<usize>()
+    }
+
+    /// Builds the network for windows of `shape` of data of `kind`.
+    pub fn init(&self, shape: WindowShape, kind: SignalKind, device: &Device) -> WaveNet {
+        let (c, r, s) = (shape.channels, self.residual, self.skip);
+        let likelihood = Likelihood::resolve(self.likelihood, kind);
+        let k = if likelihood == Likelihood::Poisson {
+            0
+        } else {
+            self.mixture
+        };
+        let per_channel = match k {
+            0 => 1,
+            1 => 2,
+            k => 3 * k,
+        };
+        let linear = |a, b| LinearConfig::new(a, b).init(device);
+        let embed = condition::init(self.conditional, shape.classes, self.embed_dim, device);
+        let label = embed.as_ref().map(|e| linear(e.dim(), r));
+        tracing::info!(
+            receptive_field = self.receptive_field(),
+            "wavenet receptive field (steps)"
+        );
+        WaveNet {
+            input: linear(c, r),
+            layers: self
+                .dilations
+                .iter()
+                .map(|&d| Layer {
+                    taps: linear(2 * r, 2 * r),
+                    residual: linear(r, r),
+                    skip: linear(r, s),
+                    dilation: d,
+                })
+                .collect(),
+            head1: linear(s, s),
+            head2: linear(s, c * per_channel),
+            embed,
+            label,
+            channels: c,
+            time: shape.time,
+            components: k,
+            counts: kind == SignalKind::Counts,
+        }
+    }
+}
+
+/// One gated layer: the dilated kernel-2 taps → filter and gate, then the residual and skip
+/// 1×1 convolutions.
+#[derive(Module, Debug)]
+struct Layer {
+    taps: Linear,
+    residual: Linear,
+    skip: Linear,
+    dilation: usize,
+}
+
+/// The WaveNet.
+#[derive(Module, Debug)]
+pub struct WaveNet {
+    input: Linear,
+    layers: Vec<Layer>,
+    head1: Linear,
+    head2: Linear,
+    embed: Option<LabelEmbedding>,
+    /// The label embedding's map into the residual stream.
+    label: Option<Linear>,
+    channels: usize,
+    time: usize,
+    /// Gaussians per step and channel; 0 for Poisson.
+    components: usize,
+    counts: bool,
+}
+
+/// `x` (`[batch, time, c]`) delayed by `d` steps (`x[t − d]`, zeros before the start).
+fn delay(x: Tensor<3>, d: usize) -> Tensor<3> {
+    let [b, t, c] = x.dims();
+    if d == 0 {
+        return x;
+    }
+    if d >= t {
+        return x.zeros_like();
+    }
+    let zeros = Tensor::zeros([b, d, c], &x.device());
+    Tensor::cat(vec![zeros, x.narrow(1, 0, t - d)], 1)
+}
+
+/// `Φ(n)`, uniform on (0, 1) for standard-normal `n`.
+fn uniform<const D: usize>(n: Tensor<D>) -> Tensor<D> {
+    n.mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        .mul_scalar(0.5)
+}
+
+impl WaveNet {
+    /// Steps of the past one output sees.
+    pub fn receptive_field(&self) -> usize {
+        1 + self.layers.iter().map(|l| l.dilation).sum::<usize>()
+    }
+
+    /// Standard normals one step of one window consumes when sampling (per channel).
+    fn noise_per_value(&self) -> usize {
+        if self.components > 1 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// What the network reads of a value: counts as `ln(1 + k)`, other data as they are.
+    fn read<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if self.counts {
+            x.add_scalar(1.0).log()
+        } else {
+            x
+        }
+    }
+
+    /// The label term added to the input activations, `[batch, residual]`.
+    fn label_term(&self, y: Option<Tensor<2>>, batch: usize, device: &Device) -> Option<Tensor<2>> {
+        let e = condition::embed(&self.embed, y, batch, device)?;
+        self.label.as_ref().map(|l| l.forward(e))
+    }
+
+    /// Teacher-forced distribution parameters of every step: step t from x_{<t}.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` → `[batch, time, channels × params]`
+    fn forward(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<3> {
+        let [b, _, _] = x.dims();
+        let device = x.device();
+        let past = delay(self.read(x).swap_dims(1, 2), 1); // [batch, time, channels]
+        let mut h = self.input.forward(past); // [batch, time, residual]
+        let r = h.dims()[2];
+        if let Some(l) = self.label_term(y, b, &device) {
+            h = h + l.reshape([b, 1, r]);
+        }
+        let mut skip: Option<Tensor<3>> = None;
+        for layer in &self.layers {
+            let taps = Tensor::cat(vec![delay(h.clone(), layer.dilation), h.clone()], 2);
+            let z = gate(layer.taps.forward(taps), r); // [batch, time, residual]
+            let s = layer.skip.forward(z.clone());
+            skip = Some(match skip {
+                Some(acc) => acc + s,
+                None => s,
+            });
+            h = h + layer.residual.forward(z);
+        }
+        let skip = skip.expect("at least one layer (checked)");
+        self.head2.forward(relu(self.head1.forward(relu(skip))))
+    }
+
+    /// −log p(x_{c,t} | x_{<t}) per value.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `params`: `[batch, time, channels × params]` →
+    ///   `[batch, channels, time]`
+    fn nll_elements(&self, x: Tensor<3>, params: Tensor<3>) -> Tensor<3> {
+        let [b, c, t] = x.dims();
+        let p = params.reshape([b, t, c, self.params_per_channel()]);
+        let x = x.swap_dims(1, 2); // [batch, time, channels]
+        let nll = match self.components {
+            0 => {
+                let log_rate = p.narrow(3, 0, 1).reshape([b, t, c]);
+                poisson_nll_elements(x, log_rate)
+            }
+            1 => {
+                let mean = p.clone().narrow(3, 0, 1).reshape([b, t, c]);
+                let log_sigma = p.narrow(3, 1, 1).reshape([b, t, c]);
+                gaussian_nll_elements(x, mean, log_sigma)
+            }
+            k => {
+                let (logits, mean, log_sigma) = split_mixture(p, k); // each [b, t, c, k]
+                let log_w = log_softmax(logits);
+                let xs = x.unsqueeze_dim::<4>(3); // [b, t, c, 1]
+                let z = (xs - mean) / log_sigma.clone().exp();
+                let log_n =
+                    z.square().mul_scalar(-0.5) - log_sigma - crate::likelihood::HALF_LN_2PI;
+                log_sum_exp(log_w + log_n).neg() // [b, t, c]
+            }
+        };
+        nll.swap_dims(1, 2)
+    }
+
+    fn params_per_channel(&self) -> usize {
+        match self.components {
+            0 => 1,
+            1 => 2,
+            k => 3 * k,
+        }
+    }
+
+    /// Every step's log-likelihood, summed over channels: the surprise −log p(x_t | x_{<t})
+    /// negated, nats.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` → `[batch, time]`
+    pub fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<2> {
+        let [b, c, t] = x.dims();
+        let params = self.forward(x.clone(), y);
+        let _ = c;
+        self.nll_elements(x, params)
+            .sum_dim(1)
+            .reshape([b, t])
+            .neg()
+    }
+
+    /// The value of one step drawn from its parameters and host normals.
+    ///
+    /// # Shapes
+    /// - `params`: `[n, channels × params]`; `z`: `[n, channels, noise_per_value]` → `[n, channels]`
+    fn draw(&self, params: Tensor<2>, z: Tensor<3>) -> Tensor<2> {
+        let [n, c, _] = z.dims();
+        let p = params.reshape([n, c, self.params_per_channel()]);
+        match self.components {
+            0 => {
+                let rate = p.narrow(2, 0, 1).reshape([n, c]).exp();
+                poisson_quantile(rate, uniform(z.narrow(2, 0, 1).reshape([n, c])))
+            }
+            1 => {
+                let mean = p.clone().narrow(2, 0, 1).reshape([n, c]);
+                let sigma = p.narrow(2, 1, 1).reshape([n, c]).exp();
+                mean + sigma * z.narrow(2, 0, 1).reshape([n, c])
+            }
+            k => {
+                let p4 = p.reshape([n, 1, c, 3 * k]);
+                let (logits, mean, log_sigma) = split_mixture(p4, k); // [n, 1, c, k]
+                let w = softmax_last(logits).reshape([n, c, k]);
+                // The component: the first whose cumulative weight exceeds u.
+                let u = uniform(z.clone().narrow(2, 0, 1)); // [n, c, 1]
+                let cdf = w.cumsum(2); // [n, c, k]
+                let below = cdf.lower_equal(u.expand([n, c, k])).float();
+                let chosen = below.sum_dim(2).clamp(0.0, (k - 1) as f32).int(); // [n, c, 1]
+                let mean = mean.reshape([n, c, k]).gather(2, chosen.clone());
+                let sigma = log_sigma.reshape([n, c, k]).gather(2, chosen).exp();
+                (mean + sigma * z.narrow(2, 1, 1)).reshape([n, c])
+            }
+        }
+    }
+
+    /// Ancestral sampling with each layer's past kept: `length` steps from `z`.
+    ///
+    /// # Shapes
+    /// - `z`: `[n, channels · length · noise_per_value]`, standard normal; `y`: `[n, classes]`
+    ///   → `[n, channels, length]`
+    pub fn sample_cached(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3> {
+        let [n, _] = z.dims();
+        let (c, k) = (self.channels, self.noise_per_value());
+        let device = z.device();
+        let z = z.reshape([n, length, c, k]);
+        let label = self.label_term(y, n, &device);
+        let r = self.input.weight.dims()[1];
+        // history[l][t]: the input of layer l at step t, `[n, residual]`.
+        let mut history: Vec<Vec<Tensor<2>>> = vec![Vec::with_capacity(length); self.layers.len()];
+        let mut prev = Tensor::<2>::zeros([n, c], &device);
+        let mut out = Vec::with_capacity(length);
+        let zeros = Tensor::<2>::zeros([n, r], &device);
+        for t in 0..length {
+            let mut h = self.input.forward(self.read(prev.clone())); // [n, residual]
+            if let Some(l) = &label {
+                h = h + l.clone();
+            }
+            let mut skip: Option<Tensor<2>> = None;
+            for (layer, past) in self.layers.iter().zip(history.iter_mut()) {
+                let then = if t >= layer.dilation {
+                    past[t - layer.dilation].clone()
+                } else {
+                    zeros.clone()
+                };
+                past.push(h.clone());
+                let pre = layer.taps.forward(Tensor::cat(vec![then, h.clone()], 1));
+                let z = gate2(pre, r);
+                let s = layer.skip.forward(z.clone());
+                skip = Some(match skip {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
+                h = h + layer.residual.forward(z);
+            }
+            let skip = skip.expect("at least one layer (checked)");
+            let params = self.head2.forward(relu(self.head1.forward(relu(skip))));
+            let zt = z.clone().narrow(1, t, 1).reshape([n, c, k]);
+            prev = self.draw(params, zt);
+            out.push(prev.clone().reshape([n, c, 1]));
+        }
+        Tensor::cat(out, 2)
+    }
+
+    /// Ancestral sampling by re-running the whole network for each step (what
+    /// [`sample_cached`](Self::sample_cached) must equal).
+    ///
+    /// # Shapes
+    /// - as [`sample_cached`](Self::sample_cached)
+    pub fn sample_naive(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3> {
+        let [n, _] = z.dims();
+        let (c, k) = (self.channels, self.noise_per_value());
+        let device = z.device();
+        let z = z.reshape([n, length, c, k]);
+        let mut x = Tensor::<3>::zeros([n, c, length], &device);
+        for t in 0..length {
+            let params = self.forward(x.clone(), y.clone()); // [n, length, c·params]
+            let p = params
+                .narrow(1, t, 1)
+                .reshape([n, c * self.params_per_channel()]);
+            let v = self.draw(p, z.clone().narrow(1, t, 1).reshape([n, c, k]));
+            x = x.slice_assign([0..n, 0..c, t..t + 1], v.reshape([n, c, 1]));
+        }
+        x
+    }
+}
+
+/// `tanh(filter) ⊙ σ(gate)` of `[…, 2r]` pre-activations (filter first).
+fn gate(pre: Tensor<3>, r: usize) -> Tensor<3> {
+    pre.clone().narrow(2, 0, r).tanh() * sigmoid(pre.narrow(2, r, r))
+}
+
+/// [`gate`] on `[n, 2r]`.
+fn gate2(pre: Tensor<2>, r: usize) -> Tensor<2> {
+    pre.clone().narrow(1, 0, r).tanh() * sigmoid(pre.narrow(1, r, r))
+}
+
+/// A mixture's logits, means and log σ from `[…, 3k]` parameters (in that order).
+fn split_mixture(p: Tensor<4>, k: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    (
+        p.clone().narrow(3, 0, k),
+        p.clone().narrow(3, k, k),
+        p.narrow(3, 2 * k, k),
+    )
+}
+
+fn log_softmax(x: Tensor<4>) -> Tensor<4> {
+    let max = x.clone().max_dim(3).detach();
+    let shifted = x - max;
+    let lse = shifted.clone().exp().sum_dim(3).log();
+    shifted - lse
+}
+
+fn softmax_last(x: Tensor<4>) -> Tensor<4> {
+    log_softmax(x).exp()
+}
+
+/// `log Σ_k exp(x)` over the last axis, dropped.
+fn log_sum_exp(x: Tensor<4>) -> Tensor<3> {
+    let [b, t, c, _] = x.dims();
+    let max = x.clone().max_dim(3).detach();
+    ((x - max.clone()).exp().sum_dim(3).log() + max).reshape([b, t, c])
+}
+
+/// The Poisson(`rate`) quantile of `u`: the number of k ≥ 0 with F(k) < u, up to
+/// [`MAX_COUNT`].
+///
+/// # Shapes
+/// - `rate`, `u`: `[n, c]` → `[n, c]`
+fn poisson_quantile(rate: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
+    let mut p = rate.clone().neg().exp(); // P(0)
+    let mut cdf = p.clone();
+    let mut count = cdf.clone().lower(u.clone()).float();
+    for k in 1..MAX_COUNT {
+        p = p * rate.clone().div_scalar(k as f32);
+        cdf = cdf + p.clone();
+        count = count + cdf.clone().lower(u.clone()).float();
+    }
+    count
+}
+
+impl GenerativeModel for WaveNet {
+    fn loss(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        _noise: Tensor<2>,
+        _ctx: &LossContext,
+    ) -> Loss {
+        let [b, c, t] = x.dims();
+        let params = self.forward(x.clone(), y);
+        let nll = self.nll_elements(x, params); // [batch, channels, time]
+                                                // W6's loss: the mean per value; the per-window sum is what other families report.
+        let mean = nll.clone().mean();
+        let per_window = nll.sum().div_scalar(b as f32);
+        let bits = per_window
+            .clone()
+            .div_scalar((c * t) as f32 * std::f32::consts::LN_2);
+        Loss {
+            total: mean.clone(),
+            terms: vec![
+                ("nll_per_value", mean),
+                ("nll", per_window),
+                ("bits_per_dim", bits),
+            ],
+            stats: vec![],
+        }
+    }
+
+    fn loss_noise_dim(&self) -> usize {
+        // Teacher forcing draws nothing; one value keeps the host noise stream shaped.
+        1
+    }
+}
+
+impl Sampler for WaveNet {
+    fn noise_dim(&self) -> usize {
+        self.channels * self.time * self.noise_per_value()
+    }
+
+    fn classes(&self) -> usize {
+        self.embed.as_ref().map_or(0, LabelEmbedding::classes)
+    }
+
+    fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
+        Observation::Point {
+            values: self.sample_cached(z, y, self.time),
+        }
+    }
+
+    fn density(&self) -> Option<&dyn Density> {
+        Some(self)
+    }
+
+    fn sequence(&self) -> Option<&dyn crate::Sequence> {
+        Some(self)
+    }
+}
+
+/// The exact log-likelihood.
+impl Density for WaveNet {
+    fn bound(&self, _k: usize) -> String {
+        "exact".into()
+    }
+
+    fn score_noise(&self, _k: usize) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn score_batch(&self, _k: usize) -> usize {
+        64
+    }
+
+    fn log_likelihood(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        _noise: Tensor<3>,
+    ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
+        let [b, _, _] = x.dims();
+        let steps = self.log_likelihood_steps(x, y); // [batch, time]
+        Ok((steps.sum_dim(1).reshape([b]), None))
+    }
+
+    fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<2>> {
+        Some(WaveNet::log_likelihood_steps(self, x, y))
+    }
+}
+
+/// Recordings of any length, continued step by step.
+impl crate::Sequence for WaveNet {
+    fn noise_per_step(&self) -> usize {
+        self.channels * self.noise_per_value()
+    }
+
+    fn receptive_field(&self) -> usize {
+        WaveNet::receptive_field(self)
+    }
+
+    fn generate_length(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3> {
+        self.sample_cached(z, y, length)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::tensor::{Distribution, TensorData};
+
+    fn shape(channels: usize, time: usize) -> WindowShape {
+        WindowShape {
+            channels,
+            time,
+            sfreq: 100.0,
+            classes: 0,
+        }
+    }
+
+    fn small(mixture: usize) -> WaveNetConfig {
+        WaveNetConfig {
+            residual: 8,
+            skip: 8,
+            dilations: vec![1, 2, 4],
+            mixture,
+            ..Default::default()
+        }
+    }
+
+    fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+        t.into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    }
+
+    #[test]
+    fn a_change_at_t_changes_no_output_before_t_plus_one() {
+        let d = Device::flex();
+        d.seed(1);
+        for (mixture, kind) in [
+            (1, SignalKind::Continuous),
+            (3, SignalKind::Continuous),
+            (1, SignalKind::Counts),
+        ] {
+            let m = small(mixture).init(shape(2, 12), kind, &d);
+            let x = Tensor::<3>::random([1, 2, 12], Distribution::Uniform(0.0, 3.0), &d).floor();
+            let base = host(m.forward(x.clone(), None));
+            let per_step = base.len() / 12;
+            for t in [0, 5, 11] {
+                let bumped = x
+                    .clone()
+                    .slice_assign([0..1, 1..2, t..t + 1], Tensor::full([1, 1, 1], 7.0, &d));
+                let out = host(m.forward(bumped, None));
+                for s in 0..12 {
+                    let same =
+                        (0..per_step).all(|j| base[s * per_step + j] == out[s * per_step + j]);
+                    if s <= t {
+                        assert!(same, "step {s} moved after a change at {t} ({kind:?})");
+                    } else if s == t + 1 {
+                        assert!(!same, "step {s} must see the change at {t}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_exact_likelihood_is_the_sum_of_per_step_gaussian_densities() {
+        let d = Device::flex();
+        d.seed(2);
+        let m = small(1).init(shape(2, 10), SignalKind::Continuous, &d);
+        let x = Tensor::<3>::random([3, 2, 10], Distribution::Normal(0.0, 1.0), &d);
+        let params = host(m.forward(x.clone(), None)); // [3, 10, 2·2]
+        let xs = host(x.clone());
+        let mut want = [0.0f64; 3];
+        for (b, w) in want.iter_mut().enumerate() {
+            for t in 0..10 {
+                for c in 0..2 {
+                    let p = &params[((b * 10 + t) * 2 + c) * 2..];
+                    let (mean, log_sigma) = (p[0], p[1]);
+                    let v = xs[(b * 2 + c) * 10 + t];
+                    let z = (v - mean) / log_sigma.exp();
+                    *w += -0.5 * z * z - log_sigma - 0.5 * (2.0 * std::f64::consts::PI).ln();
+                }
+            }
+        }
+        let noise = Tensor::zeros([1, 3, 1], &d);
+        let (got, _) = Density::log_likelihood(&m, x, None, noise).unwrap();
+        for (g, w) in host(got).iter().zip(want) {
+            assert!((g - w).abs() < 1e-4 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn cached_sampling_draws_what_naive_sampling_draws() {
+        let d = Device::flex();
+        d.seed(3);
+        for (mixture, kind) in [
+            (1, SignalKind::Continuous),
+            (3, SignalKind::Continuous),
+            (1, SignalKind::Counts),
+        ] {
+            let m = small(mixture).init(shape(3, 16), kind, &d);
+            let z = Tensor::<2>::random(
+                [4, 16 * 3 * m.noise_per_value()],
+                Distribution::Normal(0.0, 1.0),
+                &d,
+            );
+            let fast = host(m.sample_cached(z.clone(), None, 16));
+            let slow = host(m.sample_naive(z, None, 16));
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "{a} vs {b} ({kind:?}, mixture {mixture})"
+                );
+            }
+            if kind == SignalKind::Counts {
+                assert!(fast.iter().all(|v| *v >= 0.0 && v.fract() == 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn the_poisson_quantile_inverts_the_cdf() {
+        let d = Device::flex();
+        let rate = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, 0.5, 3.0, 3.0], [1, 4]), &d);
+        // F(0) = 0.607 at rate 0.5; F(2) = 0.423, F(3) = 0.647 at rate 3.
+        let u = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, 0.7, 0.5, 0.65], [1, 4]), &d);
+        assert_eq!(host(poisson_quantile(rate, u)), vec![0.0, 1.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn loss_falls_on_a_tiny_batch_and_the_receptive_field_is_reported() {
+        let ad = Device::flex().autodiff();
+        ad.seed(4);
+        assert_eq!(WaveNetConfig::default().receptive_field(), 256);
+        let mut m = small(2).init(shape(2, 32), SignalKind::Continuous, &ad);
+        assert_eq!(m.receptive_field(), 8);
+        // A slow sine per channel: predictable from its past.
+        let v: Vec<f32> = (0..4 * 2 * 32)
+            .map(|i| ((i % 32) as f32 * 0.4 + (i / 32) as f32).sin())
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(v, [4, 2, 32]), &ad);
+        let noise = Tensor::zeros([4, 1], &ad);
+        let ctx = LossContext { kl_warmup: 1.0 };
+        let mut optim = AdamConfig::new().init();
+        let first = host(m.loss(x.clone(), None, noise.clone(), &ctx).total)[0];
+        for _ in 0..60 {
+            let loss = m.loss(x.clone(), None, noise.clone(), &ctx);
+            let grads = GradientsParams::from_grads(loss.total.backward(), &m);
+            m = optim.step(3e-3, m, grads);
+        }
+        let last = host(m.loss(x, None, noise, &ctx).total)[0];
+        assert!(last < first - 0.5, "{first} → {last}");
+    }
+}
