@@ -175,7 +175,8 @@ const BAD: &[(&str, &[&str])] = &[
         "wavenet_mixture_of_counts",
         &[
             "model.mixture",
-            "mixture of 3 Gaussians cannot model counts",
+            "mixture of 3 Gaussians cannot be used",
+            "mixture = 1",
         ],
     ),
     (

@@ -59,8 +59,17 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     };
     let start = std::time::Instant::now();
     let s = match a.length {
-        Some(length) => sample_recordings(&loaded, a.n, length, a.seed, labels.as_deref(), &device)
-            .map_err(|e| UsageError(format!("{}: {e}", a.run_dir.display())))?,
+        Some(length) => {
+            if loaded.model.sequence().is_none() {
+                bail!(UsageError(format!(
+                    "{}: --length: a `{}` run generates fixed windows of {} samples; only autoregressive runs continue past their window",
+                    a.run_dir.display(),
+                    loaded.exp.model.kind(),
+                    loaded.info.meta.time
+                )));
+            }
+            sample_recordings(&loaded, a.n, length, a.seed, labels.as_deref(), &device)?
+        }
         None => sample_signals(&loaded, a.n, a.seed, labels.as_deref(), &device)?,
     };
     let seconds = start.elapsed().as_secs_f64();
@@ -93,8 +102,13 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         println!("samples: channel mean {mean:.3} {unit}, sd {sd:.3} {unit} (training data: mean {data_mean:.3}, sd {data_sd:.3})");
     }
     println!(
-        "generated {} windows in {seconds:.2} s ({:.1} windows/s)",
+        "generated {} {} in {seconds:.2} s ({:.1} windows/s)",
         s.n,
+        if a.length.is_some() {
+            "recordings"
+        } else {
+            "windows"
+        },
         s.n as f64 / seconds.max(1e-9)
     );
     println!(

@@ -73,6 +73,11 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         )));
     };
     let in_context = |e| anyhow::Error::new(e).context(data.display().to_string());
+    // Per-step scores first: cheap, and a run or data they do not suit fail before the rest.
+    let steps = match &a.per_sample {
+        Some(_) => Some(score_steps(&loaded, &windows, &device).map_err(in_context)?),
+        None => None,
+    };
     let classified = if a.classify {
         Some(classify_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?)
     } else {
@@ -136,8 +141,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         }
         csv.push_str(&(row.join(",") + "\n"));
     }
-    if let Some(path) = &a.per_sample {
-        let steps = score_steps(&loaded, &windows, &device).map_err(in_context)?;
+    if let (Some(path), Some(steps)) = (&a.per_sample, &steps) {
         let time = steps.first().map_or(0, Vec::len);
         let surprise: Vec<f32> = steps.iter().flatten().map(|v| -*v as f32).collect();
         neurogen_data::npy::write_f32(path, &[steps.len(), time], &surprise)?;

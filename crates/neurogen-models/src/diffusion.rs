@@ -204,7 +204,9 @@ impl FamilyConfig for DiffusionConfig {
                 ),
             );
         }
-        if self.sample_steps == 0 || self.sample_steps > self.steps {
+        if self.sampler == DiffusionSampler::Ddim
+            && (self.sample_steps == 0 || self.sample_steps > self.steps)
+        {
             return bad(
                 "sample_steps",
                 format!("must lie in 1..={}, got {}", self.steps, self.sample_steps),
@@ -226,6 +228,15 @@ impl FamilyConfig for DiffusionConfig {
         }
         if !(self.guidance.is_finite() && self.guidance >= 0.0) {
             return bad("guidance", format!("must be ≥ 0, got {}", self.guidance));
+        }
+        if self.conditional && self.label_dropout == 0.0 && self.guidance != 1.0 {
+            return bad(
+                "guidance",
+                format!(
+                    "guidance {} mixes in the unconditional estimate, which label_dropout = 0 never trains; set label_dropout > 0 or guidance = 1",
+                    self.guidance
+                ),
+            );
         }
         crate::condition::check(self.conditional, self.embed_dim)
     }

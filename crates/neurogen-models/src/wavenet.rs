@@ -28,6 +28,8 @@
 //! **Conditioning.** A conditional model adds a projection of the label's embedding to the
 //! input activations at every step (global conditioning).
 
+use std::collections::VecDeque;
+
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
@@ -124,7 +126,7 @@ impl FamilyConfig for WaveNetConfig {
             return bad(
                 "mixture",
                 format!(
-                    "a mixture of {} Gaussians cannot model counts; use likelihood = \"gaussian\" or mixture = 1",
+                    "a mixture of {} Gaussians cannot be used with likelihood = \"poisson\"; use mixture = 1",
                     self.mixture
                 ),
             );
@@ -259,9 +261,10 @@ impl WaveNet {
         }
     }
 
-    /// What the network reads of a value: counts as `ln(1 + k)`, other data as they are.
+    /// What the network reads of a value: Poisson counts as `ln(1 + k)`, other data as they
+    /// are.
     fn read<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if self.counts {
+        if self.components == 0 {
             x.add_scalar(1.0).log()
         } else {
             x
@@ -390,6 +393,16 @@ impl WaveNet {
         }
     }
 
+    /// A drawn step as the data have it: counts modelled by Gaussians are rounded to
+    /// non-negative integers before they are fed back.
+    fn as_data(&self, v: Tensor<2>) -> Tensor<2> {
+        if self.counts && self.components > 0 {
+            v.clamp_min(0.0).round()
+        } else {
+            v
+        }
+    }
+
     /// Ancestral sampling with each layer's past kept: `length` steps from `z`.
     ///
     /// # Shapes
@@ -402,8 +415,12 @@ impl WaveNet {
         let z = z.reshape([n, length, c, k]);
         let label = self.label_term(y, n, &device);
         let r = self.input.weight.dims()[1];
-        // history[l][t]: the input of layer l at step t, `[n, residual]`.
-        let mut history: Vec<Vec<Tensor<2>>> = vec![Vec::with_capacity(length); self.layers.len()];
+        // history[l]: the inputs of layer l over the last `dilation` steps, oldest first.
+        let mut history: Vec<VecDeque<Tensor<2>>> = self
+            .layers
+            .iter()
+            .map(|l| VecDeque::with_capacity(l.dilation + 1))
+            .collect();
         let mut prev = Tensor::<2>::zeros([n, c], &device);
         let mut out = Vec::with_capacity(length);
         let zeros = Tensor::<2>::zeros([n, r], &device);
@@ -414,12 +431,12 @@ impl WaveNet {
             }
             let mut skip: Option<Tensor<2>> = None;
             for (layer, past) in self.layers.iter().zip(history.iter_mut()) {
-                let then = if t >= layer.dilation {
-                    past[t - layer.dilation].clone()
+                past.push_back(h.clone());
+                let then = if past.len() > layer.dilation {
+                    past.pop_front().unwrap_or_else(|| zeros.clone())
                 } else {
                     zeros.clone()
                 };
-                past.push(h.clone());
                 let pre = layer.taps.forward(Tensor::cat(vec![then, h.clone()], 1));
                 let z = gate2(pre, r);
                 let s = layer.skip.forward(z.clone());
@@ -432,7 +449,7 @@ impl WaveNet {
             let skip = skip.expect("at least one layer (checked)");
             let params = self.head2.forward(relu(self.head1.forward(relu(skip))));
             let zt = z.clone().narrow(1, t, 1).reshape([n, c, k]);
-            prev = self.draw(params, zt);
+            prev = self.as_data(self.draw(params, zt));
             out.push(prev.clone().reshape([n, c, 1]));
         }
         Tensor::cat(out, 2)
@@ -454,7 +471,7 @@ impl WaveNet {
             let p = params
                 .narrow(1, t, 1)
                 .reshape([n, c * self.params_per_channel()]);
-            let v = self.draw(p, z.clone().narrow(1, t, 1).reshape([n, c, k]));
+            let v = self.as_data(self.draw(p, z.clone().narrow(1, t, 1).reshape([n, c, k])));
             x = x.slice_assign([0..n, 0..c, t..t + 1], v.reshape([n, c, 1]));
         }
         x
@@ -499,11 +516,13 @@ fn log_sum_exp(x: Tensor<4>) -> Tensor<3> {
 }
 
 /// The Poisson(`rate`) quantile of `u`: the number of k ≥ 0 with F(k) < u, up to
-/// [`MAX_COUNT`].
+/// [`MAX_COUNT`] (64 counts per bin: far above any firing rate these models see per bin).
 ///
 /// # Shapes
 /// - `rate`, `u`: `[n, c]` → `[n, c]`
 fn poisson_quantile(rate: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
+    // Φ(z) rounds to 1 in f32 for z > 5.3; kept below the CDF's f32 sum at large k.
+    let u = u.clamp_max(0.999_99);
     let mut p = rate.clone().neg().exp(); // P(0)
     let mut cdf = p.clone();
     let mut count = cdf.clone().lower(u.clone()).float();

@@ -267,6 +267,10 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
         let lr = self.train.lr * args.lr_scale;
         let (model, norm) = update(model, &mut self.optim, grads, lr, args.clip);
         if let (Some(ema), Some(decay)) = (self.ema.take(), model.ema()) {
+            // Warm-up (the decay grows as (1 + s) / (10 + s)): without it the average would
+            // keep 0.999^s of the random initial weights, 5 % after 3000 steps.
+            let s = args.step as f64;
+            let decay = decay.min((1.0 + s) / (10.0 + s));
             self.ema = Some(blend(ema, &model.valid(), decay as f32));
         }
         self.model = Some(model);
