@@ -162,6 +162,10 @@ const BAD: &[(&str, &[&str])] = &[
         "diffusion_unknown_noise",
         &["model.noise", "unknown variant `pink`", "white", "ou"],
     ),
+    (
+        "diffusion_guidance_without_dropout",
+        &["model.guidance", "label_dropout = 0 never trains"],
+    ),
     ("diffusion_ema_one", &["model.ema", "[0, 1), got 1"]),
     (
         "diffusion_odd_time_embed",

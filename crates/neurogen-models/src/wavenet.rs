@@ -733,12 +733,18 @@ mod tests {
     fn cached_sampling_draws_what_naive_sampling_draws() {
         let d = Device::flex();
         d.seed(3);
-        for (mixture, kind) in [
-            (1, SignalKind::Continuous),
-            (3, SignalKind::Continuous),
-            (1, SignalKind::Counts),
+        let gaussian = Some(Likelihood::Gaussian);
+        for (mixture, kind, likelihood) in [
+            (1, SignalKind::Continuous, None),
+            (3, SignalKind::Continuous, None),
+            (1, SignalKind::Counts, None),
+            (2, SignalKind::Counts, gaussian),
         ] {
-            let m = small(mixture).init(shape(3, 16), kind, &d);
+            let cfg = WaveNetConfig {
+                likelihood,
+                ..small(mixture)
+            };
+            let m = cfg.init(shape(3, 16), kind, &d);
             let z = Tensor::<2>::random(
                 [4, 16 * 3 * m.noise_per_value()],
                 Distribution::Normal(0.0, 1.0),
