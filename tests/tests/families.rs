@@ -194,11 +194,10 @@ fn resumed_gan_and_diffusion_runs_equal_the_uninterrupted_ones() {
     }
 }
 
-#[test]
-fn score_ranks_artefact_windows_below_clean_ones() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data_file = tmp.path().join("windows.npy");
-    let cfg = root().join("configs/realnvp-kuramoto.toml");
+/// The windows of shipped `config`'s data, shrunk as the tiny runs are, written and read back.
+fn tiny_kuramoto_windows(dir: &Path, config: &str) -> common::Npy {
+    let data_file = dir.join("windows.npy");
+    let cfg = root().join(format!("configs/{config}.toml"));
     let mut args = vec![
         "data",
         cfg.to_str().unwrap(),
@@ -208,8 +207,14 @@ fn score_ranks_artefact_windows_below_clean_ones() {
     for s in common::TINY_KURAMOTO_DATA {
         args.extend(["--set", s]);
     }
-    ok(tmp.path(), &args);
-    let clean = read_npy(&data_file);
+    ok(dir, &args);
+    read_npy(&data_file)
+}
+
+#[test]
+fn score_ranks_artefact_windows_below_clean_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = tiny_kuramoto_windows(tmp.path(), "realnvp-kuramoto");
     let [n, c, t] = [clean.shape[0], clean.shape[1], clean.shape[2]];
     let win = c * t;
     let sd = std_dev(&clean.values) as f32;
@@ -330,19 +335,7 @@ fn wavenet_continues_past_its_window_and_localises_surprise_in_time() {
 
     // Per-step surprise: a spike at step 20 of one window is where the surprise peaks, and the
     // steps sum to the window's exact log-likelihood.
-    let data_file = tmp.path().join("windows.npy");
-    let cfg = root().join("configs/wavenet-kuramoto.toml");
-    let mut args = vec![
-        "data",
-        cfg.to_str().unwrap(),
-        "-o",
-        data_file.to_str().unwrap(),
-    ];
-    for s in common::TINY_KURAMOTO_DATA {
-        args.extend(["--set", s]);
-    }
-    ok(tmp.path(), &args);
-    let clean = read_npy(&data_file);
+    let clean = tiny_kuramoto_windows(tmp.path(), "wavenet-kuramoto");
     let [c, t] = [clean.shape[1], clean.shape[2]];
     let sd_all = std_dev(&clean.values) as f32;
     let mut values = clean.values[..4 * c * t].to_vec();

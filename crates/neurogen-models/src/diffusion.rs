@@ -876,6 +876,7 @@ impl Density for Diffusion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::host;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::Distribution;
     use rand::rngs::StdRng;
@@ -892,15 +893,6 @@ mod tests {
             SignalKind::Continuous,
             device,
         )
-    }
-
-    fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-        t.into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect()
     }
 
     #[test]

@@ -479,6 +479,7 @@ impl Density for RealNvp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::host;
     use burn::module::ModuleMapper;
     use burn::tensor::{Distribution, TensorData};
 
@@ -535,15 +536,6 @@ mod tests {
             &device,
         )
         .map(&mut Randomise(seed))
-    }
-
-    fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-        t.into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect()
     }
 
     fn check_round_trip<T: Transform>(name: &str, t: &T, x: Tensor<2>) {

@@ -25,6 +25,21 @@ pub mod spectral;
 pub mod vae;
 pub mod wavenet;
 
+#[cfg(test)]
+mod test_util {
+    use burn::tensor::Tensor;
+
+    /// A tensor's values on the host, as f64.
+    pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+        t.into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    }
+}
+
 pub use diffusion::{Diffusion, DiffusionConfig};
 pub use flow::{RealNvp, RealNvpConfig, Transform};
 pub use gan::{Critic, GanConfig, GanLoss, Generator};

@@ -640,6 +640,7 @@ impl crate::Sequence for WaveNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::host;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::{Distribution, TensorData};
 
@@ -660,15 +661,6 @@ mod tests {
             mixture,
             ..Default::default()
         }
-    }
-
-    fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-        t.into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect()
     }
 
     #[test]
