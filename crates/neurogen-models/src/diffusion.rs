@@ -186,7 +186,7 @@ impl FamilyConfig for DiffusionConfig {
         if self.hidden == 0 {
             return bad("hidden", "must be at least 1, got 0".into());
         }
-        if self.time_embed < 2 || self.time_embed % 2 != 0 {
+        if self.time_embed < 2 || !self.time_embed.is_multiple_of(2) {
             return bad(
                 "time_embed",
                 format!(
