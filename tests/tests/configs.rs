@@ -166,6 +166,10 @@ const BAD: &[(&str, &[&str])] = &[
         "diffusion_guidance_without_dropout",
         &["model.guidance", "label_dropout = 0 never trains"],
     ),
+    (
+        "diffusion_eps_cosine_ddim",
+        &["model.prediction", "blows up at the first step", "\"v\""],
+    ),
     ("diffusion_ema_one", &["model.ema", "[0, 1), got 1"]),
     (
         "diffusion_odd_time_embed",

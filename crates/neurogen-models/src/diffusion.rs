@@ -212,6 +212,17 @@ impl FamilyConfig for DiffusionConfig {
                 format!("must lie in 1..={}, got {}", self.steps, self.sample_steps),
             );
         }
+        if self.schedule == Schedule::Cosine
+            && self.prediction == Prediction::Eps
+            && self.sampler == DiffusionSampler::Ddim
+        {
+            // DDIM's first step recovers x̂₀ = (x_T − √(1 − ā_T) ε̂) / √ā_T, and the cosine
+            // schedule's ā_T is ~1e-9: any error in ε̂ is multiplied by ~3·10⁴.
+            return bad(
+                "prediction",
+                "\"eps\" with the cosine schedule and the DDIM sampler blows up at the first step (ā_T ≈ 0); use prediction = \"v\", the linear schedule, or sampler = \"ddpm\"".into(),
+            );
+        }
         if !(0.0..=1.0).contains(&self.eta) {
             return bad("eta", format!("must lie in [0, 1], got {}", self.eta));
         }
