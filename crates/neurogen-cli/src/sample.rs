@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use neurogen_data::samples::{sidecar, write_sidecar};
 use neurogen_data::write::{write_signals, OutputFormat};
 use neurogen_data::SignalKind;
@@ -40,9 +40,6 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
-    if a.length == Some(0) {
-        bail!(UsageError("--length: must be at least 1 sample".into()));
-    }
     if a.n == 0 {
         bail!(UsageError("-n: must be at least 1".into()));
     }
@@ -59,17 +56,8 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     };
     let start = std::time::Instant::now();
     let s = match a.length {
-        Some(length) => {
-            if loaded.model.sequence().is_none() {
-                bail!(UsageError(format!(
-                    "{}: --length: a `{}` run generates fixed windows of {} samples; only autoregressive runs continue past their window",
-                    a.run_dir.display(),
-                    loaded.exp.model.kind(),
-                    loaded.info.meta.time
-                )));
-            }
-            sample_recordings(&loaded, a.n, length, a.seed, labels.as_deref(), &device)?
-        }
+        Some(length) => sample_recordings(&loaded, a.n, length, a.seed, labels.as_deref(), &device)
+            .with_context(|| a.run_dir.display().to_string())?,
         None => sample_signals(&loaded, a.n, a.seed, labels.as_deref(), &device)?,
     };
     let seconds = start.elapsed().as_secs_f64();

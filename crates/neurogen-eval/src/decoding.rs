@@ -15,7 +15,8 @@
 
 use neurogen_data::{SignalKind, Signals};
 
-use crate::spectral::{self, Welch, BANDS};
+use crate::spectral::{self, Welch};
+use crate::stats::Standardiser;
 use crate::View;
 
 /// Time bins per channel of the downsampled waveform.
@@ -30,16 +31,7 @@ pub fn decoder_features(s: &Signals) -> Vec<Vec<f64>> {
     let v = View::of(s);
     let bins = TIME_BINS.min(v.time).max(1);
     let welch = Welch::new(spectral::nperseg(v.time), s.meta.sfreq);
-    let freqs = welch.freqs();
-    let bands: Vec<Vec<usize>> = BANDS
-        .iter()
-        .map(|(_, lo, hi)| {
-            (0..freqs.len())
-                .filter(|&k| freqs[k] >= *lo && freqs[k] < *hi)
-                .collect::<Vec<_>>()
-        })
-        .filter(|b| !b.is_empty())
-        .collect();
+    let bands = welch.band_bins();
     (0..v.n)
         .map(|i| {
             let mut f = Vec::new();
@@ -56,9 +48,7 @@ pub fn decoder_features(s: &Signals) -> Vec<Vec<f64>> {
                 match s.meta.kind {
                     SignalKind::Continuous => {
                         let p = welch.psd(row);
-                        for b in &bands {
-                            f.push((b.iter().map(|&k| p[k]).sum::<f64>() + 1e-12).ln());
-                        }
+                        spectral::push_log_band_powers(&p, &bands, &mut f);
                     }
                     SignalKind::Counts => {
                         let mean = row.iter().map(|x| *x as f64).sum::<f64>() / v.time as f64;
@@ -74,8 +64,7 @@ pub fn decoder_features(s: &Signals) -> Vec<Vec<f64>> {
 /// A fitted multinomial logistic regression (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    mean: Vec<f64>,
-    scale: Vec<f64>,
+    standardiser: Standardiser,
     /// `[classes, d + 1]`, the intercept last in each row.
     w: Vec<f64>,
     classes: usize,
@@ -86,22 +75,8 @@ impl Decoder {
     pub fn fit(x: &[Vec<f64>], y: &[u32], classes: usize) -> Decoder {
         let d = x.first().map_or(0, Vec::len);
         let n = x.len().max(1) as f64;
-        let mut mean = vec![0.0; d];
-        let mut scale = vec![1.0; d];
-        for j in 0..d {
-            let col: Vec<f64> = x.iter().map(|r| r[j]).collect();
-            let (m, v) = crate::stats::mean_var(&col);
-            mean[j] = m;
-            scale[j] = if v > 1e-24 { v.sqrt() } else { 1.0 };
-        }
-        let z: Vec<Vec<f64>> = x
-            .iter()
-            .map(|r| {
-                let mut z: Vec<f64> = (0..d).map(|j| (r[j] - mean[j]) / scale[j]).collect();
-                z.push(1.0);
-                z
-            })
-            .collect();
+        let standardiser = Standardiser::fit(x, 1e-24);
+        let z: Vec<Vec<f64>> = x.iter().map(|r| standardiser.apply(r)).collect();
         let dd = d + 1;
         let k = classes.max(1);
         // The softmax loss's Hessian is at most ½ ZᵀZ/n per class block: its largest
@@ -152,8 +127,7 @@ impl Decoder {
             w = look.iter().zip(&g).map(|(a, b)| a - step * b).collect();
         }
         Decoder {
-            mean,
-            scale,
+            standardiser,
             w,
             classes: k,
         }
@@ -164,12 +138,7 @@ impl Decoder {
         let mut probs = vec![0.0; self.classes];
         x.iter()
             .map(|r| {
-                let mut z: Vec<f64> = r
-                    .iter()
-                    .zip(self.mean.iter().zip(&self.scale))
-                    .map(|(v, (m, s))| (v - m) / s)
-                    .collect();
-                z.push(1.0);
+                let z = self.standardiser.apply(r);
                 softmax_into(&self.w, &z, self.classes, &mut probs);
                 (0..self.classes)
                     .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))

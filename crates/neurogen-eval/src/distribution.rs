@@ -1,6 +1,7 @@
 //! Two-sample tests on rows of features: MMD² with a permutation p-value, sliced Wasserstein,
 //! and a classifier two-sample test (logistic regression, cross-validated AUC).
 
+use crate::stats::Standardiser;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -185,8 +186,7 @@ pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
 
 /// L2-regularised logistic regression fitted by Newton's method on standardised features.
 struct Logistic {
-    mean: Vec<f64>,
-    scale: Vec<f64>,
+    standardiser: Standardiser,
     /// Weights, the intercept last.
     w: Vec<f64>,
 }
@@ -195,22 +195,8 @@ impl Logistic {
     fn fit(x: &[Vec<f64>], y: &[bool], lambda: f64) -> Logistic {
         let d = x[0].len();
         let n = x.len() as f64;
-        let mut mean = vec![0.0; d];
-        let mut scale = vec![0.0; d];
-        for j in 0..d {
-            let col: Vec<f64> = x.iter().map(|r| r[j]).collect();
-            let (m, v) = crate::stats::mean_var(&col);
-            mean[j] = m;
-            scale[j] = if v > 0.0 { v.sqrt() } else { 1.0 };
-        }
-        let z: Vec<Vec<f64>> = x
-            .iter()
-            .map(|r| {
-                let mut z: Vec<f64> = (0..d).map(|j| (r[j] - mean[j]) / scale[j]).collect();
-                z.push(1.0);
-                z
-            })
-            .collect();
+        let standardiser = Standardiser::fit(x, 0.0);
+        let z: Vec<Vec<f64>> = x.iter().map(|r| standardiser.apply(r)).collect();
         let dd = d + 1;
         let mut w = vec![0.0; dd];
         for _ in 0..25 {
@@ -245,13 +231,14 @@ impl Logistic {
                 break;
             }
         }
-        Logistic { mean, scale, w }
+        Logistic { standardiser, w }
     }
 
     fn score(&self, x: &[f64]) -> f64 {
-        let d = self.mean.len();
+        let (mean, scale) = (&self.standardiser.mean, &self.standardiser.scale);
+        let d = mean.len();
         (0..d)
-            .map(|j| (x[j] - self.mean[j]) / self.scale[j] * self.w[j])
+            .map(|j| (x[j] - mean[j]) / scale[j] * self.w[j])
             .sum::<f64>()
             + self.w[d]
     }

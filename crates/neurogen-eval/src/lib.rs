@@ -317,16 +317,7 @@ pub fn window_features(s: &Signals) -> Vec<Vec<f64>> {
     let v = View::of(s);
     let fs = s.meta.sfreq;
     let welch = Welch::new(spectral::nperseg(v.time), fs);
-    let freqs = welch.freqs();
-    let bands: Vec<Vec<usize>> = BANDS
-        .iter()
-        .map(|(_, lo, hi)| {
-            (0..freqs.len())
-                .filter(|&k| freqs[k] >= *lo && freqs[k] < *hi)
-                .collect::<Vec<_>>()
-        })
-        .filter(|b| !b.is_empty())
-        .collect();
+    let bands = welch.band_bins();
     (0..v.n)
         .map(|i| {
             let mut f = Vec::new();
@@ -344,9 +335,7 @@ pub fn window_features(s: &Signals) -> Vec<Vec<f64>> {
                 f.push(lag1);
                 if s.meta.kind == SignalKind::Continuous {
                     let p = welch.psd(v.row(i, c));
-                    for b in &bands {
-                        f.push((b.iter().map(|&k| p[k]).sum::<f64>() + 1e-12).ln());
-                    }
+                    spectral::push_log_band_powers(&p, &bands, &mut f);
                 }
             }
             if s.meta.kind == SignalKind::Counts {

@@ -67,6 +67,20 @@ impl Welch {
             .collect()
     }
 
+    /// The PSD bins in each of [`BANDS`], leaving out bands with no bin (above Nyquist).
+    pub fn band_bins(&self) -> Vec<Vec<usize>> {
+        let freqs = self.freqs();
+        BANDS
+            .iter()
+            .map(|(_, lo, hi)| {
+                (0..freqs.len())
+                    .filter(|&k| freqs[k] >= *lo && freqs[k] < *hi)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|b| !b.is_empty())
+            .collect()
+    }
+
     /// Start of each segment in a signal of `len` samples (SciPy: step = nperseg − nperseg/2).
     fn starts(&self, len: usize) -> impl Iterator<Item = usize> {
         let step = self.nperseg - self.nperseg / 2;
@@ -261,6 +275,14 @@ pub fn coherence_pairs(s: &Spectra, lo: f64, hi: f64) -> Vec<f64> {
         }
     }
     out
+}
+
+/// ln of the power in each band of `bands` (bin indices, see [`Welch::band_bins`]) of the PSD
+/// `p`, floored at 1e-12, appended to `out`: windows' spectral features.
+pub fn push_log_band_powers(p: &[f64], bands: &[Vec<usize>], out: &mut Vec<f64>) {
+    for b in bands {
+        out.push((b.iter().map(|&k| p[k]).sum::<f64>() + 1e-12).ln());
+    }
 }
 
 #[cfg(test)]

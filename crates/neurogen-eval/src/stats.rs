@@ -189,6 +189,41 @@ impl SpikeStats {
     }
 }
 
+/// Per-column z-scoring fitted on rows, for linear classifiers: each standardised row gets a
+/// constant 1 appended (the intercept's input).
+#[derive(Debug, Clone)]
+pub(crate) struct Standardiser {
+    pub(crate) mean: Vec<f64>,
+    pub(crate) scale: Vec<f64>,
+}
+
+impl Standardiser {
+    /// Column means and standard deviations of `x` (equal-length rows); a column whose variance
+    /// is at most `min_var` keeps scale 1.
+    pub(crate) fn fit(x: &[Vec<f64>], min_var: f64) -> Standardiser {
+        let d = x.first().map_or(0, Vec::len);
+        let (mut mean, mut scale) = (vec![0.0; d], vec![1.0; d]);
+        for j in 0..d {
+            let col: Vec<f64> = x.iter().map(|r| r[j]).collect();
+            let (m, v) = mean_var(&col);
+            mean[j] = m;
+            scale[j] = if v > min_var { v.sqrt() } else { 1.0 };
+        }
+        Standardiser { mean, scale }
+    }
+
+    /// `row` standardised, with 1 appended.
+    pub(crate) fn apply(&self, row: &[f64]) -> Vec<f64> {
+        let mut z: Vec<f64> = row
+            .iter()
+            .zip(self.mean.iter().zip(&self.scale))
+            .map(|(v, (m, s))| (v - m) / s)
+            .collect();
+        z.push(1.0);
+        z
+    }
+}
+
 /// Mean and population variance (`ddof = 0`).
 pub fn mean_var(x: &[f64]) -> (f64, f64) {
     let n = x.len().max(1) as f64;

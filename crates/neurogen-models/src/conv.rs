@@ -26,6 +26,25 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
     x.clone().mul_scalar(slope) + relu(x).mul_scalar(1.0 - slope)
 }
 
+/// Time-major activations `x` (`[batch, time, c]`) delayed by `d` steps (`x[t − d]`, zeros
+/// before the start), or advanced when `d` is negative: the taps of a dilated convolution.
+pub fn shift(x: Tensor<3>, d: isize) -> Tensor<3> {
+    let [b, t, c] = x.dims();
+    let k = d.unsigned_abs();
+    if k == 0 {
+        return x;
+    }
+    if k >= t {
+        return x.zeros_like();
+    }
+    let zeros = Tensor::zeros([b, k, c], &x.device());
+    if d > 0 {
+        Tensor::cat(vec![zeros, x.narrow(1, 0, t - k)], 1)
+    } else {
+        Tensor::cat(vec![x.narrow(1, k, t - k), zeros], 1)
+    }
+}
+
 /// conv1d (dilation 1, one group) as one matrix product over the whole batch.
 ///
 /// burn-flex runs conv1d as a 3-D convolution with a small product per batch element (burn-flex

@@ -38,6 +38,8 @@ use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
+use crate::conv::shift;
+use crate::likelihood::normal_cdf;
 use crate::{
     Density, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
     Observation, Sampler, WindowShape,
@@ -364,25 +366,6 @@ struct Denoiser {
     time_embed: usize,
 }
 
-/// `x` (`[batch, time, c]`) delayed by `d` samples (`x[t − d]`, zeros before the start), or
-/// advanced when `d` is negative.
-fn shift(x: Tensor<3>, d: isize) -> Tensor<3> {
-    let [b, t, c] = x.dims();
-    let k = d.unsigned_abs();
-    if k == 0 {
-        return x;
-    }
-    if k >= t {
-        return x.zeros_like();
-    }
-    let zeros = Tensor::zeros([b, k, c], &x.device());
-    if d > 0 {
-        Tensor::cat(vec![zeros, x.narrow(1, 0, t - k)], 1)
-    } else {
-        Tensor::cat(vec![x.narrow(1, k, t - k), zeros], 1)
-    }
-}
-
 /// The three taps of a kernel-3 convolution at dilation `d` side by side: `[batch, time, 3c]`.
 fn taps3(x: Tensor<3>, d: usize) -> Tensor<3> {
     let d = d as isize;
@@ -459,14 +442,6 @@ pub struct Diffusion {
     #[module(skip)]
     schedule: Settings,
     counts: bool,
-}
-
-/// `Φ(n)`, uniform on (0, 1) for standard-normal `n`.
-fn uniform<const D: usize>(n: Tensor<D>) -> Tensor<D> {
-    n.mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
-        .erf()
-        .add_scalar(1.0)
-        .mul_scalar(0.5)
 }
 
 impl Diffusion {
@@ -575,7 +550,7 @@ impl Diffusion {
     /// Counts dequantised (k + u, u from `noise` through Φ); other data as they are.
     fn dequantised(&self, x: Tensor<3>, noise: Option<Tensor<3>>) -> Tensor<3> {
         match (self.counts, noise) {
-            (true, Some(n)) => x + uniform(n),
+            (true, Some(n)) => x + normal_cdf(n),
             _ => x,
         }
     }
@@ -583,7 +558,7 @@ impl Diffusion {
     /// Step indices `0..T` from standard normals, uniformly, within `[lo, T)`.
     fn step_indices(&self, n: Tensor<1>, lo: usize) -> Tensor<1, burn::tensor::Int> {
         let span = (self.steps() - lo) as f32;
-        uniform(n)
+        normal_cdf(n)
             .mul_scalar(span)
             .floor()
             .clamp(0.0, span - 1.0)
@@ -797,7 +772,7 @@ impl GenerativeModel for Diffusion {
         let xt = sa.clone() * x0.clone() + sb.clone() * eps.clone();
         // Classifier-free guidance: some windows train as "no label".
         let y = y.map(|y| {
-            let keep = uniform(noise.clone().narrow(1, d + 1, 1))
+            let keep = normal_cdf(noise.clone().narrow(1, d + 1, 1))
                 .greater_equal_elem(self.schedule.label_dropout as f32)
                 .float(); // [batch, 1]
             y * keep

@@ -368,13 +368,7 @@ impl RealNvp {
         let [b, c, t] = x.dims();
         let x = x.reshape([b, c * t]); // [batch, dim]
         if self.counts {
-            // Φ(ε) = (1 + erf(ε/√2)) / 2 ~ U(0, 1).
-            let u = noise
-                .mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
-                .erf()
-                .add_scalar(1.0)
-                .mul_scalar(0.5);
-            x + u
+            x + crate::likelihood::normal_cdf(noise)
         } else {
             x
         }

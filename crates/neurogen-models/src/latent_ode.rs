@@ -507,11 +507,7 @@ impl LatentOde {
         let present = nan.bool_not().float().min_dim(1).reshape([b, t]); // [batch, time]
         let mask = match keep {
             Some(eps) if self.obs_keep < 1.0 => {
-                let u = eps
-                    .mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
-                    .erf()
-                    .add_scalar(1.0)
-                    .mul_scalar(0.5);
+                let u = crate::likelihood::normal_cdf(eps);
                 present * u.lower_elem(self.obs_keep).float()
             }
             _ => present,

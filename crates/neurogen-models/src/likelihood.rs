@@ -163,6 +163,15 @@ pub fn elbo_loss(nll: Tensor<1>, kl: Tensor<1>, kl_weight: f32) -> Loss {
     }
 }
 
+/// `Φ(n)`: standard-normal draws `n` mapped to uniforms on (0, 1), how every family turns the
+/// host's normals into the uniforms it needs (dequantisation, masks, inverse CDFs).
+pub(crate) fn normal_cdf<const D: usize>(n: Tensor<D>) -> Tensor<D> {
+    n.mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        .mul_scalar(0.5)
+}
+
 pub(crate) const HALF_LN_2PI: f32 = 0.918_938_5;
 
 /// Gaussian negative log-likelihood, summed over channels and time.

@@ -32,13 +32,14 @@ use std::collections::VecDeque;
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::{log_softmax, relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
-use crate::likelihood::{gaussian_nll_elements, poisson_nll_elements, Likelihood};
+use crate::conv::shift;
+use crate::likelihood::{gaussian_nll_elements, normal_cdf, poisson_nll_elements, Likelihood};
 use crate::{
     Density, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
     Observation, Sampler, WindowShape,
@@ -162,11 +163,7 @@ impl WaveNetConfig {
         } else {
             self.mixture
         };
-        let per_channel = match k {
-            0 => 1,
-            1 => 2,
-            k => 3 * k,
-        };
+        let per_channel = params_per_channel(k);
         let linear = |a, b| LinearConfig::new(a, b).init(device);
         let embed = condition::init(self.conditional, shape.classes, self.embed_dim, device);
         let label = embed.as_ref().map(|e| linear(e.dim(), r));
@@ -225,27 +222,6 @@ pub struct WaveNet {
     counts: bool,
 }
 
-/// `x` (`[batch, time, c]`) delayed by `d` steps (`x[t − d]`, zeros before the start).
-fn delay(x: Tensor<3>, d: usize) -> Tensor<3> {
-    let [b, t, c] = x.dims();
-    if d == 0 {
-        return x;
-    }
-    if d >= t {
-        return x.zeros_like();
-    }
-    let zeros = Tensor::zeros([b, d, c], &x.device());
-    Tensor::cat(vec![zeros, x.narrow(1, 0, t - d)], 1)
-}
-
-/// `Φ(n)`, uniform on (0, 1) for standard-normal `n`.
-fn uniform<const D: usize>(n: Tensor<D>) -> Tensor<D> {
-    n.mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
-        .erf()
-        .add_scalar(1.0)
-        .mul_scalar(0.5)
-}
-
 impl WaveNet {
     /// Steps of the past one output sees.
     pub fn receptive_field(&self) -> usize {
@@ -284,7 +260,7 @@ impl WaveNet {
     fn forward(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<3> {
         let [b, _, _] = x.dims();
         let device = x.device();
-        let past = delay(self.read(x).swap_dims(1, 2), 1); // [batch, time, channels]
+        let past = shift(self.read(x).swap_dims(1, 2), 1); // [batch, time, channels]
         let mut h = self.input.forward(past); // [batch, time, residual]
         let r = h.dims()[2];
         if let Some(l) = self.label_term(y, b, &device) {
@@ -292,16 +268,19 @@ impl WaveNet {
         }
         let mut skip: Option<Tensor<3>> = None;
         for layer in &self.layers {
-            let taps = Tensor::cat(vec![delay(h.clone(), layer.dilation), h.clone()], 2);
-            let z = gate(layer.taps.forward(taps), r); // [batch, time, residual]
-            let s = layer.skip.forward(z.clone());
-            skip = Some(match skip {
-                Some(acc) => acc + s,
-                None => s,
-            });
-            h = h + layer.residual.forward(z);
+            let then = shift(h.clone(), layer.dilation as isize);
+            let (next, s) = layer.forward(then, h, r); // [batch, time, residual], [batch, time, skip]
+            h = next;
+            skip = Some(add_skip(skip, s));
         }
-        let skip = skip.expect("at least one layer (checked)");
+        self.head(skip.expect("at least one layer (checked)"))
+    }
+
+    /// The head: the summed skips to each step's distribution parameters.
+    ///
+    /// # Shapes
+    /// - `skip`: `[…, skip]` → `[…, channels × params]`
+    fn head<const D: usize>(&self, skip: Tensor<D>) -> Tensor<D> {
         self.head2.forward(relu(self.head1.forward(relu(skip))))
     }
 
@@ -326,7 +305,7 @@ impl WaveNet {
             }
             k => {
                 let (logits, mean, log_sigma) = split_mixture(p, k); // each [b, t, c, k]
-                let log_w = log_softmax(logits);
+                let log_w = log_softmax(logits, 3);
                 let xs = x.unsqueeze_dim::<4>(3); // [b, t, c, 1]
                 let z = (xs - mean) / log_sigma.clone().exp();
                 let log_n =
@@ -338,11 +317,7 @@ impl WaveNet {
     }
 
     fn params_per_channel(&self) -> usize {
-        match self.components {
-            0 => 1,
-            1 => 2,
-            k => 3 * k,
-        }
+        params_per_channel(self.components)
     }
 
     /// Every step's log-likelihood, summed over channels: the surprise −log p(x_t | x_{<t})
@@ -351,9 +326,8 @@ impl WaveNet {
     /// # Shapes
     /// - `x`: `[batch, channels, time]` → `[batch, time]`
     pub fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<2> {
-        let [b, c, t] = x.dims();
+        let [b, _, t] = x.dims();
         let params = self.forward(x.clone(), y);
-        let _ = c;
         self.nll_elements(x, params)
             .sum_dim(1)
             .reshape([b, t])
@@ -370,7 +344,7 @@ impl WaveNet {
         match self.components {
             0 => {
                 let rate = p.narrow(2, 0, 1).reshape([n, c]).exp();
-                poisson_quantile(rate, uniform(z.narrow(2, 0, 1).reshape([n, c])))
+                poisson_quantile(rate, normal_cdf(z.narrow(2, 0, 1).reshape([n, c])))
             }
             1 => {
                 let mean = p.clone().narrow(2, 0, 1).reshape([n, c]);
@@ -380,9 +354,9 @@ impl WaveNet {
             k => {
                 let p4 = p.reshape([n, 1, c, 3 * k]);
                 let (logits, mean, log_sigma) = split_mixture(p4, k); // [n, 1, c, k]
-                let w = softmax_last(logits).reshape([n, c, k]);
+                let w = softmax(logits, 3).reshape([n, c, k]);
                 // The component: the first whose cumulative weight exceeds u.
-                let u = uniform(z.clone().narrow(2, 0, 1)); // [n, c, 1]
+                let u = normal_cdf(z.clone().narrow(2, 0, 1)); // [n, c, 1]
                 let cdf = w.cumsum(2); // [n, c, k]
                 let below = cdf.lower_equal(u.expand([n, c, k])).float();
                 let chosen = below.sum_dim(2).clamp(0.0, (k - 1) as f32).int(); // [n, c, 1]
@@ -437,17 +411,11 @@ impl WaveNet {
                 } else {
                     zeros.clone()
                 };
-                let pre = layer.taps.forward(Tensor::cat(vec![then, h.clone()], 1));
-                let z = gate2(pre, r);
-                let s = layer.skip.forward(z.clone());
-                skip = Some(match skip {
-                    Some(acc) => acc + s,
-                    None => s,
-                });
-                h = h + layer.residual.forward(z);
+                let (next, s) = layer.forward(then, h, r); // [n, residual], [n, skip]
+                h = next;
+                skip = Some(add_skip(skip, s));
             }
-            let skip = skip.expect("at least one layer (checked)");
-            let params = self.head2.forward(relu(self.head1.forward(relu(skip))));
+            let params = self.head(skip.expect("at least one layer (checked)"));
             let zt = z.clone().narrow(1, t, 1).reshape([n, c, k]);
             prev = self.as_data(self.draw(params, zt));
             out.push(prev.clone().reshape([n, c, 1]));
@@ -478,14 +446,43 @@ impl WaveNet {
     }
 }
 
-/// `tanh(filter) ⊙ σ(gate)` of `[…, 2r]` pre-activations (filter first).
-fn gate(pre: Tensor<3>, r: usize) -> Tensor<3> {
-    pre.clone().narrow(2, 0, r).tanh() * sigmoid(pre.narrow(2, r, r))
+impl Layer {
+    /// One gated layer on the residual stream `h` and its value `dilation` steps back, `then`
+    /// (both `[…, residual]`, time-major or one step): the new stream and the layer's skip.
+    fn forward<const D: usize>(
+        &self,
+        then: Tensor<D>,
+        h: Tensor<D>,
+        r: usize,
+    ) -> (Tensor<D>, Tensor<D>) {
+        let pre = self.taps.forward(Tensor::cat(vec![then, h.clone()], D - 1));
+        let z = gate(pre, r);
+        let s = self.skip.forward(z.clone());
+        (h + self.residual.forward(z), s)
+    }
 }
 
-/// [`gate`] on `[n, 2r]`.
-fn gate2(pre: Tensor<2>, r: usize) -> Tensor<2> {
-    pre.clone().narrow(1, 0, r).tanh() * sigmoid(pre.narrow(1, r, r))
+/// Parameters per channel and step for `components` Gaussians (0: Poisson): a log-rate; a
+/// mean and log σ; or weights, means and log σ.
+fn params_per_channel(components: usize) -> usize {
+    match components {
+        0 => 1,
+        1 => 2,
+        k => 3 * k,
+    }
+}
+
+/// The running sum of the layers' skips.
+fn add_skip<const D: usize>(acc: Option<Tensor<D>>, s: Tensor<D>) -> Tensor<D> {
+    match acc {
+        Some(acc) => acc + s,
+        None => s,
+    }
+}
+
+/// `tanh(filter) ⊙ σ(gate)` of `[…, 2r]` pre-activations (filter first, last axis).
+fn gate<const D: usize>(pre: Tensor<D>, r: usize) -> Tensor<D> {
+    pre.clone().narrow(D - 1, 0, r).tanh() * sigmoid(pre.narrow(D - 1, r, r))
 }
 
 /// A mixture's logits, means and log σ from `[…, 3k]` parameters (in that order).
@@ -495,17 +492,6 @@ fn split_mixture(p: Tensor<4>, k: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         p.clone().narrow(3, k, k),
         p.narrow(3, 2 * k, k),
     )
-}
-
-fn log_softmax(x: Tensor<4>) -> Tensor<4> {
-    let max = x.clone().max_dim(3).detach();
-    let shifted = x - max;
-    let lse = shifted.clone().exp().sum_dim(3).log();
-    shifted - lse
-}
-
-fn softmax_last(x: Tensor<4>) -> Tensor<4> {
-    log_softmax(x).exp()
 }
 
 /// `log Σ_k exp(x)` over the last axis, dropped.

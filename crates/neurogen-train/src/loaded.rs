@@ -350,10 +350,9 @@ pub fn score_steps(
     let indices: Vec<usize> = (0..s.n).collect();
     for idx in indices.chunks(density.score_batch(1)) {
         let x = s.batch(idx, device); // [chunk, channels, time]
-        let y = labels.as_deref().map(|l| {
-            let l: Vec<u32> = idx.iter().map(|&j| l[j]).collect();
-            one_hot(&l, classes, device)
-        }); // [chunk, classes]
+        let y = labels
+            .as_deref()
+            .map(|l| rows_one_hot(l, idx, classes, device)); // [chunk, classes]
         let Some(steps) = density.log_likelihood_steps(x, y) else {
             return Err(TrainError::Input(format!(
                 "--per-sample: a `{}` run has no per-step likelihood; only autoregressive runs factorise over time",
@@ -503,6 +502,15 @@ fn scorable<'a>(run: &'a LoadedRun, s: &Signals) -> Result<(&'a dyn Density, Sig
     Ok((density, s))
 }
 
+/// One-hot rows of the labels of windows `idx`.
+///
+/// # Shapes
+/// - output: `[idx.len(), classes]`
+fn rows_one_hot(labels: &[u32], idx: &[usize], classes: usize, device: &Device) -> Tensor<2> {
+    let l: Vec<u32> = idx.iter().map(|&j| labels[j]).collect();
+    one_hot(&l, classes, device)
+}
+
 /// Log-likelihoods (and ELBOs) of the normalised windows `s` given `labels`, in chunks whose
 /// noise is keyed by `(seed, chunk)`.
 fn score_with(
@@ -522,10 +530,7 @@ fn score_with(
     for (i, idx) in indices.chunks(density.score_batch(k)).enumerate() {
         let x = s.batch(idx, device); // [chunk, channels, time]
         let b = idx.len();
-        let y = labels.map(|l| {
-            let l: Vec<u32> = idx.iter().map(|&j| l[j]).collect();
-            one_hot(&l, classes, device)
-        }); // [chunk, classes]
+        let y = labels.map(|l| rows_one_hot(l, idx, classes, device)); // [chunk, classes]
         let eps = normals(&mut rng(seed, Stream::Score, i as u64), draws * b * d);
         let eps = host_tensor(eps, [draws, b, d], device); // [draws, chunk, dim]
         let (l, e) = density
