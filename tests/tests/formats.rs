@@ -183,9 +183,11 @@ fn windows(n: usize, channels: usize, time: usize, counts: bool) -> neurogen_dat
         })
         .collect();
     neurogen_data::Signals {
+        inputs: None,
         values,
         n,
         meta: neurogen_data::SignalMeta {
+            input_names: Vec::new(),
             channels,
             time,
             sfreq: 128.0,

@@ -11,7 +11,7 @@ use neurogen_eval::conditions::{
 use neurogen_eval::plot::{self, Series};
 use neurogen_eval::{EvalOptions, Report};
 use neurogen_train::evaluate::{add_likelihood, latent_r2};
-use neurogen_train::sample_signals;
+use neurogen_train::sample_held_out;
 use serde_json::json;
 
 use crate::common::{status, BackendArg, KindArg, UsageError};
@@ -88,8 +88,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         (Some(f), _) => read_windows(f, run_meta, stated)?,
         (None, Some(c)) => {
             status(quiet, &format!("sampling {} windows from the run…", a.n));
-            let labels = c.loaded.default_labels(a.n);
-            sample_signals(&c.loaded, a.n, a.seed, labels.as_deref(), &c.device)?
+            sample_held_out(&c.loaded, &c.splits.test, a.n, a.seed, &c.device)?
         }
         (None, None) => return Err(no_samples()),
     };

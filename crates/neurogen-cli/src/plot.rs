@@ -9,7 +9,7 @@ use neurogen_data::{SignalKind, Signals};
 use neurogen_eval::plot::{self, Colouring, Series};
 use neurogen_eval::{Spectra, View};
 use neurogen_train::evaluate::{infer_latents, run_splits, Latents, RunSplits};
-use neurogen_train::{sample_signals, LoadedRun, RunDir};
+use neurogen_train::{sample_held_out, LoadedRun, RunDir};
 
 use crate::common::{open_run, BackendArg, KindArg, UsageError};
 
@@ -102,12 +102,11 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         );
         let samples = if needs_samples {
             let n = a.n.max(1);
-            let labels = ctx.loaded.default_labels(n);
-            Some(sample_signals(
+            Some(sample_held_out(
                 &ctx.loaded,
+                &ctx.splits.test,
                 n,
                 a.seed,
-                labels.as_deref(),
                 &ctx.device,
             )?)
         } else {

@@ -7,6 +7,7 @@
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::sim::Recordings;
 use crate::sim::{IzhikevichConfig, KuramotoConfig, LorenzConfig, NeuralMassConfig};
 use crate::sources::{ArraySource, CsvSource, EdfSource};
 use crate::windows::cut_windows;
@@ -80,6 +81,29 @@ impl Source {
         }
     }
 
+    /// A copy of a file source that also reads `inputs` besides its `channels` selection
+    /// (which names the modelled channels): as channels, or (NPZ) as members.
+    pub fn also_reading(&self, inputs: &[String]) -> Source {
+        let mut out = self.clone();
+        match &mut out {
+            Source::Edf(s) | Source::Bdf(s) => s.inputs = inputs.to_vec(),
+            Source::Npy(s) | Source::Npz(s) => s.inputs = inputs.to_vec(),
+            Source::Csv(s) => s.inputs = inputs.to_vec(),
+            _ => {}
+        }
+        out
+    }
+
+    /// The channels a file source's `channels` key selects, when given.
+    fn channels(&self) -> Option<&[String]> {
+        match self {
+            Source::Edf(s) | Source::Bdf(s) => s.channels.as_deref(),
+            Source::Npy(s) | Source::Npz(s) => s.channels.as_deref(),
+            Source::Csv(s) => s.channels.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The recording file a file source reads, mutably (to resolve it against a directory).
     pub fn path_mut(&mut self) -> Option<&mut std::path::PathBuf> {
         match self {
@@ -148,6 +172,9 @@ pub struct DataConfig {
     pub split: SplitFractions,
     /// Split unit; default `trial` when there are several recordings, `time` otherwise.
     pub split_by: Option<SplitBy>,
+    /// Channels read as exogenous inputs (a stimulus), not modelled: the model conditions on
+    /// them and `sample --inputs` replaces them. Empty: every channel is modelled.
+    pub inputs: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -163,9 +190,18 @@ struct Shared {
     split: SplitFractions,
     #[serde(skip_serializing_if = "Option::is_none")]
     split_by: Option<SplitBy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<String>,
 }
 
-const SHARED_KEYS: &[&str] = &["window", "stride", "normalize", "split", "split_by"];
+const SHARED_KEYS: &[&str] = &[
+    "window",
+    "stride",
+    "normalize",
+    "split",
+    "split_by",
+    "inputs",
+];
 
 /// Deserialises `T` from a TOML table; an error reads `key.path: what was wrong`.
 ///
@@ -243,6 +279,7 @@ impl<'de> Deserialize<'de> for DataConfig {
             normalize: shared.normalize,
             split: shared.split,
             split_by: shared.split_by,
+            inputs: shared.inputs,
         })
     }
 }
@@ -257,6 +294,7 @@ impl Serialize for DataConfig {
             normalize: self.normalize,
             split: self.split,
             split_by: self.split_by,
+            inputs: self.inputs.clone(),
         })
         .map_err(S::Error::custom)?;
         table.extend(shared);
@@ -345,6 +383,23 @@ impl DataConfig {
         if self.stride == Some(0) {
             return Err(DataError::invalid("stride", "must be at least 1 sample"));
         }
+        for (i, name) in self.inputs.iter().enumerate() {
+            if self.inputs[..i].contains(name) {
+                return Err(DataError::invalid(
+                    "inputs",
+                    format!("\"{name}\" is listed twice"),
+                ));
+            }
+            if self.source.channels().is_some_and(|c| c.contains(name)) {
+                return Err(DataError::invalid(
+                    "inputs",
+                    format!(
+                        "\"{name}\" is also listed in channels; a channel is either modelled \
+                         (channels) or an input (inputs)"
+                    ),
+                ));
+            }
+        }
         if self.kind() == SignalKind::Counts && self.normalize == Some(Normalize::Channel) {
             return Err(DataError::invalid(
                 "normalize",
@@ -358,7 +413,9 @@ impl DataConfig {
     pub fn build(&self, seed: u64) -> Result<Windows, DataError> {
         self.check()?;
         let mut cfg = self.resolved();
-        let recs = match &cfg.source {
+        // A file source's `channels` picks the modelled channels; its inputs are read too.
+        let source = cfg.source.also_reading(&cfg.inputs);
+        let mut recs = match &source {
             Source::LorenzSpikes(c) => c.simulate(seed)?,
             Source::Kuramoto(c) => c.simulate(seed)?,
             Source::NeuralMass(c) => c.simulate(seed)?,
@@ -368,6 +425,7 @@ impl DataConfig {
             Source::Npz(s) => s.load(true)?,
             Source::Csv(s) => s.load()?,
         };
+        let inputs = take_inputs(&mut recs, &cfg.inputs)?;
         // Defaults that needed the data: a trial's length, and trials split by trial.
         let shortest = recs.samples.iter().copied().min().unwrap_or(0);
         let window = cfg
@@ -376,7 +434,7 @@ impl DataConfig {
         cfg.window = Some(window);
         cfg.stride = Some(cfg.stride.unwrap_or(window));
         cfg.split_by = Some(cfg.split_by.unwrap_or(default_split(recs.data.len())));
-        cut_windows(cfg, &recs, seed)
+        cut_windows(cfg, &recs, inputs.as_ref(), seed)
     }
 
     /// The same `[data]` reading another recording of the same format (every window goes to
@@ -404,6 +462,57 @@ impl DataConfig {
         };
         Some(cfg)
     }
+}
+
+/// Exogenous inputs split off recordings: `[inputs, samples]` per recording, and their names.
+pub(crate) type Inputs = (Vec<Vec<f32>>, Vec<String>);
+
+/// Moves the channels named in `names` out of `recs` into [`Inputs`]; `None` when there are
+/// none. Every name must be a channel, and at least one channel must stay to be modelled.
+fn take_inputs(recs: &mut Recordings, names: &[String]) -> Result<Option<Inputs>, DataError> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut rows = Vec::with_capacity(names.len());
+    for name in names {
+        let i = recs
+            .channel_names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| {
+                DataError::invalid(
+                    "inputs",
+                    format!(
+                        "no channel \"{name}\"; the data have {} (an NPZ member of that name is \
+                         read too; `lorenz_spikes` has a \"stim\" channel with stim_pulses > 0)",
+                        recs.channel_names.join(", ")
+                    ),
+                )
+            })?;
+        rows.push(i);
+    }
+    let channels = recs.channels();
+    if rows.len() >= channels {
+        return Err(DataError::invalid(
+            "inputs",
+            format!(
+                "names every channel ({}); at least one must be left to model",
+                names.join(", ")
+            ),
+        ));
+    }
+    let keep: Vec<usize> = (0..channels).filter(|c| !rows.contains(c)).collect();
+    let mut inputs = Vec::with_capacity(recs.data.len());
+    for (data, &t) in recs.data.iter_mut().zip(&recs.samples) {
+        let row = |c: usize| &data[c * t..(c + 1) * t];
+        inputs.push(rows.iter().flat_map(|&c| row(c).to_vec()).collect());
+        *data = keep.iter().flat_map(|&c| row(c).to_vec()).collect();
+    }
+    recs.channel_names = keep
+        .iter()
+        .map(|&c| recs.channel_names[c].clone())
+        .collect();
+    Ok(Some((inputs, names.to_vec())))
 }
 
 /// Trials when there are enough recordings to put one in each split; time blocks otherwise.

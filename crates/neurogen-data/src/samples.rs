@@ -32,6 +32,9 @@ pub fn sidecar(s: &Signals) -> Map<String, Value> {
         meta.insert("label_names".into(), json!(s.meta.label_names));
         meta.insert("labels".into(), json!(labels));
     }
+    if s.has_inputs() {
+        meta.insert("input_names".into(), json!(s.meta.input_names));
+    }
     meta
 }
 
@@ -102,7 +105,8 @@ pub struct Stated {
 ///
 /// Rate, kind, channel names and unit come from, in order: what the user `stated`, the
 /// file's `.json` sidecar, then `fallback` (a run's data); labels from the sidecar's `labels`
-/// and `label_names`. Every value must be finite, and counts non-negative integers.
+/// and `label_names`; exogenous inputs from `<stem>_inputs.npy` when the sidecar names
+/// `input_names`. Every value must be finite, and counts non-negative integers.
 pub fn read_windows(
     path: &Path,
     fallback: Option<&SignalMeta>,
@@ -217,10 +221,13 @@ pub fn read_windows(
         }
         _ => None,
     };
+    let (input_names, inputs) = read_inputs(path, from_side("input_names"), n, time)?;
     Ok(Signals {
+        inputs,
         values,
         n,
         meta: SignalMeta {
+            input_names,
             channels,
             time,
             sfreq,
@@ -236,4 +243,49 @@ pub fn read_windows(
         latents: None,
         labels,
     })
+}
+
+/// The inputs `[n, inputs, time]` of the window file `path` from `<stem>_inputs.npy`, when its
+/// sidecar names them (`names`); none otherwise.
+fn read_inputs(
+    path: &Path,
+    names: Option<&Value>,
+    n: usize,
+    time: usize,
+) -> Result<(Vec<String>, Option<Vec<f32>>), DataError> {
+    let side = sidecar_path(path, ".json");
+    let names: Vec<String> =
+        match names.filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                format_err(
+                    &side,
+                    format!("input_names: expected a list of strings: {e}"),
+                )
+            })?,
+            None => return Ok((Vec::new(), None)),
+        };
+    let file = sidecar_path(path, "_inputs.npy");
+    if !file.exists() {
+        return Err(format_err(
+            &side,
+            format!(
+                "input_names: names the inputs {} of the windows, but {} is missing",
+                names.join(", "),
+                file.display()
+            ),
+        ));
+    }
+    let (shape, values) = crate::npy::read_f32(&file)?;
+    if shape != [n, names.len(), time] {
+        return Err(format_err(
+            &file,
+            format!(
+                "shape {shape:?}: expected the inputs {} of {n} windows of {time} samples, [{n}, {}, {time}]",
+                names.join(", "),
+                names.len()
+            ),
+        ));
+    }
+    check_finite(&file, &values)?;
+    Ok((names, Some(values)))
 }

@@ -28,6 +28,9 @@ pub struct SignalMeta {
     /// Names of the labels that [`Signals::labels`] index (empty without labels).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_names: Vec<String>,
+    /// Names of the exogenous input channels that [`Signals::inputs`] holds (empty without).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_names: Vec<String>,
 }
 
 /// A set of equally shaped windows on the host.
@@ -35,6 +38,7 @@ pub struct SignalMeta {
 /// # Shapes
 /// - `values`: `[n, channels, time]`, row-major.
 /// - `latents`: `[n, latent_dim, time]` when the source knows its ground truth.
+/// - `inputs`: `[n, inputs, time]`, the exogenous inputs (`meta.input_names`) of each window.
 #[derive(Debug, Clone)]
 pub struct Signals {
     /// Samples, `[n, channels, time]` row-major.
@@ -48,6 +52,8 @@ pub struct Signals {
     /// Optional per-window labels (condition, stimulus) for conditional models: indices into
     /// `meta.label_names`.
     pub labels: Option<Vec<u32>>,
+    /// Exogenous inputs `[n, inputs, time]` row-major, one row per `meta.input_names`.
+    pub inputs: Option<Vec<f32>>,
 }
 
 impl Signals {
@@ -60,6 +66,20 @@ impl Signals {
     pub fn window(&self, i: usize) -> &[f32] {
         let len = self.window_len();
         &self.values[i * len..(i + 1) * len]
+    }
+
+    /// Whether the windows carry exogenous inputs (named in `meta.input_names`).
+    pub fn has_inputs(&self) -> bool {
+        self.inputs.is_some() && !self.meta.input_names.is_empty()
+    }
+
+    /// The exogenous inputs of window `i`, `[inputs, time]` (empty without inputs).
+    pub fn inputs_of(&self, i: usize) -> &[f32] {
+        let len = self.meta.input_names.len() * self.meta.time;
+        match &self.inputs {
+            Some(u) => &u[i * len..(i + 1) * len],
+            None => &[],
+        }
     }
 
     /// A copy holding only the windows at `indices`, in that order.
@@ -85,6 +105,12 @@ impl Signals {
                 .labels
                 .as_ref()
                 .map(|l| indices.iter().map(|&i| l[i]).collect()),
+            inputs: self.inputs.as_ref().map(|_| {
+                indices
+                    .iter()
+                    .flat_map(|&i| self.inputs_of(i).to_vec())
+                    .collect()
+            }),
             meta: self.meta.clone(),
         }
     }

@@ -7,7 +7,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DataConfig, Normalize, SplitBy};
+use crate::config::{DataConfig, Inputs, Normalize, SplitBy};
 use crate::sim::Recordings;
 use crate::{DataError, SignalMeta, Signals};
 
@@ -47,13 +47,20 @@ pub struct Windows {
     pub config: DataConfig,
 }
 
-/// Per-channel affine scaling: `normalised = (physical - mean) / std`.
+/// Per-channel affine scaling: `normalised = (physical - mean) / std`, of the modelled
+/// channels and (when there are any) of the exogenous inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
     /// Per-channel offset (physical units).
     pub mean: Vec<f32>,
     /// Per-channel scale (physical units).
     pub std: Vec<f32>,
+    /// Per-input offset (physical units); empty without inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_mean: Vec<f32>,
+    /// Per-input scale (physical units); empty without inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_std: Vec<f32>,
 }
 
 impl Normalization {
@@ -62,52 +69,102 @@ impl Normalization {
         Normalization {
             mean: vec![0.0; channels],
             std: vec![1.0; channels],
+            input_mean: Vec::new(),
+            input_std: Vec::new(),
         }
     }
 
-    /// Statistics of each channel over every window and time step of `s`.
-    pub fn fit(s: &Signals) -> Self {
-        let mut mean = vec![0f64; s.meta.channels];
-        let mut sq = vec![0f64; s.meta.channels];
-        for w in 0..s.n {
-            for (c, row) in s.window(w).chunks(s.meta.time).enumerate() {
-                for &v in row {
-                    mean[c] += v as f64;
-                    sq[c] += (v as f64) * (v as f64);
-                }
-            }
+    /// The identity for the channels and inputs of `meta`.
+    pub fn identity_for(meta: &SignalMeta) -> Self {
+        let k = meta.input_names.len();
+        Normalization {
+            input_mean: vec![0.0; k],
+            input_std: vec![1.0; k],
+            ..Self::identity(meta.channels)
         }
-        let count = (s.n * s.meta.time).max(1) as f64;
-        let (mean, std) = mean
-            .iter()
-            .zip(&sq)
-            .map(|(m, q)| {
-                let m = m / count;
-                let var = (q / count - m * m).max(0.0);
-                // A flat channel keeps scale 1 instead of dividing by zero.
-                let sd = if var.sqrt() > 1e-8 { var.sqrt() } else { 1.0 };
-                (m as f32, sd as f32)
-            })
-            .unzip();
-        Normalization { mean, std }
+    }
+
+    /// Statistics of each channel (and input) over every window and time step of `s`.
+    pub fn fit(s: &Signals) -> Self {
+        let (mean, std) = channel_stats(&s.values, s.meta.channels, s.meta.time);
+        let (input_mean, input_std) = match &s.inputs {
+            Some(u) => channel_stats(u, s.meta.input_names.len(), s.meta.time),
+            None => (Vec::new(), Vec::new()),
+        };
+        Normalization {
+            mean,
+            std,
+            input_mean,
+            input_std,
+        }
     }
 
     /// Physical → normalised, in place.
     pub fn apply(&self, s: &mut Signals) {
-        self.map(s, |v, m, sd| (v - m) / sd);
+        let f = |v: f32, m: f32, sd: f32| (v - m) / sd;
+        map_rows(&mut s.values, s.meta.time, &self.mean, &self.std, f);
+        self.map_inputs(s, f);
     }
 
     /// Normalised → physical, in place.
     pub fn invert(&self, s: &mut Signals) {
-        self.map(s, |v, m, sd| v * sd + m);
+        let f = |v: f32, m: f32, sd: f32| v * sd + m;
+        map_rows(&mut s.values, s.meta.time, &self.mean, &self.std, f);
+        self.map_inputs(s, f);
     }
 
-    fn map(&self, s: &mut Signals, f: impl Fn(f32, f32, f32) -> f32) {
-        let time = s.meta.time;
-        for (i, v) in s.values.iter_mut().enumerate() {
-            let c = (i / time) % self.mean.len();
-            *v = f(*v, self.mean[c], self.std[c]);
+    /// Physical → normalised inputs `[n, inputs, time]` of windows `time` long, in place.
+    pub fn apply_inputs(&self, inputs: &mut [f32], time: usize) {
+        let f = |v: f32, m: f32, sd: f32| (v - m) / sd;
+        map_rows(inputs, time, &self.input_mean, &self.input_std, f);
+    }
+
+    fn map_inputs(&self, s: &mut Signals, f: impl Fn(f32, f32, f32) -> f32) {
+        if let Some(u) = &mut s.inputs {
+            map_rows(u, s.meta.time, &self.input_mean, &self.input_std, f);
         }
+    }
+}
+
+/// Mean and standard deviation of each row of `[n, rows, time]` values, over windows and time.
+fn channel_stats(values: &[f32], rows: usize, time: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut mean = vec![0f64; rows];
+    let mut sq = vec![0f64; rows];
+    for (i, row) in values.chunks(time.max(1)).enumerate() {
+        let c = i % rows.max(1);
+        for &v in row {
+            mean[c] += v as f64;
+            sq[c] += (v as f64) * (v as f64);
+        }
+    }
+    let count = (values.len() / rows.max(1)).max(1) as f64;
+    mean.iter()
+        .zip(&sq)
+        .map(|(m, q)| {
+            let m = m / count;
+            let var = (q / count - m * m).max(0.0);
+            // A flat channel keeps scale 1 instead of dividing by zero.
+            let sd = if var.sqrt() > 1e-8 { var.sqrt() } else { 1.0 };
+            (m as f32, sd as f32)
+        })
+        .unzip()
+}
+
+/// `f(value, mean[row], std[row])` over `[n, rows, time]` values, in place; nothing when there
+/// are no statistics (an identity kept by an older run).
+fn map_rows(
+    values: &mut [f32],
+    time: usize,
+    mean: &[f32],
+    std: &[f32],
+    f: impl Fn(f32, f32, f32) -> f32,
+) {
+    if mean.is_empty() || std.len() != mean.len() {
+        return;
+    }
+    for (i, v) in values.iter_mut().enumerate() {
+        let c = (i / time) % mean.len();
+        *v = f(*v, mean[c], std[c]);
     }
 }
 
@@ -126,18 +183,24 @@ pub struct Dataset {
 
 #[cfg(feature = "burn")]
 impl Signals {
-    /// The windows at `indices` as a tensor.
+    /// The windows at `indices` as a tensor, each followed by its exogenous inputs (a model
+    /// built for `inputs` trailing channels reads them as inputs, not data).
     ///
     /// # Shapes
-    /// - output: `[indices.len(), channels, time]`
+    /// - output: `[indices.len(), channels + inputs, time]`
     pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<3> {
-        let len = self.window_len();
+        let k = match self.inputs {
+            Some(_) => self.meta.input_names.len(),
+            None => 0,
+        };
+        let len = self.window_len() + k * self.meta.time;
         let mut buf = Vec::with_capacity(indices.len() * len);
         for &i in indices {
             buf.extend_from_slice(self.window(i));
+            buf.extend_from_slice(self.inputs_of(i));
         }
         Tensor::from_data(
-            TensorData::new(buf, [indices.len(), self.meta.channels, self.meta.time]),
+            TensorData::new(buf, [indices.len(), self.meta.channels + k, self.meta.time]),
             device,
         )
     }
@@ -172,6 +235,7 @@ impl Signals {
 pub(crate) fn cut_windows(
     cfg: DataConfig,
     recs: &Recordings,
+    inputs: Option<&Inputs>,
     seed: u64,
 ) -> Result<Windows, DataError> {
     // resolved() filled every option.
@@ -242,6 +306,7 @@ pub(crate) fn cut_windows(
 
     let mut values = Vec::new();
     let mut lat_values = Vec::new();
+    let mut input_values = Vec::new();
     let mut labels = Vec::new();
     let mut info = Vec::new();
     for &(r, lo, hi, split) in &segments {
@@ -263,6 +328,11 @@ pub(crate) fn cut_windows(
             if let Some((lat, dim)) = &recs.latents {
                 for d in 0..*dim {
                     lat_values.extend_from_slice(&lat[r][d * t + start..d * t + start + window]);
+                }
+            }
+            if let Some((u, names)) = inputs {
+                for d in 0..names.len() {
+                    input_values.extend_from_slice(&u[r][d * t + start..d * t + start + window]);
                 }
             }
             info.push(WindowInfo {
@@ -303,9 +373,11 @@ pub(crate) fn cut_windows(
                     .as_ref()
                     .map(|(_, names)| names.clone())
                     .unwrap_or_default(),
+                input_names: inputs.map(|(_, names)| names.clone()).unwrap_or_default(),
             },
             latents: recs.latents.as_ref().map(|(_, d)| (lat_values, *d)),
             labels: recs.labels.as_ref().map(|_| labels),
+            inputs: inputs.map(|_| input_values),
         },
         info,
         normalize: cfg.normalize.unwrap_or(Normalize::None),
@@ -328,7 +400,7 @@ impl Windows {
         let mut test = self.signals.select(&self.indices(SplitName::Test));
         let norm = match self.normalize {
             Normalize::Channel => Normalization::fit(&train),
-            Normalize::None => Normalization::identity(self.signals.meta.channels),
+            Normalize::None => Normalization::identity_for(&self.signals.meta),
         };
         for s in [&mut train, &mut valid, &mut test] {
             norm.apply(s);
@@ -361,6 +433,7 @@ mod tests {
             normalize: None,
             split: SplitFractions::default(),
             split_by: None,
+            inputs: Vec::new(),
         }
     }
 
@@ -402,6 +475,7 @@ mod tests {
             normalize: None,
             split: SplitFractions::default(),
             split_by: None,
+            inputs: Vec::new(),
         };
         let w = cfg.build(3).unwrap();
         let t = 20 * 128;
@@ -431,6 +505,7 @@ mod tests {
             normalize: None,
             split: SplitFractions::default(),
             split_by: None,
+            inputs: Vec::new(),
         };
         let windows = cfg.build(3).unwrap();
         let physical_train = windows.signals.select(&windows.indices(SplitName::Train));
@@ -476,6 +551,140 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("normalize"), "{e}");
+    }
+
+    /// An NPZ of trials `[12, 3, 20]` (channels a, b, c) with a `stim` member `[12, 20]`.
+    fn npz_with_stim(dir: &std::path::Path) -> std::path::PathBuf {
+        use crate::npy::{NpyArray, NpyValues};
+        let (n, c, t) = (12, 3, 20);
+        let data: Vec<f32> = (0..n * c * t).map(|i| (i % 17) as f32).collect();
+        let stim: Vec<f32> = (0..n * t).map(|i| 100.0 + (i % 5) as f32).collect();
+        let path = dir.join("rec.npz");
+        let arr = |shape: Vec<usize>, v| NpyArray {
+            shape,
+            values: NpyValues::Numbers(v),
+        };
+        let names = NpyArray {
+            shape: vec![3],
+            values: NpyValues::Text(vec!["a".into(), "b".into(), "c".into()]),
+        };
+        crate::npy::write_npz(
+            &path,
+            &[
+                ("data", arr(vec![n, c, t], data)),
+                ("stim", arr(vec![n, t], stim)),
+                ("sfreq", arr(vec![], vec![100.0])),
+                ("channel_names", names),
+            ],
+        )
+        .unwrap();
+        path
+    }
+
+    fn npz_config(path: &std::path::Path, inputs: &[&str]) -> DataConfig {
+        let mut cfg: DataConfig = toml::from_str(&format!(
+            "source = \"npz\"\npath = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap();
+        cfg.inputs = inputs.iter().map(|s| s.to_string()).collect();
+        cfg
+    }
+
+    #[test]
+    fn inputs_are_read_from_channels_and_npz_members_and_normalised_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = npz_with_stim(dir.path());
+        // A member and a channel as inputs; the channels left are modelled.
+        let w = npz_config(&path, &["stim", "b"]).build(0).unwrap();
+        let s = &w.signals;
+        assert_eq!(s.meta.channel_names, ["a", "c"]);
+        assert_eq!(s.meta.input_names, ["stim", "b"]);
+        assert_eq!(s.n, 12);
+        let (t, first) = (20, w.info[0].recording);
+        let u = s.inputs_of(0);
+        assert_eq!(u.len(), 2 * t);
+        assert_eq!(u[0], 100.0 + ((first * t) % 5) as f32, "stim row");
+        assert_eq!(u[t], ((first * 60 + t) % 17) as f32, "channel b row");
+        assert_eq!(
+            s.window(0)[t],
+            ((first * 60 + 2 * t) % 17) as f32,
+            "channel c"
+        );
+        // A channel selection names the modelled channels; inputs are read besides.
+        let mut cfg = npz_config(&path, &["b"]);
+        if let Source::Npz(a) = &mut cfg.source {
+            a.channels = Some(vec!["a".into()]);
+        }
+        let w = cfg.build(0).unwrap();
+        assert_eq!(w.signals.meta.channel_names, ["a"]);
+        assert_eq!(w.signals.meta.input_names, ["b"]);
+        // Normalisation: the inputs get their own training statistics, and invert.
+        let mut cfg = npz_config(&path, &["stim"]);
+        cfg.normalize = Some(Normalize::Channel);
+        let windows = cfg.build(0).unwrap();
+        let physical = windows.signals.select(&windows.indices(SplitName::Train));
+        let ds = windows.into_dataset();
+        assert_eq!(ds.norm.input_mean.len(), 1);
+        assert!((ds.norm.input_mean[0] - 102.0).abs() < 0.5, "{:?}", ds.norm);
+        let refit = Normalization::fit(&ds.train);
+        assert!(refit.input_mean[0].abs() < 1e-4 && (refit.input_std[0] - 1.0).abs() < 1e-4);
+        let mut back = ds.train.clone();
+        ds.norm.invert(&mut back);
+        for (x, y) in back.inputs.unwrap().iter().zip(physical.inputs.unwrap()) {
+            assert!((x - y).abs() < 1e-3 * (1.0 + y.abs()));
+        }
+    }
+
+    #[test]
+    fn bad_inputs_name_the_key_and_what_was_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = npz_with_stim(dir.path());
+        let err = |inputs: &[&str]| npz_config(&path, inputs).build(0).unwrap_err().to_string();
+        let e = err(&["nope"]);
+        assert!(
+            e.contains("inputs") && e.contains("no channel \"nope\"") && e.contains("a, b, c"),
+            "{e}"
+        );
+        let e = err(&["a", "b", "c"]);
+        assert!(
+            e.contains("inputs") && e.contains("at least one must be left"),
+            "{e}"
+        );
+        let e = err(&["b", "b"]);
+        assert!(e.contains("inputs") && e.contains("listed twice"), "{e}");
+        // A member whose shape does not follow the trials.
+        use crate::npy::{NpyArray, NpyValues};
+        let bad = dir.path().join("bad.npz");
+        crate::npy::write_npz(
+            &bad,
+            &[
+                (
+                    "data",
+                    NpyArray {
+                        shape: vec![4, 2, 10],
+                        values: NpyValues::Numbers(vec![0.0; 80]),
+                    },
+                ),
+                (
+                    "stim",
+                    NpyArray {
+                        shape: vec![3, 10],
+                        values: NpyValues::Numbers(vec![0.0; 30]),
+                    },
+                ),
+            ],
+        )
+        .unwrap();
+        let mut cfg = npz_config(&bad, &["stim"]);
+        if let Source::Npz(a) = &mut cfg.source {
+            a.sfreq = Some(10.0);
+        }
+        let e = cfg.build(0).unwrap_err().to_string();
+        assert!(
+            e.contains("inputs") && e.contains("[3, 10]") && e.contains("[4, 10]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -44,9 +44,16 @@ impl OutputFormat {
 }
 
 /// Writes windows (physical units) to `path` in the format its extension names, atomically;
-/// labelled windows carry their labels (NPZ array, EDF+ annotations, CSV column).
+/// labelled windows carry their labels (NPZ array, EDF+ annotations, CSV column), and
+/// windows with exogenous inputs have them written beside as `<stem>_inputs.npy`.
 pub fn write_signals(path: &Path, s: &crate::Signals) -> Result<OutputFormat, DataError> {
     let format = OutputFormat::of(path)?;
+    // Exogenous inputs go beside, in every format: `<stem>_inputs.npy`, `[n, inputs, time]`.
+    if let (Some(u), true) = (&s.inputs, s.has_inputs()) {
+        let beside = crate::samples::sidecar_path(path, "_inputs.npy");
+        let shape = [s.n, s.meta.input_names.len(), s.meta.time];
+        crate::npy::write_f32(&beside, &shape, u)?;
+    }
     let shape = [s.n, s.meta.channels, s.meta.time];
     let labels = s.label_texts();
     match format {

@@ -278,6 +278,7 @@ fn augmented(
         }
     }
     Signals {
+        inputs: None,
         n: out_labels.len(),
         values,
         meta: real.meta.clone(),

@@ -145,9 +145,11 @@ pub(crate) fn test_signals(
 ) -> Signals {
     let time = values.len() / (n * channels);
     Signals {
+        inputs: None,
         values,
         n,
         meta: neurogen_data::SignalMeta {
+            input_names: Vec::new(),
             channels,
             time,
             sfreq,

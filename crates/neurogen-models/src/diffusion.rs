@@ -871,6 +871,7 @@ mod tests {
     fn model(channels: usize, time: usize, cfg: DiffusionConfig, device: &Device) -> Diffusion {
         cfg.init(
             WindowShape {
+                inputs: 0,
                 channels,
                 time,
                 sfreq: 100.0,
@@ -1099,6 +1100,7 @@ mod tests {
         let d = Device::flex();
         d.seed(8);
         let shape = WindowShape {
+            inputs: 0,
             channels: 2,
             time: 6,
             sfreq: 100.0,

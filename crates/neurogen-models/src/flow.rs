@@ -521,6 +521,7 @@ mod tests {
         };
         cfg.init(
             WindowShape {
+                inputs: 0,
                 channels: 1,
                 time: dim,
                 sfreq: 1.0,
@@ -675,6 +676,7 @@ mod tests {
         let ad = Device::flex().autodiff();
         ad.seed(4);
         let shape = WindowShape {
+            inputs: 0,
             channels: 2,
             time: 6,
             sfreq: 10.0,

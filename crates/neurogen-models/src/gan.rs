@@ -368,6 +368,7 @@ mod tests {
 
     fn shape() -> WindowShape {
         WindowShape {
+            inputs: 0,
             channels: 3,
             time: 20,
             sfreq: 100.0,

@@ -7,6 +7,14 @@
 //! caller like all randomness). The encoder reads only observed samples; the likelihood counts
 //! only observed samples. In extrapolation mode the encoder sees the first part of each window
 //! only and the model forecasts the rest; the forecast error is reported as its own terms.
+//!
+//! **Exogenous inputs** (`[data] inputs`, LFADS's external inputs) enter as in a state-space
+//! model `dz/dt = f(z, e, u(t))`, `out_t = C z_t + D u_t`: the vector field reads the inputs at
+//! time t (linear between samples, so adaptive solvers see a continuous field) for their lagged
+//! effects through the dynamics, and a feedthrough `D` gives their immediate effect on the
+//! observation, which the dynamics could only reach by moving z within one sample (a slow,
+//! seed-dependent thing to learn). The encoder reads the data alone. A new stimulus of any
+//! length gives the response to it ([`Driven`]).
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
@@ -23,8 +31,8 @@ use crate::likelihood::{
 use crate::mlp::tanh;
 use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
 use crate::{
-    Density, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
-    Observation, Sampler, WindowShape,
+    Density, Driven, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError,
+    ModelFamily, Observation, Sampler, WindowShape,
 };
 
 /// How the recognition network reads a window.
@@ -111,6 +119,7 @@ impl Default for LatentOdeConfig {
 
 impl FamilyConfig for LatentOdeConfig {
     const KIND: &'static str = "latent_ode";
+    const TAKES_INPUTS: bool = true;
 
     fn resolved(&self, kind: SignalKind) -> LatentOdeConfig {
         LatentOdeConfig {
@@ -194,12 +203,18 @@ impl LatentOdeConfig {
                 Encoder::Rnn => None,
             },
             head: LinearConfig::new(h, 2 * l).init(device),
-            dynamics: Dynamics::init(l, e, &self.hidden, device),
+            dynamics: Dynamics::init(l, e + shape.inputs, &self.hidden, device),
             readout: LinearConfig::new(l, c).init(device),
+            feedthrough: (shape.inputs > 0).then(|| {
+                LinearConfig::new(shape.inputs, c)
+                    .with_bias(false)
+                    .init(device)
+            }),
             log_sigma: obs.init_log_sigma(self.sigma, device),
             initial_state: (e > 0).then(|| LinearConfig::new(e, h).init(device)),
             embed,
             channels: c,
+            inputs: shape.inputs,
             time: shape.time,
             latent_dim: l,
             dt: self.time_scale / shape.sfreq,
@@ -280,16 +295,41 @@ impl VectorField for Dynamics {
     }
 }
 
-/// `f` driven by a context held fixed along each trajectory: `f(z ⊕ e)`.
-struct Driven<'a> {
+/// `f` driven by a label context held fixed along each trajectory and by exogenous inputs
+/// read at time t: `f(z ⊕ e ⊕ u(t))`.
+struct WithContext<'a> {
     f: &'a Dynamics,
     /// `[batch, context]`.
-    e: &'a Tensor<2>,
+    e: Option<&'a Tensor<2>>,
+    /// Inputs at the sample times `[batch, time, inputs]`, and the ODE time between samples.
+    u: Option<(&'a Tensor<3>, f64)>,
 }
 
-impl VectorField for Driven<'_> {
+impl VectorField for WithContext<'_> {
     fn eval(&self, t: f64, y: Tensor<2>) -> Tensor<2> {
-        self.f.eval(t, Tensor::cat(vec![y, self.e.clone()], 1))
+        let mut parts = vec![y];
+        parts.extend(self.e.cloned());
+        if let Some((u, dt)) = self.u {
+            parts.push(interpolate(u, t / dt));
+        }
+        self.f.eval(t, Tensor::cat(parts, 1))
+    }
+}
+
+/// `u` at fractional sample index `pos`, linear between samples and held beyond the ends.
+///
+/// # Shapes
+/// - `u`: `[batch, time, inputs]` → `[batch, inputs]`
+fn interpolate(u: &Tensor<3>, pos: f64) -> Tensor<2> {
+    let [b, t, k] = u.dims();
+    let pos = pos.clamp(0.0, (t - 1) as f64);
+    let i = (pos.floor() as usize).min(t - 1);
+    let w = (pos - i as f64) as f32;
+    let at = |j: usize| u.clone().narrow(1, j, 1).reshape([b, k]);
+    if w <= 1e-6 || i + 1 >= t {
+        at(i)
+    } else {
+        at(i).mul_scalar(1.0 - w) + at(i + 1).mul_scalar(w)
     }
 }
 
@@ -310,12 +350,16 @@ pub struct LatentOde {
     head: Linear,
     dynamics: Dynamics,
     readout: Linear,
+    /// The inputs' immediate effect on the readout (`D` of a state-space model).
+    feedthrough: Option<Linear>,
     log_sigma: Param<Tensor<1>>,
     /// A conditional model's map from the label embedding to the encoder's initial state.
     initial_state: Option<Linear>,
     /// The label embedding of a conditional model.
     embed: Option<LabelEmbedding>,
     channels: usize,
+    /// Exogenous input channels, after the data channels of a batch.
+    inputs: usize,
     time: usize,
     latent_dim: usize,
     /// ODE time between samples.
@@ -355,9 +399,21 @@ impl LatentOde {
         self.latent_dim
     }
 
-    /// The ODE time of each sample.
-    fn times(&self) -> Vec<f64> {
-        (0..self.time).map(|i| i as f64 * self.dt).collect()
+    /// The ODE time of each of `length` samples.
+    fn times(&self, length: usize) -> Vec<f64> {
+        (0..length).map(|i| i as f64 * self.dt).collect()
+    }
+
+    /// A batch's data channels and (for a driven model) its inputs, time-major.
+    fn split(&self, x: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
+        crate::split_inputs(x, self.channels, self.inputs)
+    }
+
+    /// A driven model's inputs held at 0 (their training mean when normalised) for `n` windows
+    /// of `length`;
+    /// `None` for a model without inputs.
+    fn zero_inputs(&self, n: usize, length: usize, device: &Device) -> Option<Tensor<3>> {
+        (self.inputs > 0).then(|| Tensor::zeros([n, length, self.inputs], device))
     }
 
     fn ode_opts(&self) -> OdeOptions {
@@ -438,25 +494,29 @@ impl LatentOde {
     }
 
     /// The latent trajectory from `z0` (driven by the label embedding `e` of a conditional
-    /// model), at every sample time.
+    /// model and the inputs `u` of a driven one), at every sample time: the window's, or as
+    /// many as `u` has.
     ///
     /// # Shapes
-    /// - `z0`: `[batch, latent]`; `e`: `[batch, embed_dim]` → `[batch, time, latent]`
+    /// - `z0`: `[batch, latent]`; `e`: `[batch, embed_dim]`; `u`: `[batch, length, inputs]` →
+    ///   `[batch, length, latent]`
     pub fn latent_path(
         &self,
         z0: Tensor<2>,
         e: Option<&Tensor<2>>,
+        u: Option<&Tensor<3>>,
     ) -> Result<(Tensor<3>, OdeStats), OdeError> {
-        let (times, opts) = (self.times(), self.ode_opts());
-        let (zs, stats) = match e {
-            Some(e) => {
-                let f = Driven {
-                    f: &self.dynamics,
-                    e,
-                };
-                odeint(&f, z0, &times, self.solver, &opts)?
-            }
-            None => odeint(&self.dynamics, z0, &times, self.solver, &opts)?,
+        let length = u.map_or(self.time, |u| u.dims()[1]);
+        let (times, opts) = (self.times(length), self.ode_opts());
+        let (zs, stats) = if e.is_some() || u.is_some() {
+            let f = WithContext {
+                f: &self.dynamics,
+                e,
+                u: u.map(|u| (u, self.dt)),
+            };
+            odeint(&f, z0, &times, self.solver, &opts)?
+        } else {
+            odeint(&self.dynamics, z0, &times, self.solver, &opts)?
         };
         Ok((Tensor::stack(zs, 1), stats))
     }
@@ -471,6 +531,7 @@ impl LatentOde {
         x: Tensor<3>,
         y: Option<Tensor<2>>,
     ) -> Result<(Tensor<2>, Option<Tensor<2>>), OdeError> {
+        let (x, _) = self.split(x);
         let e = self.context(y, x.dims()[0], &x.device());
         let (xo, mask) = self.observed(x, None);
         Ok((self.encode_seen(xo, mask, e.clone())?.0, e))
@@ -479,16 +540,20 @@ impl LatentOde {
     /// Decoder output at every sample: Gaussian means or Poisson log-rates.
     ///
     /// # Shapes
-    /// - `z0`: `[batch, latent]`; `e`: `[batch, embed_dim]` → `[batch, channels, time]`
+    /// - `z0`: `[batch, latent]`; `e`: `[batch, embed_dim]`; `u`: `[batch, length, inputs]` →
+    ///   `[batch, channels, length]` (`length`: the window's without `u`)
     pub fn decode(
         &self,
         z0: Tensor<2>,
         e: Option<&Tensor<2>>,
+        u: Option<&Tensor<3>>,
     ) -> Result<(Tensor<3>, OdeStats), OdeError> {
-        let b = z0.dims()[0];
-        let (z, stats) = self.latent_path(z0, e)?; // [batch, time, latent]
-        let out = self.readout.forward(z).swap_dims(1, 2); // [batch, channels, time]
-        debug_assert_eq!(out.dims(), [b, self.channels, self.time]);
+        let (z, stats) = self.latent_path(z0, e, u)?; // [batch, length, latent]
+        let mut out = self.readout.forward(z); // [batch, length, channels]
+        if let (Some(d), Some(u)) = (&self.feedthrough, u) {
+            out = out + d.forward(u.clone());
+        }
+        let out = out.swap_dims(1, 2); // [batch, channels, length]
         Ok((self.obs.output(out), stats))
     }
 
@@ -522,12 +587,13 @@ impl LatentOde {
         eps: Tensor<2>,
         keep: Option<Tensor<2>>,
     ) -> Result<Pass, OdeError> {
+        let (x, u) = self.split(x);
         let [b, c, t] = x.dims();
         let e = self.context(y, b, &x.device());
         let (x, mask) = self.observed(x, keep);
         let (mu, logvar, mut stats) = self.encode_seen(x.clone(), mask.clone(), e.clone())?;
         let z0 = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * eps; // [batch, latent]
-        let (out, s) = self.decode(z0, e.as_ref())?;
+        let (out, s) = self.decode(z0, e.as_ref(), u.as_ref())?;
         stats.add(s);
         let elems = self.nll_elements(x.clone(), out.clone()); // [batch, channels, time]
         let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
@@ -572,13 +638,15 @@ impl LatentOde {
         eps: Tensor<3>,
     ) -> Result<Tensor<2>, OdeError> {
         let [k, b, _] = eps.dims();
+        let (x, u) = self.split(x);
         let [_, c, t] = x.dims();
         let e = self.context(y, b, &x.device());
         let (xo, mask) = self.observed(x, None);
         let (mu, logvar, _) = self.encode_seen(xo.clone(), mask.clone(), e.clone())?;
         let (z, log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
         let e = e.map(|e| condition::repeat_rows(e, k)); // [k * batch, embed_dim]
-        let (out, _) = self.decode(z, e.as_ref())?;
+        let u = u.map(|u| repeat_draws(u, k)); // [k * batch, time, inputs]
+        let (out, _) = self.decode(z, e.as_ref(), u.as_ref())?;
         let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
         let elems = self.nll_elements(repeat_draws(xo, k), out) * repeat_draws(m3, k);
         Ok((log_p_over_q - sum_window(elems)).reshape([k, b]))
@@ -638,15 +706,12 @@ impl Sampler for LatentOde {
         let z = z.narrow(1, 0, self.latent_dim);
         let n = z.dims()[0];
         let device = z.device();
-        let e = self.context(y, n, &device);
-        let out = self
-            .decode(z, e.as_ref())
-            .map(|(o, _)| o)
-            .unwrap_or_else(|e| {
-                warn_failed(&e);
-                Tensor::full([n, self.channels, self.time], f32::NAN, &device)
-            });
-        self.obs.observation(out, &self.log_sigma)
+        let u = self.zero_inputs(n, self.time, &device);
+        self.respond(z, y, u)
+    }
+
+    fn driven(&self) -> Option<&dyn Driven> {
+        (self.inputs > 0).then_some(self as &dyn Driven)
     }
 
     fn density(&self) -> Option<&dyn Density> {
@@ -686,9 +751,47 @@ impl Encode for LatentOde {
         x: Tensor<3>,
         y: Option<Tensor<2>>,
     ) -> Result<(Tensor<2>, Option<Tensor<3>>), ModelError> {
+        let (_, u) = self.split(x.clone());
         let (mu, e) = self.posterior_mean(x, y)?;
-        let (path, _) = self.latent_path(mu.clone(), e.as_ref())?; // [batch, time, latent]
+        let (path, _) = self.latent_path(mu.clone(), e.as_ref(), u.as_ref())?; // [batch, time, latent]
         Ok((mu, Some(path)))
+    }
+}
+
+impl LatentOde {
+    /// The observation distribution from initial latents `z` `[n, latent]` (of labels `y`,
+    /// driven by inputs `u` `[n, length, inputs]`); a failed solve gives NaNs (refused by the
+    /// sampler's finiteness check) and a warning.
+    fn respond(&self, z: Tensor<2>, y: Option<Tensor<2>>, u: Option<Tensor<3>>) -> Observation {
+        let n = z.dims()[0];
+        let device = z.device();
+        let length = u.as_ref().map_or(self.time, |u| u.dims()[1]);
+        let e = self.context(y, n, &device);
+        let out = self
+            .decode(z, e.as_ref(), u.as_ref())
+            .map(|(o, _)| o)
+            .unwrap_or_else(|e| {
+                warn_failed(&e);
+                Tensor::full([n, self.channels, length], f32::NAN, &device)
+            });
+        self.obs.observation(out, &self.log_sigma)
+    }
+}
+
+/// The response to a stimulus, as long as the stimulus: the latent path from a prior draw of
+/// `z0`, driven by it.
+impl Driven for LatentOde {
+    fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    fn driven_noise(&self, _length: usize) -> usize {
+        self.latent_dim
+    }
+
+    fn generate_driven(&self, z: Tensor<2>, y: Option<Tensor<2>>, u: Tensor<3>) -> Observation {
+        let z = z.narrow(1, 0, self.latent_dim);
+        self.respond(z, y, Some(u.swap_dims(1, 2)))
     }
 }
 
@@ -699,11 +802,13 @@ fn warn_failed(e: &OdeError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::host;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::{Distribution, TensorData};
 
     fn shape(t: usize) -> WindowShape {
         WindowShape {
+            inputs: 0,
             channels: 2,
             time: t,
             sfreq: 10.0,
@@ -724,6 +829,54 @@ mod tests {
             }
         }
         Tensor::from_data(TensorData::new(v, [b, 2, t]), device)
+    }
+
+    #[test]
+    fn an_input_moves_the_latent_path_only_after_it_changes() {
+        let d = Device::flex();
+        d.seed(6);
+        let cfg = LatentOdeConfig {
+            latent_dim: 3,
+            rnn_hidden: 8,
+            hidden: vec![16],
+            ..Default::default()
+        }
+        .resolved(SignalKind::Continuous);
+        let m = cfg.init(
+            WindowShape {
+                inputs: 1,
+                ..shape(16)
+            },
+            &d,
+        );
+        let z0 = Tensor::<2>::random([2, 3], Distribution::Normal(0.0, 1.0), &d);
+        let u = Tensor::<3>::zeros([2, 16, 1], &d); // [batch, time, inputs]
+        let path = |u: &Tensor<3>| host(m.latent_path(z0.clone(), None, Some(u)).unwrap().0);
+        let base = path(&u);
+        // A step in the input at sample 8: linear between samples, so the field changes from
+        // sample 7 on and the path from sample 8 on.
+        let stepped = u
+            .clone()
+            .slice_assign([0..2, 8..16, 0..1], Tensor::ones([2, 8, 1], &d));
+        let moved = path(&stepped);
+        for b in 0..2 {
+            for t in 0..16 {
+                let at = |p: &[f64]| p[(b * 16 + t) * 3..(b * 16 + t + 1) * 3].to_vec();
+                assert_eq!(at(&base) == at(&moved), t < 8, "window {b}, sample {t}");
+            }
+        }
+        // A driven response is as long as its inputs, and a batch's inputs trail its channels.
+        let z = Tensor::<2>::random([2, 3], Distribution::Normal(0.0, 1.0), &d);
+        let Observation::Gaussian { mean, .. } =
+            m.generate_driven(z, None, Tensor::zeros([2, 1, 40], &d))
+        else {
+            panic!("a Gaussian latent ODE");
+        };
+        assert_eq!(mean.dims(), [2, 2, 40]);
+        let x = Tensor::cat(vec![waves(2, 16, &d), Tensor::zeros([2, 1, 16], &d)], 1);
+        let (codes, path) = Encode::encode_mean(&m, x, None).unwrap();
+        assert_eq!(codes.dims(), [2, 3]);
+        assert_eq!(path.map(|p| p.dims()), Some([2, 16, 3]));
     }
 
     fn train(cfg: &LatentOdeConfig, steps: usize) -> (f32, f32, Loss) {

@@ -66,6 +66,10 @@ pub struct WindowShape {
     /// Conditions (label names) of the data; 0 for unlabelled data. A conditional model is
     /// built for this many labels.
     pub classes: usize,
+    /// Exogenous input channels (`[data] inputs`) that follow the `channels` data channels in
+    /// every batch `[batch, channels + inputs, time]`; 0 without inputs. Only families with
+    /// [`FamilyConfig::TAKES_INPUTS`] are built with inputs.
+    pub inputs: usize,
 }
 
 impl WindowShape {
@@ -82,8 +86,27 @@ impl From<&neurogen_data::SignalMeta> for WindowShape {
             time: meta.time,
             sfreq: meta.sfreq,
             classes: meta.label_names.len(),
+            inputs: meta.input_names.len(),
         }
     }
+}
+
+/// A batch's data channels and its exogenous inputs, time-major (see [`WindowShape::inputs`]);
+/// no inputs when `inputs` is 0.
+///
+/// # Shapes
+/// - `x`: `[batch, channels + inputs, time]` → (`[batch, channels, time]`,
+///   `[batch, time, inputs]`)
+pub fn split_inputs(
+    x: Tensor<3>,
+    channels: usize,
+    inputs: usize,
+) -> (Tensor<3>, Option<Tensor<3>>) {
+    if inputs == 0 {
+        return (x, None);
+    }
+    let u = x.clone().narrow(1, channels, inputs).swap_dims(1, 2);
+    (x.narrow(1, 0, channels), Some(u))
 }
 
 /// Errors from building a model.
@@ -153,6 +176,11 @@ pub trait FamilyConfig: Clone {
     /// The `kind` that selects the family in TOML.
     const KIND: &'static str;
 
+    /// Whether the family conditions on exogenous inputs (`[data] inputs`): its models read
+    /// the trailing [`WindowShape::inputs`] channels of a batch as inputs and implement
+    /// [`Driven`]. Other families are refused data with inputs.
+    const TAKES_INPUTS: bool = false;
+
     /// A copy with data-dependent defaults filled in (e.g. the likelihood of count data).
     fn resolved(&self, kind: SignalKind) -> Self {
         let _ = kind;
@@ -214,6 +242,29 @@ pub trait Sampler: core::fmt::Debug + Send {
     fn sequence(&self) -> Option<&dyn Sequence> {
         None
     }
+
+    /// The model as a simulator of responses to exogenous inputs, if it was built with
+    /// inputs. (Its [`generate`](Self::generate) holds the inputs at 0: their training mean
+    /// when the data are normalised.)
+    fn driven(&self) -> Option<&dyn Driven> {
+        None
+    }
+}
+
+/// Capability: the response to exogenous inputs (a stimulus), as long as the inputs are.
+pub trait Driven {
+    /// Input channels the model reads.
+    fn inputs(&self) -> usize;
+
+    /// Standard normals one response of `length` steps consumes.
+    fn driven_noise(&self, length: usize) -> usize;
+
+    /// Responses to inputs `u` (normalised units) from noise `z`.
+    ///
+    /// # Shapes
+    /// - `z`: `[n, driven_noise(length)]`; `y`: `[n, classes]`; `u`: `[n, inputs, length]` →
+    ///   an observation of `[n, channels, length]`
+    fn generate_driven(&self, z: Tensor<2>, y: Option<Tensor<2>>, u: Tensor<3>) -> Observation;
 }
 
 /// Capability: recordings longer than the training window, generated step by step (an

@@ -359,6 +359,7 @@ mod tests {
         let [b, c, t] = x.dims();
         let mut model = cfg.init(
             WindowShape {
+                inputs: 0,
                 channels: c,
                 time: t,
                 sfreq: 100.0,
@@ -424,6 +425,7 @@ mod tests {
         }
         .resolved(SignalKind::Continuous);
         let shape = WindowShape {
+            inputs: 0,
             channels: 2,
             time: 5,
             sfreq: 10.0,
@@ -476,6 +478,7 @@ mod tests {
             }
             .resolved(SignalKind::Continuous);
             let shape = WindowShape {
+                inputs: 0,
                 channels: 3,
                 time: 7,
                 sfreq: 100.0,

@@ -26,7 +26,13 @@
 //! whole network for each step, is kept for the test that they agree.
 //!
 //! **Conditioning.** A conditional model adds a projection of the label's embedding to the
-//! input activations at every step (global conditioning).
+//! input activations at every step (global conditioning). A model driven by exogenous inputs
+//! `u` (`[data] inputs`, e.g. a stimulus) adds `V_l u_t` to every layer's filter and gate
+//! pre-activations (WaveNet's local conditioning) and `V_0 u_t` to the input activations, so
+//! that through the dilated stack step t sees u_{t−r+1..t} like it sees the data: step t is
+//! predicted from x_{<t} and u_{≤t}, since the stimulus at t is known when x_t is drawn.
+//! (Per-layer terms alone reach only lags that are sums of the later layers' dilations.) Sampling with new inputs
+//! ([`Driven`]) simulates the response to a new stimulus.
 
 use std::collections::VecDeque;
 
@@ -41,7 +47,7 @@ use crate::condition::{self, LabelEmbedding};
 use crate::conv::shift;
 use crate::likelihood::{gaussian_nll_elements, normal_cdf, poisson_nll_elements, Likelihood};
 use crate::{
-    Density, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
+    Density, Driven, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
     Observation, Sampler, WindowShape,
 };
 
@@ -85,6 +91,7 @@ impl Default for WaveNetConfig {
 
 impl FamilyConfig for WaveNetConfig {
     const KIND: &'static str = "autoregressive";
+    const TAKES_INPUTS: bool = true;
 
     fn resolved(&self, kind: SignalKind) -> Self {
         WaveNetConfig {
@@ -156,7 +163,7 @@ impl WaveNetConfig {
 
     /// Builds the network for windows of `shape` of data of `kind`.
     pub fn init(&self, shape: WindowShape, kind: SignalKind, device: &Device) -> WaveNet {
-        let (c, r, s) = (shape.channels, self.residual, self.skip);
+        let (c, r, s, u) = (shape.channels, self.residual, self.skip, shape.inputs);
         let likelihood = Likelihood::resolve(self.likelihood, kind);
         let k = if likelihood == Likelihood::Poisson {
             0
@@ -180,14 +187,17 @@ impl WaveNetConfig {
                     taps: linear(2 * r, 2 * r),
                     residual: linear(r, r),
                     skip: linear(r, s),
+                    drive: (u > 0).then(|| linear(u, 2 * r)),
                     dilation: d,
                 })
                 .collect(),
+            input_drive: (u > 0).then(|| linear(u, r)),
             head1: linear(s, s),
             head2: linear(s, c * per_channel),
             embed,
             label,
             channels: c,
+            inputs: u,
             time: shape.time,
             components: k,
             counts: kind == SignalKind::Counts,
@@ -202,6 +212,8 @@ struct Layer {
     taps: Linear,
     residual: Linear,
     skip: Linear,
+    /// The exogenous inputs' map into the filter and gate pre-activations.
+    drive: Option<Linear>,
     dilation: usize,
 }
 
@@ -209,6 +221,8 @@ struct Layer {
 #[derive(Module, Debug)]
 pub struct WaveNet {
     input: Linear,
+    /// The exogenous inputs' map into the input activations.
+    input_drive: Option<Linear>,
     layers: Vec<Layer>,
     head1: Linear,
     head2: Linear,
@@ -216,6 +230,8 @@ pub struct WaveNet {
     /// The label embedding's map into the residual stream.
     label: Option<Linear>,
     channels: usize,
+    /// Exogenous input channels, after the data channels of a batch.
+    inputs: usize,
     time: usize,
     /// Gaussians per step and channel; 0 for Poisson.
     components: usize,
@@ -253,23 +269,35 @@ impl WaveNet {
         self.label.as_ref().map(|l| l.forward(e))
     }
 
-    /// Teacher-forced distribution parameters of every step: step t from x_{<t}.
+    /// A batch's data channels and (for a driven model) its inputs, time-major.
+    fn split(&self, x: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
+        crate::split_inputs(x, self.channels, self.inputs)
+    }
+
+    /// Teacher-forced distribution parameters of every step: step t from x_{<t} (and the
+    /// inputs u_{≤t} of a driven model).
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]` → `[batch, time, channels × params]`
-    fn forward(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<3> {
+    /// - `x`: `[batch, channels, time]` → `[batch, time, channels × params]`; `u`: `[batch,
+    ///   time, inputs]`
+    fn forward(&self, x: Tensor<3>, y: Option<Tensor<2>>, u: Option<Tensor<3>>) -> Tensor<3> {
         let [b, _, _] = x.dims();
         let device = x.device();
         let past = shift(self.read(x).swap_dims(1, 2), 1); // [batch, time, channels]
         let mut h = self.input.forward(past); // [batch, time, residual]
         let r = h.dims()[2];
+        // Label then inputs, in the order cached sampling adds them.
         if let Some(l) = self.label_term(y, b, &device) {
             h = h + l.reshape([b, 1, r]);
+        }
+        if let (Some(v), Some(u)) = (&self.input_drive, &u) {
+            h = h + v.forward(u.clone());
         }
         let mut skip: Option<Tensor<3>> = None;
         for layer in &self.layers {
             let then = shift(h.clone(), layer.dilation as isize);
-            let (next, s) = layer.forward(then, h, r); // [batch, time, residual], [batch, time, skip]
+            let drive = layer.drive_term(u.clone()); // [batch, time, 2 · residual]
+            let (next, s) = layer.forward(then, h, drive, r); // [batch, time, residual], [batch, time, skip]
             h = next;
             skip = Some(add_skip(skip, s));
         }
@@ -327,7 +355,8 @@ impl WaveNet {
     /// - `x`: `[batch, channels, time]` → `[batch, time]`
     pub fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<2> {
         let [b, _, t] = x.dims();
-        let params = self.forward(x.clone(), y);
+        let (x, u) = self.split(x);
+        let params = self.forward(x.clone(), y, u);
         self.nll_elements(x, params)
             .sum_dim(1)
             .reshape([b, t])
@@ -377,18 +406,49 @@ impl WaveNet {
         }
     }
 
-    /// Ancestral sampling with each layer's past kept: `length` steps from `z`.
+    /// A driven model's inputs time-major, zeros (the training mean when normalised) when none
+    /// are given;
+    /// `None` for a model without inputs.
     ///
     /// # Shapes
-    /// - `z`: `[n, channels · length · noise_per_value]`, standard normal; `y`: `[n, classes]`
-    ///   → `[n, channels, length]`
-    pub fn sample_cached(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3> {
+    /// - `u`: `[n, inputs, length]` → `[n, length, inputs]`
+    fn inputs_or_zeros(
+        &self,
+        u: Option<Tensor<3>>,
+        n: usize,
+        length: usize,
+        device: &Device,
+    ) -> Option<Tensor<3>> {
+        if self.inputs == 0 {
+            return None;
+        }
+        Some(match u {
+            Some(u) => u.swap_dims(1, 2),
+            None => Tensor::zeros([n, length, self.inputs], device),
+        })
+    }
+
+    /// Ancestral sampling with each layer's past kept: `length` steps from `z` (driven by
+    /// inputs `u`, or by inputs held at 0, for a driven model).
+    ///
+    /// # Shapes
+    /// - `z`: `[n, channels · length · noise_per_value]`, standard normal; `y`: `[n, classes]`;
+    ///   `u`: `[n, inputs, length]` → `[n, channels, length]`
+    pub fn sample_cached(
+        &self,
+        z: Tensor<2>,
+        y: Option<Tensor<2>>,
+        u: Option<Tensor<3>>,
+        length: usize,
+    ) -> Tensor<3> {
         let [n, _] = z.dims();
         let (c, k) = (self.channels, self.noise_per_value());
         let device = z.device();
         let z = z.reshape([n, length, c, k]);
         let label = self.label_term(y, n, &device);
         let r = self.input.weight.dims()[1];
+        let u = self.inputs_or_zeros(u, n, length, &device); // [n, length, inputs]
+
         // history[l]: the inputs of layer l over the last `dilation` steps, oldest first.
         let mut history: Vec<VecDeque<Tensor<2>>> = self
             .layers
@@ -403,6 +463,12 @@ impl WaveNet {
             if let Some(l) = &label {
                 h = h + l.clone();
             }
+            let ut = u
+                .as_ref()
+                .map(|u| u.clone().narrow(1, t, 1).reshape([n, self.inputs])); // [n, inputs]
+            if let (Some(v), Some(ut)) = (&self.input_drive, &ut) {
+                h = h + v.forward(ut.clone());
+            }
             let mut skip: Option<Tensor<2>> = None;
             for (layer, past) in self.layers.iter().zip(history.iter_mut()) {
                 past.push_back(h.clone());
@@ -411,7 +477,8 @@ impl WaveNet {
                 } else {
                     zeros.clone()
                 };
-                let (next, s) = layer.forward(then, h, r); // [n, residual], [n, skip]
+                let drive = layer.drive_term(ut.clone()); // [n, 2 · residual]
+                let (next, s) = layer.forward(then, h, drive, r); // [n, residual], [n, skip]
                 h = next;
                 skip = Some(add_skip(skip, s));
             }
@@ -428,14 +495,21 @@ impl WaveNet {
     ///
     /// # Shapes
     /// - as [`sample_cached`](Self::sample_cached)
-    pub fn sample_naive(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3> {
+    pub fn sample_naive(
+        &self,
+        z: Tensor<2>,
+        y: Option<Tensor<2>>,
+        u: Option<Tensor<3>>,
+        length: usize,
+    ) -> Tensor<3> {
         let [n, _] = z.dims();
         let (c, k) = (self.channels, self.noise_per_value());
         let device = z.device();
         let z = z.reshape([n, length, c, k]);
+        let u = self.inputs_or_zeros(u, n, length, &device);
         let mut x = Tensor::<3>::zeros([n, c, length], &device);
         for t in 0..length {
-            let params = self.forward(x.clone(), y.clone()); // [n, length, c·params]
+            let params = self.forward(x.clone(), y.clone(), u.clone()); // [n, length, c·params]
             let p = params
                 .narrow(1, t, 1)
                 .reshape([n, c * self.params_per_channel()]);
@@ -447,15 +521,26 @@ impl WaveNet {
 }
 
 impl Layer {
+    /// The inputs' term in this layer's pre-activations, `[…, 2 · residual]` from `[…,
+    /// inputs]`; `None` for a model without inputs.
+    fn drive_term<const D: usize>(&self, u: Option<Tensor<D>>) -> Option<Tensor<D>> {
+        Some(self.drive.as_ref()?.forward(u?))
+    }
+
     /// One gated layer on the residual stream `h` and its value `dilation` steps back, `then`
-    /// (both `[…, residual]`, time-major or one step): the new stream and the layer's skip.
+    /// (both `[…, residual]`, time-major or one step), plus the inputs' term `drive`: the new
+    /// stream and the layer's skip.
     fn forward<const D: usize>(
         &self,
         then: Tensor<D>,
         h: Tensor<D>,
+        drive: Option<Tensor<D>>,
         r: usize,
     ) -> (Tensor<D>, Tensor<D>) {
-        let pre = self.taps.forward(Tensor::cat(vec![then, h.clone()], D - 1));
+        let mut pre = self.taps.forward(Tensor::cat(vec![then, h.clone()], D - 1));
+        if let Some(d) = drive {
+            pre = pre + d;
+        }
         let z = gate(pre, r);
         let s = self.skip.forward(z.clone());
         (h + self.residual.forward(z), s)
@@ -528,8 +613,9 @@ impl GenerativeModel for WaveNet {
         _noise: Tensor<2>,
         _ctx: &LossContext,
     ) -> Loss {
+        let (x, u) = self.split(x);
         let [b, c, t] = x.dims();
-        let params = self.forward(x.clone(), y);
+        let params = self.forward(x.clone(), y, u);
         let nll = self.nll_elements(x, params); // [batch, channels, time]
                                                 // W6's loss: the mean per value; the per-window sum is what other families report.
         let mean = nll.clone().mean();
@@ -565,8 +651,12 @@ impl Sampler for WaveNet {
 
     fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
         Observation::Point {
-            values: self.sample_cached(z, y, self.time),
+            values: self.sample_cached(z, y, None, self.time),
         }
+    }
+
+    fn driven(&self) -> Option<&dyn Driven> {
+        (self.inputs > 0).then_some(self as &dyn Driven)
     }
 
     fn density(&self) -> Option<&dyn Density> {
@@ -619,7 +709,25 @@ impl crate::Sequence for WaveNet {
     }
 
     fn generate_length(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3> {
-        self.sample_cached(z, y, length)
+        self.sample_cached(z, y, None, length)
+    }
+}
+
+/// The response to a stimulus, as long as the stimulus.
+impl Driven for WaveNet {
+    fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    fn driven_noise(&self, length: usize) -> usize {
+        self.channels * self.noise_per_value() * length
+    }
+
+    fn generate_driven(&self, z: Tensor<2>, y: Option<Tensor<2>>, u: Tensor<3>) -> Observation {
+        let length = u.dims()[2];
+        Observation::Point {
+            values: self.sample_cached(z, y, Some(u), length),
+        }
     }
 }
 
@@ -632,6 +740,7 @@ mod tests {
 
     fn shape(channels: usize, time: usize) -> WindowShape {
         WindowShape {
+            inputs: 0,
             channels,
             time,
             sfreq: 100.0,
@@ -660,13 +769,13 @@ mod tests {
         ] {
             let m = small(mixture).init(shape(2, 12), kind, &d);
             let x = Tensor::<3>::random([1, 2, 12], Distribution::Uniform(0.0, 3.0), &d).floor();
-            let base = host(m.forward(x.clone(), None));
+            let base = host(m.forward(x.clone(), None, None));
             let per_step = base.len() / 12;
             for t in [0, 5, 11] {
                 let bumped = x
                     .clone()
                     .slice_assign([0..1, 1..2, t..t + 1], Tensor::full([1, 1, 1], 7.0, &d));
-                let out = host(m.forward(bumped, None));
+                let out = host(m.forward(bumped, None, None));
                 for s in 0..12 {
                     let same =
                         (0..per_step).all(|j| base[s * per_step + j] == out[s * per_step + j]);
@@ -681,12 +790,63 @@ mod tests {
     }
 
     #[test]
+    fn an_input_at_t_moves_outputs_from_t_on_and_cached_sampling_follows_it() {
+        let d = Device::flex();
+        d.seed(5);
+        let shape = WindowShape {
+            inputs: 2,
+            ..shape(2, 12)
+        };
+        let m = small(1).init(shape, SignalKind::Continuous, &d);
+        let x = Tensor::<3>::random([1, 4, 12], Distribution::Normal(0.0, 1.0), &d);
+        let params = |x: Tensor<3>| {
+            let (data, u) = m.split(x);
+            host(m.forward(data, None, u))
+        };
+        let base = params(x.clone());
+        let per_step = base.len() / 12;
+        for t in [0, 6, 11] {
+            // Input 1 (channel 3 of the batch) changes at t.
+            let bumped = x
+                .clone()
+                .slice_assign([0..1, 3..4, t..t + 1], Tensor::full([1, 1, 1], 5.0, &d));
+            let out = params(bumped);
+            // Every lag within the receptive field (8 steps), as the data's.
+            for s in 0..12 {
+                let same = (0..per_step).all(|j| base[s * per_step + j] == out[s * per_step + j]);
+                assert_eq!(
+                    same,
+                    s < t || s >= t + 8,
+                    "step {s} after an input change at {t}"
+                );
+            }
+        }
+        // The likelihood reads the data channels only: [batch, 2 + 2, time] scores 2 channels.
+        let steps = m.log_likelihood_steps(x, None);
+        assert_eq!(steps.dims(), [1, 12]);
+        // Driven sampling: cached equals naive, and the inputs change the samples.
+        let z = Tensor::<2>::random([3, 12 * 2], Distribution::Normal(0.0, 1.0), &d);
+        let u = Tensor::<3>::random([3, 2, 12], Distribution::Normal(0.0, 1.0), &d);
+        let fast = host(m.sample_cached(z.clone(), None, Some(u.clone()), 12));
+        let slow = host(m.sample_naive(z.clone(), None, Some(u.clone()), 12));
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+        }
+        let Observation::Point { values } = m.generate_driven(z.clone(), None, u) else {
+            panic!("a WaveNet draws points");
+        };
+        assert_eq!(host(values), fast);
+        let held = host(m.sample_cached(z, None, None, 12));
+        assert_ne!(held, fast, "inputs held at 0 differ from the drawn inputs");
+    }
+
+    #[test]
     fn the_exact_likelihood_is_the_sum_of_per_step_gaussian_densities() {
         let d = Device::flex();
         d.seed(2);
         let m = small(1).init(shape(2, 10), SignalKind::Continuous, &d);
         let x = Tensor::<3>::random([3, 2, 10], Distribution::Normal(0.0, 1.0), &d);
-        let params = host(m.forward(x.clone(), None)); // [3, 10, 2·2]
+        let params = host(m.forward(x.clone(), None, None)); // [3, 10, 2·2]
         let xs = host(x.clone());
         let mut want = [0.0f64; 3];
         for (b, w) in want.iter_mut().enumerate() {
@@ -728,8 +888,8 @@ mod tests {
                 Distribution::Normal(0.0, 1.0),
                 &d,
             );
-            let fast = host(m.sample_cached(z.clone(), None, 16));
-            let slow = host(m.sample_naive(z, None, 16));
+            let fast = host(m.sample_cached(z.clone(), None, None, 16));
+            let slow = host(m.sample_naive(z, None, None, 16));
             for (a, b) in fast.iter().zip(&slow) {
                 assert!(
                     (a - b).abs() <= 1e-5 * a.abs().max(1.0),

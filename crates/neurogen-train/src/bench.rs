@@ -160,6 +160,7 @@ impl Workload {
             Workload::Sgemm => (1, SGEMM_N, 1.0),
         };
         WindowShape {
+            inputs: 0,
             channels,
             time,
             sfreq,

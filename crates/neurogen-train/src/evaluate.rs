@@ -56,6 +56,7 @@ pub fn infer_latents(
     let Some(encoder) = run.encoder() else {
         return Ok(None);
     };
+    run.check_inputs(s)?;
     let labels = run.labels_of(s)?;
     let classes = run.label_names().len();
     let mut s = s.clone();
@@ -190,6 +191,14 @@ pub fn add_likelihood(
         );
         return Ok(());
     }
+    if let Err(e) = run.check_inputs(reference) {
+        // A likelihood given the inputs needs the windows' inputs; say why the rows are missing.
+        report.meta.insert(
+            "likelihood".into(),
+            serde_json::json!(format!("skipped: {e}")),
+        );
+        return Ok(());
+    }
     let scores = score_signals(run, reference, k, seed, device)?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let ll = mean(&scores.log_likelihood);
@@ -267,6 +276,7 @@ mod tests {
     #[test]
     fn the_poisson_null_matches_its_formula() {
         let meta = SignalMeta {
+            input_names: Vec::new(),
             channels: 2,
             time: 2,
             sfreq: 10.0,
@@ -277,6 +287,7 @@ mod tests {
         };
         // Training rates: neuron a 1.5/bin, neuron b 0 (floored at 1e-6).
         let train = Signals {
+            inputs: None,
             values: vec![1.0, 2.0, 0.0, 0.0],
             n: 1,
             meta: meta.clone(),

@@ -215,6 +215,21 @@ impl Experiment {
         if let Err(ModelError::Invalid { key, message }) = self.model.check(kind) {
             return Err(invalid(format!("model.{key}"), message));
         }
+        if !self.data.inputs.is_empty() && !self.model.takes_inputs() {
+            let driven: Vec<_> = ModelConfig::driven_kinds()
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect();
+            return Err(invalid(
+                "data.inputs".into(),
+                format!(
+                    "a `{}` model cannot be driven by exogenous inputs; use kind = {}, or \
+                     drop the inputs",
+                    self.model.kind(),
+                    driven.join(" or ")
+                ),
+            ));
+        }
         let t = &self.train;
         let positive = [
             ("steps", t.steps as f64),

@@ -421,6 +421,7 @@ mod tests {
         let ad = Device::flex().autodiff();
         ad.seed(3);
         let shape = WindowShape {
+            inputs: 0,
             channels: 2,
             time: 16,
             sfreq: 10.0,
@@ -509,9 +510,11 @@ mod tests {
             .map(|i| if (i / t) % 2 == 0 { 2.0 } else { -2.0 } + 0.1 * ((i * 7 % 13) as f32 - 6.0) / 6.0)
             .collect();
         let data = Signals {
+            inputs: None,
             values,
             n,
             meta: neurogen_data::SignalMeta {
+                input_names: Vec::new(),
                 channels: 1,
                 time: t,
                 sfreq: 10.0,

@@ -27,8 +27,8 @@ pub use error::{ConfigError, TrainError};
 pub use experiment::{Backend, Experiment, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport, FitSpec};
 pub use loaded::{
-    classify_signals, load_run, sample_recordings, sample_signals, score_signals, score_steps,
-    Classified, LoadedRun, Scores,
+    classify_signals, cycled_inputs, load_run, sample_driven, sample_held_out, sample_recordings,
+    sample_signals, score_signals, score_steps, Classified, LoadedRun, Scores,
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;

@@ -85,6 +85,38 @@ impl LoadedRun {
         )
     }
 
+    /// Refuses windows `s` whose exogenous inputs are not the run's: a driven run needs
+    /// them, by the same names in the same order; a run without inputs takes none.
+    pub fn check_inputs(&self, s: &Signals) -> Result<(), TrainError> {
+        let want = &self.info.meta.input_names;
+        let have: &[String] = match s.inputs {
+            Some(_) => &s.meta.input_names,
+            None => &[],
+        };
+        if want.as_slice() == have {
+            return Ok(());
+        }
+        Err(TrainError::Input(if want.is_empty() {
+            format!(
+                "the windows carry exogenous inputs ({}), but the run was trained without",
+                have.join(", ")
+            )
+        } else if have.is_empty() {
+            format!(
+                "the run is driven by exogenous inputs ({}), which the windows do not carry; \
+                 give a recording in the run's data format that holds those channels, or an .npy \
+                 with `<stem>_inputs.npy` beside it and `input_names` in its .json sidecar",
+                want.join(", ")
+            )
+        } else {
+            format!(
+                "the windows' exogenous inputs are {}, but the run is driven by {}",
+                have.join(", "),
+                want.join(", ")
+            )
+        }))
+    }
+
     /// The run's label index of each window of `s`, matched by name, for a conditional run;
     /// `None` for an unconditional one.
     pub fn labels_of(&self, s: &Signals) -> Result<Option<Vec<u32>>, TrainError> {
@@ -197,6 +229,117 @@ pub fn sample_recordings(
     })
 }
 
+/// The responses of a run driven by exogenous inputs (`[data] inputs`) to `inputs` in
+/// physical units, `[n, inputs, length]` (one stimulus per response), deterministically for
+/// `seed` (see [`sample_signals`] for seeds and labels). The result carries the inputs beside
+/// the responses. A run without inputs is refused with the reason.
+pub fn sample_driven(
+    run: &LoadedRun,
+    inputs: &[f32],
+    n: usize,
+    length: usize,
+    seed: u64,
+    labels: Option<&[u32]>,
+    device: &Device,
+) -> Result<Signals, TrainError> {
+    let names = &run.info.meta.input_names;
+    let Some(driven) = run.model.driven() else {
+        return Err(TrainError::Input(format!(
+            "--inputs: the `{}` run was not trained with exogenous inputs (`[data] inputs`)",
+            run.exp.model.kind()
+        )));
+    };
+    let k = driven.inputs();
+    if names.len() != k {
+        return Err(TrainError::RunDir {
+            path: PathBuf::from("data.json"),
+            message: format!(
+                "names {} input(s) ({}), but the model reads {k}",
+                names.len(),
+                names.join(", ")
+            ),
+        });
+    }
+    if length == 0 || inputs.len() != n * k * length {
+        return Err(TrainError::Input(format!(
+            "--inputs: expected [{n}, {k}, length ≥ 1] values for the inputs {}, got {}",
+            names.join(", "),
+            inputs.len()
+        )));
+    }
+    if let Some(v) = inputs.iter().find(|v| !v.is_finite()) {
+        return Err(TrainError::Input(format!(
+            "--inputs: the inputs contain {v}"
+        )));
+    }
+    let mut normalised = inputs.to_vec();
+    run.info.norm.apply_inputs(&mut normalised, length);
+    let d = driven.driven_noise(length);
+    // The chunk of windows being drawn: `sample_with` calls in order, from 0.
+    let done = std::cell::Cell::new(0usize);
+    let mut out = sample_with(run, n, seed, labels, device, d, length, &|z, y| {
+        let m = z.dims()[0];
+        let from = done.get();
+        done.set(from + m);
+        let u = host_tensor(
+            normalised[from * k * length..(from + m) * k * length].to_vec(),
+            [m, k, length],
+            device,
+        ); // [m, inputs, length]
+        driven.generate_driven(z, y, u)
+    })?;
+    out.meta.input_names = names.clone();
+    out.inputs = Some(inputs.to_vec());
+    Ok(out)
+}
+
+/// `n` windows from the run to judge against the `held_out` windows (physical units): as
+/// [`sample_signals`] draws them with [`LoadedRun::default_labels`], except that a run driven
+/// by exogenous inputs responds to the held-out windows' inputs in turn (with their labels, when
+/// it is also conditional), so that its samples compare like with like.
+pub fn sample_held_out(
+    run: &LoadedRun,
+    held_out: &Signals,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Signals, TrainError> {
+    if run.model.driven().is_none() {
+        return sample_signals(run, n, seed, run.default_labels(n).as_deref(), device);
+    }
+    run.check_inputs(held_out)?;
+    let u = cycled_inputs(held_out, n).ok_or_else(|| {
+        TrainError::Input(format!(
+            "the run is driven by inputs ({}), but there are no held-out windows to drive it with",
+            run.info.meta.input_names.join(", ")
+        ))
+    })?;
+    let labels = run
+        .labels_of(held_out)?
+        .map(|l| (0..n).map(|i| l[i % l.len()]).collect::<Vec<_>>());
+    sample_driven(
+        run,
+        &u,
+        n,
+        held_out.meta.time,
+        seed,
+        labels.as_deref(),
+        device,
+    )
+}
+
+/// The inputs of `n` windows taken from those of `s` in turn, `[n, inputs, time]`; `None`
+/// when `s` has no windows or no inputs.
+pub fn cycled_inputs(s: &Signals, n: usize) -> Option<Vec<f32>> {
+    let u = s.inputs.as_ref().filter(|_| s.n > 0)?;
+    let per = s.meta.input_names.len() * s.meta.time;
+    Some(
+        (0..n)
+            .flat_map(|i| u[(i % s.n) * per..(i % s.n + 1) * per].to_vec())
+            .collect(),
+    )
+}
+
 /// Draws `n` windows of `time` samples through `generate`, `d` host normals per window.
 #[allow(clippy::too_many_arguments)]
 fn sample_with(
@@ -211,6 +354,7 @@ fn sample_with(
 ) -> Result<Signals, TrainError> {
     let meta = SignalMeta {
         time,
+        input_names: Vec::new(),
         ..run.info.meta.clone()
     };
     let classes = run.model.classes();
@@ -235,6 +379,7 @@ fn sample_with(
         done += m;
     }
     let mut out = Signals {
+        inputs: None,
         values,
         n,
         meta,
@@ -497,6 +642,7 @@ fn scorable<'a>(run: &'a LoadedRun, s: &Signals) -> Result<(&'a dyn Density, Sig
             "the windows contain NaN or infinite values".into(),
         ));
     }
+    run.check_inputs(s)?;
     let mut s = s.clone();
     run.info.norm.apply(&mut s);
     Ok((density, s))
@@ -564,6 +710,7 @@ mod tests {
         }
         .resolved(SignalKind::Continuous);
         let shape = WindowShape {
+            inputs: 0,
             channels: 3,
             time: 8,
             sfreq: 100.0,

@@ -50,7 +50,7 @@ macro_rules! families {
                 }
             }
 
-                        /// Checks the config against data of `kind`.
+            /// Checks the config against data of `kind`.
             pub fn check(&self, kind: SignalKind) -> Result<(), ModelError> {
                 match self {
                     $(ModelConfig::$variant(c) => c.check(kind),)*
@@ -61,6 +61,22 @@ macro_rules! families {
             pub fn conditional(&self) -> bool {
                 match self {
                     $(ModelConfig::$variant(c) => c.conditional(),)*
+                }
+            }
+
+            /// The `kind` of every family that conditions on exogenous inputs.
+            pub fn driven_kinds() -> Vec<&'static str> {
+                let mut kinds = Vec::new();
+                $(if <$config as FamilyConfig>::TAKES_INPUTS {
+                    kinds.push(<$config>::KIND);
+                })*
+                kinds
+            }
+
+            /// Whether the family conditions on exogenous inputs (`[data] inputs`).
+            pub fn takes_inputs(&self) -> bool {
+                match self {
+                    $(ModelConfig::$variant(_) => <$config as FamilyConfig>::TAKES_INPUTS,)*
                 }
             }
 

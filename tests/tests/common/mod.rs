@@ -167,6 +167,13 @@ fn tiny_model(family: &str) -> &'static [&'static str] {
 /// `train` arguments for shipped `config` (e.g. `gan-kuramoto`) shrunk to `steps` steps of
 /// seconds' work into `out`, with extra `--set` overrides after the shrinking ones.
 pub fn tiny_train_args(config: &str, out: &Path, steps: u64, extra: &[&str]) -> Vec<String> {
+    let mut args = train_args(config, out, &[]);
+    args.extend(tiny_sets(config, steps, extra));
+    args
+}
+
+/// `train` arguments for shipped `config` into `out` with `--set` overrides `sets`.
+pub fn train_args(config: &str, out: &Path, sets: &[&str]) -> Vec<String> {
     let cfg = root().join("configs").join(format!("{config}.toml"));
     let mut args = vec![
         "train".to_string(),
@@ -174,7 +181,9 @@ pub fn tiny_train_args(config: &str, out: &Path, steps: u64, extra: &[&str]) -> 
         "--out".into(),
         out.display().to_string(),
     ];
-    args.extend(tiny_sets(config, steps, extra));
+    for s in sets {
+        args.extend(["--set".to_string(), s.to_string()]);
+    }
     args
 }
 

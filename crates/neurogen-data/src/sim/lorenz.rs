@@ -43,6 +43,16 @@ pub struct LorenzConfig {
     pub n_conditions: usize,
     /// Log-rate added to a condition's neurons (ln 2: their rates double).
     pub condition_gain: f64,
+    /// Stimulus pulses per trial (0: no stimulus). With pulses the data gain a channel
+    /// `stim` (1 while a pulse is on, else 0; name it in `[data] inputs` to drive a model with
+    /// it), and the even-numbered neurons `n000`, `n002`, … receive it: `stim_gain · stim(t)`
+    /// is added to their log-rate in the same bin, so their rate is `exp(stim_gain)` times
+    /// higher while it is on. Onsets are uniform over the trial, drawn from their own stream.
+    pub stim_pulses: usize,
+    /// Bins each pulse lasts.
+    pub stim_bins: usize,
+    /// Log-rate a pulse adds to a driven neuron (ln 3: its rate triples).
+    pub stim_gain: f64,
 }
 
 impl Default for LorenzConfig {
@@ -60,6 +70,9 @@ impl Default for LorenzConfig {
             beta: 8.0 / 3.0,
             n_conditions: 0,
             condition_gain: std::f64::consts::LN_2,
+            stim_pulses: 0,
+            stim_bins: 10,
+            stim_gain: 3f64.ln(),
         }
     }
 }
@@ -82,6 +95,18 @@ impl LorenzConfig {
         super::non_negative(&[("gain", self.gain)])?;
         if !self.condition_gain.is_finite() {
             return Err(DataError::invalid("condition_gain", "must be finite"));
+        }
+        if !self.stim_gain.is_finite() {
+            return Err(DataError::invalid("stim_gain", "must be finite"));
+        }
+        if self.stim_pulses > 0 && !(1..=self.n_bins).contains(&self.stim_bins) {
+            return Err(DataError::invalid(
+                "stim_bins",
+                format!(
+                    "a pulse must last 1 to n_bins = {} bins, got {}",
+                    self.n_bins, self.stim_bins
+                ),
+            ));
         }
         super::check_conditions(
             self.n_conditions,
@@ -167,6 +192,7 @@ impl LorenzConfig {
             .collect();
         let log_base = (self.base_rate_hz * self.bin_ms / 1000.0).ln();
 
+        let stims = self.stimuli(seed);
         let mut data = Vec::with_capacity(self.n_trials);
         let mut latents = Vec::with_capacity(self.n_trials);
         let mut rates = Vec::with_capacity(self.n_trials);
@@ -194,10 +220,18 @@ impl LorenzConfig {
                     if drive[n] != 0.0 {
                         log_rate += drive[n];
                     }
+                    if let Some(stim) = stims.get(trial) {
+                        if n % 2 == 0 && stim[bin] != 0.0 {
+                            log_rate += self.stim_gain * stim[bin] as f64;
+                        }
+                    }
                     let lambda = log_rate.exp();
                     counts[n * self.n_bins + bin] = poisson(&mut rng, lambda);
                     rate[n * self.n_bins + bin] = lambda as f32;
                 }
+            }
+            if let Some(stim) = stims.get(trial) {
+                counts.extend_from_slice(stim);
             }
             data.push(counts);
             latents.push(lat);
@@ -206,7 +240,10 @@ impl LorenzConfig {
         let recs = Recordings {
             data,
             samples: vec![self.n_bins; self.n_trials],
-            channel_names: (0..self.n_neurons).map(|i| format!("n{i:03}")).collect(),
+            channel_names: (0..self.n_neurons)
+                .map(|i| format!("n{i:03}"))
+                .chain((self.stim_pulses > 0).then(|| "stim".to_string()))
+                .collect(),
             sfreq: 1000.0 / self.bin_ms,
             kind: SignalKind::Counts,
             unit: "count".into(),
@@ -216,6 +253,27 @@ impl LorenzConfig {
             labels: super::condition_labels(self.n_conditions, self.n_trials),
         };
         Ok((recs, rates))
+    }
+}
+
+impl LorenzConfig {
+    /// Each trial's stimulus, `[n_bins]` of 0/1 (empty without pulses), from a stream of its
+    /// own so that the rest of the simulation draws what it draws without a stimulus.
+    fn stimuli(&self, seed: u64) -> Vec<Vec<f32>> {
+        if self.stim_pulses == 0 {
+            return Vec::new();
+        }
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5717_5717);
+        (0..self.n_trials)
+            .map(|_| {
+                let mut u = vec![0f32; self.n_bins];
+                for _ in 0..self.stim_pulses {
+                    let start = rng.random_range(0..=self.n_bins - self.stim_bins);
+                    u[start..start + self.stim_bins].fill(1.0);
+                }
+                u
+            })
+            .collect()
     }
 }
 

@@ -183,6 +183,61 @@ mod tests {
         assert_ne!(x.data, z.data);
     }
 
+    #[test]
+    fn a_lorenz_stimulus_multiplies_the_driven_rates_by_exp_gain_while_it_is_on() {
+        let cfg = LorenzConfig {
+            n_trials: 30,
+            stim_pulses: 2,
+            stim_bins: 8,
+            ..small_lorenz()
+        };
+        let (recs, rates) = cfg.simulate_with_rates(5).unwrap();
+        let (_, base_rates) = LorenzConfig {
+            stim_pulses: 0,
+            ..cfg.clone()
+        }
+        .simulate_with_rates(5)
+        .unwrap();
+        let (n, t) = (cfg.n_neurons, cfg.n_bins);
+        assert_eq!(recs.channel_names.len(), n + 1);
+        assert_eq!(recs.channel_names[n], "stim");
+        let mut on_bins = 0;
+        for (trial, (r, b)) in rates.iter().zip(&base_rates).enumerate() {
+            let stim = &recs.data[trial][n * t..(n + 1) * t];
+            assert!(stim.iter().all(|v| *v == 0.0 || *v == 1.0));
+            let on = stim.iter().filter(|v| **v == 1.0).count();
+            assert!(
+                (8..=16).contains(&on),
+                "two pulses of 8 bins, got {on} bins on"
+            );
+            on_bins += on;
+            for neuron in 0..n {
+                for bin in 0..t {
+                    let ratio = r[neuron * t + bin] / b[neuron * t + bin];
+                    let want = if neuron % 2 == 0 && stim[bin] == 1.0 {
+                        3.0
+                    } else {
+                        1.0
+                    };
+                    assert!(
+                        (ratio - want).abs() < 1e-4,
+                        "{trial}/{neuron}/{bin}: {ratio}"
+                    );
+                }
+            }
+        }
+        assert!(on_bins > 0);
+        let e = LorenzConfig {
+            stim_pulses: 1,
+            stim_bins: 51,
+            ..small_lorenz()
+        }
+        .simulate(0)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("stim_bins") && e.contains("n_bins = 50"), "{e}");
+    }
+
     /// Power of `x` in 8–12 Hz at `fs`: every DFT bin of the whole signal in the band.
     fn alpha_power(x: &[f32], fs: f64) -> f64 {
         let n = x.len();

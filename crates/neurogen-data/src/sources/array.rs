@@ -25,6 +25,9 @@ pub struct ArraySource {
     /// Channels to keep, by name; default: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
+    /// `[data] inputs`, read besides `channels` (set by [`crate::DataConfig::build`]).
+    #[serde(skip)]
+    pub inputs: Vec<String>,
     /// NPZ member holding the signals; default `data`, or the only 2-D/3-D array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<String>,
@@ -58,10 +61,19 @@ fn texts(a: NpyArray) -> Vec<String> {
 }
 
 impl ArraySource {
-    /// Reads an `.npy` (`npz = false`) or `.npz` file.
+    /// Reads an `.npy` (`npz = false`) or `.npz` file; each of `self.inputs` that names an NPZ
+    /// member (not a channel) is read from it as one more channel (`[n, time]` or
+    /// `[n, 1, time]` for trials, `[samples]` or `[1, samples]` for a recording).
     pub fn load(&self, npz: bool) -> Result<Recordings, DataError> {
         let path = &self.path;
         let unit = default_unit(self.kind, &self.unit);
+        let common = Common::new(
+            path,
+            self.channels.as_deref(),
+            &self.inputs,
+            self.kind,
+            unit,
+        );
         if !npz {
             if self.array.is_some() {
                 return Err(DataError::invalid(
@@ -72,8 +84,7 @@ impl ArraySource {
             let (shape, values) = numbers(path, "data", crate::npy::read(path)?)?;
             let sfreq = check_sfreq(self.sfreq, "an .npy file cannot state its sampling rate")?;
             let names = self.names(&shape);
-            return Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
-                .recordings(&shape, values, names, None);
+            return common.recordings(sfreq, &shape, values, names, None);
         }
         let mut members = crate::npy::read_npz(path)?;
         fn take_from(members: &mut Vec<(String, NpyArray)>, name: &str) -> Option<NpyArray> {
@@ -113,7 +124,7 @@ impl ArraySource {
                 }
             },
         };
-        let (shape, values) = numbers(path, "data", data)?;
+        let (mut shape, mut values) = numbers(path, "data", data)?;
         let sfreq = match (self.sfreq, take_from(&mut members, "sfreq")) {
             (Some(f), _) => Some(f),
             (None, Some(a)) => match a.values {
@@ -126,16 +137,25 @@ impl ArraySource {
             sfreq,
             "give it in [data] or store an `sfreq` array in the archive",
         )?;
-        let names = match (
+        let mut names = match (
             &self.channel_names,
             take_from(&mut members, "channel_names"),
         ) {
             (None, Some(a)) => texts(a),
             _ => self.names(&shape),
         };
+        for name in &self.inputs {
+            if names.contains(name) {
+                continue;
+            }
+            if let Some(a) = take_from(&mut members, name) {
+                let (s, v) = numbers(path, name, a)?;
+                append_channel(path, name, (&mut shape, &mut values), (&s, v))?;
+                names.push(name.clone());
+            }
+        }
         let labels = take_from(&mut members, "labels").map(texts);
-        Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
-            .recordings(&shape, values, names, labels)
+        common.recordings(sfreq, &shape, values, names, labels)
     }
 
     fn names(&self, shape: &[usize]) -> Vec<String> {
@@ -147,4 +167,50 @@ impl ArraySource {
             .clone()
             .unwrap_or_else(|| (1..=channels).map(|i| format!("ch{i}")).collect())
     }
+}
+
+/// Appends the member `name` (`[n, time]`/`[n, 1, time]` beside trials `[n, c, time]`,
+/// `[samples]`/`[1, samples]` beside a recording `[c, samples]`) to the data as one channel.
+fn append_channel(
+    path: &Path,
+    name: &str,
+    (shape, values): (&mut Vec<usize>, &mut Vec<f32>),
+    (member, v): (&[usize], Vec<f32>),
+) -> Result<(), DataError> {
+    let fits = match (shape.as_slice(), member) {
+        ([n, _, t], [m, u]) | ([n, _, t], [m, 1, u]) => m == n && u == t,
+        ([_, t], [u]) | ([_, t], [1, u]) => u == t,
+        _ => false,
+    };
+    if !fits {
+        let want = match shape.as_slice() {
+            [n, _, t] => format!("[{n}, {t}] (one row per trial)"),
+            [_, t] => format!("[{t}]"),
+            _ => "the data's trials and samples".into(),
+        };
+        return Err(DataError::invalid(
+            "inputs",
+            format!(
+                "member \"{name}\" of {} has shape {member:?}; beside data of shape {shape:?} an input needs {want}",
+                path.display()
+            ),
+        ));
+    }
+    match shape.as_mut_slice() {
+        [n, c, t] => {
+            let (n, c, t) = (*n, *c, *t);
+            let mut out = Vec::with_capacity(n * (c + 1) * t);
+            for i in 0..n {
+                out.extend_from_slice(&values[i * c * t..(i + 1) * c * t]);
+                out.extend_from_slice(&v[i * t..(i + 1) * t]);
+            }
+            *values = out;
+            shape[1] += 1;
+        }
+        _ => {
+            values.extend_from_slice(&v);
+            shape[0] += 1;
+        }
+    }
+    Ok(())
 }

@@ -34,6 +34,9 @@ pub struct CsvSource {
     /// Channels to keep, by name; default: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
+    /// `[data] inputs`, read besides `channels` (set by [`crate::DataConfig::build`]).
+    #[serde(skip)]
+    pub inputs: Vec<String>,
     /// `continuous` (default) or `counts`.
     #[serde(default = "continuous")]
     pub kind: SignalKind,
@@ -79,6 +82,13 @@ impl CsvSource {
     pub fn load(&self) -> Result<Recordings, DataError> {
         let path = &self.path;
         let unit = default_unit(self.kind, &self.unit);
+        let common = Common::new(
+            path,
+            self.channels.as_deref(),
+            &self.inputs,
+            self.kind,
+            unit,
+        );
         match self.layout {
             CsvLayout::Channels => {
                 let t = crate::csv::read_channels(path)?;
@@ -86,13 +96,13 @@ impl CsvSource {
                     self.sfreq.or(t.sfreq),
                     "the CSV has no leading time column to take it from",
                 )?;
-                Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
-                    .recordings(
-                        &[t.channel_names.len(), t.samples],
-                        t.data,
-                        t.channel_names,
-                        None,
-                    )
+                common.recordings(
+                    sfreq,
+                    &[t.channel_names.len(), t.samples],
+                    t.data,
+                    t.channel_names,
+                    None,
+                )
             }
             CsvLayout::Trials => {
                 let t = crate::csv::read_trials(
@@ -105,13 +115,13 @@ impl CsvSource {
                     },
                 )?;
                 let sfreq = check_sfreq(self.sfreq, "the trials layout has no time column")?;
-                Common::new(&self.path, self.channels.as_deref(), sfreq, self.kind, unit)
-                    .recordings(
-                        &[t.n, t.channel_names.len(), t.time],
-                        t.data,
-                        t.channel_names,
-                        t.conditions,
-                    )
+                common.recordings(
+                    sfreq,
+                    &[t.n, t.channel_names.len(), t.time],
+                    t.data,
+                    t.channel_names,
+                    t.conditions,
+                )
             }
         }
     }

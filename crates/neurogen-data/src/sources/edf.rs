@@ -30,6 +30,9 @@ pub struct EdfSource {
     /// Signals to keep, by label; default: every ordinary signal of the most common rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
+    /// `[data] inputs`, read besides `channels` (set by [`crate::DataConfig::build`]).
+    #[serde(skip)]
+    pub inputs: Vec<String>,
     /// Cut epochs around annotations instead of windowing the whole recording.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<Epochs>,
@@ -54,7 +57,7 @@ impl EdfSource {
         let names: Vec<String> = file.signals.iter().map(|s| s.label.clone()).collect();
         let keep = match &self.channels {
             Some(wanted) => {
-                let keep = pick(&names, wanted)?;
+                let keep = pick(&names, wanted, &self.inputs)?;
                 let rate = file.signals[keep[0]].samples_per_record;
                 if let Some(&o) = keep
                     .iter()

@@ -38,8 +38,10 @@ pub(crate) fn format_err(path: &Path, message: String) -> DataError {
     }
 }
 
-/// Indices of `wanted` in `names`; every wanted name must exist, once.
-fn pick(names: &[String], wanted: &[String]) -> Result<Vec<usize>, DataError> {
+/// Indices of `wanted` in `names` (every wanted name must exist, once), then those of the
+/// `inputs` that exist and are not wanted (a missing input is reported under `inputs` once the
+/// recordings are read).
+fn pick(names: &[String], wanted: &[String], inputs: &[String]) -> Result<Vec<usize>, DataError> {
     if wanted.is_empty() {
         return Err(DataError::invalid("channels", "lists no channel"));
     }
@@ -59,6 +61,13 @@ fn pick(names: &[String], wanted: &[String]) -> Result<Vec<usize>, DataError> {
         }
         out.push(i);
     }
+    for name in inputs {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -71,9 +80,13 @@ fn take_channels(data: &[f32], samples: usize, keep: &[usize]) -> Vec<f32> {
     out
 }
 
-fn check_counts(path: &Path, kind: SignalKind, values: &[f32]) -> Result<(), DataError> {
+fn check_counts<'a>(
+    path: &Path,
+    kind: SignalKind,
+    mut values: impl Iterator<Item = &'a f32>,
+) -> Result<(), DataError> {
     if kind == SignalKind::Counts {
-        if let Some(v) = values.iter().find(|v| **v < 0.0 || v.fract() != 0.0) {
+        if let Some(v) = values.find(|v| **v < 0.0 || v.fract() != 0.0) {
             return Err(format_err(
                 path,
                 format!("kind = \"counts\" needs non-negative integers, found {v}"),
@@ -111,7 +124,8 @@ fn index_labels(values: Vec<String>) -> (Vec<u32>, Vec<String>) {
 struct Common<'a> {
     path: &'a Path,
     keep: Option<&'a [String]>,
-    sfreq: f64,
+    /// `[data] inputs`: read besides `keep`, and not held to the counts check.
+    inputs: &'a [String],
     kind: SignalKind,
     unit: String,
 }
@@ -120,14 +134,14 @@ impl<'a> Common<'a> {
     fn new(
         path: &'a Path,
         keep: Option<&'a [String]>,
-        sfreq: f64,
+        inputs: &'a [String],
         kind: SignalKind,
         unit: String,
     ) -> Self {
         Common {
             path,
             keep,
-            sfreq,
+            inputs,
             kind,
             unit,
         }
@@ -136,6 +150,7 @@ impl<'a> Common<'a> {
     /// Trials `[n, channels, time]` or one recording `[channels, samples]` as [`Recordings`].
     fn recordings(
         self,
+        sfreq: f64,
         shape: &[usize],
         values: Vec<f32>,
         names: Vec<String>,
@@ -144,7 +159,7 @@ impl<'a> Common<'a> {
         let Common {
             path,
             keep,
-            sfreq,
+            inputs,
             kind,
             unit,
         } = self;
@@ -171,11 +186,25 @@ impl<'a> Common<'a> {
             ));
         }
         check_finite(path, &values)?;
-        check_counts(path, kind, &values)?;
         let keep = match keep {
-            Some(w) => pick(&names, w)?,
+            Some(w) => pick(&names, w, inputs)?,
             None => (0..channels).collect(),
         };
+        // Counts are checked in the modelled channels; an input (a stimulus) may be any number.
+        let modelled: Vec<usize> = keep
+            .iter()
+            .copied()
+            .filter(|&c| !inputs.contains(&names[c]))
+            .collect();
+        check_counts(
+            path,
+            kind,
+            values
+                .chunks_exact(time)
+                .enumerate()
+                .filter(|(row, _)| modelled.contains(&(row % channels)))
+                .flat_map(|(_, v)| v),
+        )?;
         let labels = match labels {
         Some(l) if !trials => {
             return Err(format_err(
