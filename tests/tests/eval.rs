@@ -107,6 +107,25 @@ fn eval_judges_a_continuous_run_with_every_metric_and_figure() {
     assert!(mem > 0.0, "{mem}");
     // IWAE is a tighter bound than the ELBO.
     assert!(metric(&rep, "neg_iwae_k4") <= metric(&rep, "neg_elbo") + 1e-6);
+    // Every sample metric has its real-vs-real floor beside it, and the table prints both.
+    for key in [
+        "psd_db_distance",
+        "ks_mean",
+        "mmd2",
+        "mmd_p_value",
+        "c2st_auc",
+        "memorisation_ratio",
+        "discriminative_score",
+        "discriminative_auc",
+    ] {
+        let floor = metric(&rep, &format!("{key}_floor"));
+        assert!(floor.is_finite(), "{key}_floor");
+    }
+    assert!(metric(&rep, "memorisation_ratio_floor") > 0.3);
+    let d = metric(&rep, "discriminative_score");
+    assert!((0.0..=0.5).contains(&d), "{d}");
+    assert_eq!(rep["meta"]["discriminator"]["steps"], 400);
+    assert!(r.stdout.contains("floor"), "{}", r.stdout);
     assert_eq!(rep["meta"]["model"], "vae");
     assert_eq!(rep["meta"]["n_samples"], 40);
     assert_eq!(rep["meta"]["kind"], "continuous");

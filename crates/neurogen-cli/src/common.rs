@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use burn::tensor::Device;
 use neurogen_data::{DataError, SignalKind};
-use neurogen_train::{load_run, Backend, ConfigError, LoadedRun, RunDir, TrainError};
+use neurogen_train::{load_checkpoint, Backend, ConfigError, LoadedRun, RunDir, TrainError};
 
 use crate::{device_for, EXIT_USAGE};
 
@@ -65,12 +65,17 @@ pub(crate) fn backends(names: &[String], flag: &str) -> Result<Vec<Backend>> {
     Ok(out)
 }
 
-/// Loads a run's newest checkpoint onto `backend`, or the backend it was trained on.
-pub(crate) fn open_run(run_dir: &Path, backend: Option<BackendArg>) -> Result<(Device, LoadedRun)> {
+/// Loads a run's newest checkpoint (with `best`, its best validated one) onto `backend`, or
+/// the backend it was trained on.
+pub(crate) fn open_run(
+    run_dir: &Path,
+    backend: Option<BackendArg>,
+    best: bool,
+) -> Result<(Device, LoadedRun)> {
     let run = RunDir::new(run_dir);
     let exp = run.read_experiment()?;
     let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
-    let loaded = load_run(&run, &device)?;
+    let loaded = load_checkpoint(&run, &device, best)?;
     Ok((device, loaded))
 }
 

@@ -10,8 +10,12 @@ use neurogen_eval::conditions::{
 };
 use neurogen_eval::plot::{self, Series};
 use neurogen_eval::{EvalOptions, Report};
+use neurogen_train::discriminate::{discriminative_score, DiscriminatorConfig};
 use neurogen_train::evaluate::{add_likelihood, latent_r2};
 use neurogen_train::sample_held_out;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use serde_json::json;
 
 use crate::common::{status, BackendArg, KindArg, UsageError};
@@ -48,6 +52,12 @@ pub(crate) struct Args {
     /// Backend, overriding the run's.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Adam steps of the neural discriminator (0 skips the discriminative score).
+    #[arg(long, default_value_t = DiscriminatorConfig::default().steps)]
+    discriminator_steps: usize,
+    /// Load the run's best validated checkpoint (`train.keep_best`) instead of its newest.
+    #[arg(long)]
+    best: bool,
 }
 
 pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
@@ -70,7 +80,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         _ => {}
     }
     let ctx = match &a.run_dir {
-        Some(dir) => Some(RunCtx::open(dir, a.backend)?),
+        Some(dir) => Some(RunCtx::open(dir, a.backend, a.best)?),
         None => None,
     };
     let out_dir = match (&a.out, &a.run_dir) {
@@ -78,6 +88,9 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         (None, Some(r)) => r.join("eval"),
         (None, None) => PathBuf::from("eval"),
     };
+    if a.best && ctx.is_none() {
+        bail!(UsageError("--best needs a RUN_DIR".into()));
+    }
     let run_meta = ctx.as_ref().map(|c| &c.loaded.info.meta);
     // Samples: a file, or drawn from the run.
     let stated = Stated {
@@ -136,6 +149,29 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
                 .to_string())),
     );
     report.meta.insert("reference".into(), json!(against));
+    if let Some(c) = ctx
+        .as_ref()
+        .filter(|c| against == "test" && c.splits.train.n >= 2)
+    {
+        // Fresh real data against the same reference: what no sample set can be asked to beat.
+        status(
+            quiet,
+            "computing the real-vs-real floor (training vs test windows)…",
+        );
+        let floor = neurogen_eval::floor(&c.splits.train, &reference, samples.n, &opts)
+            .map_err(|e| UsageError(e.to_string()))?;
+        report.add_floor(&floor);
+        report.meta.insert(
+            "floor".into(),
+            json!({
+                "what": "every metric between training windows (drawn at random, seeded) and the test split, same settings",
+                "windows": floor.meta.get("n_samples"),
+            }),
+        );
+    }
+    if a.discriminator_steps > 0 {
+        discriminator(&mut report, ctx.as_ref(), &samples, &reference, a, quiet)?;
+    }
     let mut curves = Vec::new();
     if let Some(c) = &ctx {
         run_metrics(
@@ -236,6 +272,11 @@ fn condition_metrics(
         return Ok(Vec::new());
     }
     let train = aligned(&c.splits.train)?;
+    let mut floor = Report::default();
+    let real = neurogen_eval::floor_windows(&train, samples.n, a.seed);
+    per_condition(&real, &reference, &names, &opts, &mut floor)
+        .map_err(|e| UsageError(e.to_string()))?;
+    report.add_floor(&floor);
     status(quiet, "decoding: train on synthetic, test on real…");
     tstr_trtr(&samples, &train, &reference, names.len(), report);
     status(quiet, "augmentation curve (5 seeds)…");
@@ -311,6 +352,24 @@ fn run_metrics(
                 samples.window_len(),
             ),
         );
+        // Its floor: the last training windows (a contiguous stretch of a recording, so few
+        // overlap the rest) as if they were samples, against the other training windows.
+        let n_train = c.splits.train.n;
+        let held = s.n.min(n_train / 2);
+        if held >= 2 {
+            let (rest, last): (Vec<usize>, Vec<usize>) =
+                (0..n_train).partition(|&i| i < n_train - held);
+            let rest = neurogen_eval::subsample(&c.splits.train.select(&rest), 2000, a.seed);
+            report.set(
+                "memorisation_ratio_floor",
+                neurogen_eval::memorisation_ratio(
+                    &neurogen_eval::standardised(&c.splits.train.select(&last), &by),
+                    &neurogen_eval::standardised(&rest, &by),
+                    &neurogen_eval::standardised(&t, &by),
+                    samples.window_len(),
+                ),
+            );
+        }
     }
     if c.splits.train.latents.is_some() && reference_is_test && l.encoder().is_some() {
         status(quiet, "fitting the latent map…");
@@ -324,10 +383,116 @@ fn run_metrics(
     Ok(())
 }
 
+/// The neural discriminative score (and, with a run, its real-vs-real floor).
+///
+/// With a run and its test split: the classifier learns the run's training windows against
+/// fresh samples drawn like `samples` (from the training windows' own labels and inputs), and
+/// is scored on the test windows against `samples`; the floor puts further training windows in
+/// place of both synthetic sets. Otherwise each file is split in halves, the first to learn
+/// and the second to score.
+fn discriminator(
+    report: &mut Report,
+    ctx: Option<&RunCtx>,
+    samples: &Signals,
+    reference: &Signals,
+    a: &Args,
+    quiet: bool,
+) -> Result<()> {
+    let cfg = DiscriminatorConfig {
+        steps: a.discriminator_steps,
+        seed: a.seed,
+        ..DiscriminatorConfig::default()
+    };
+    let halves = |s: &Signals| {
+        let h = s.n / 2;
+        (
+            s.select(&(0..h).collect::<Vec<_>>()),
+            s.select(&(h..s.n).collect::<Vec<_>>()),
+        )
+    };
+    let mut meta = cfg.describe();
+    let from_run =
+        ctx.filter(|c| a.against.as_deref().unwrap_or("test") == "test" && c.splits.train.n >= 2);
+    let (result, floor) = match from_run {
+        Some(c) => {
+            let train = &c.splits.train;
+            let n = samples.n.min(train.n);
+            let real = neurogen_eval::subsample(train, n, a.seed.wrapping_add(0xd15c));
+            let fake = if a.samples.is_none() {
+                status(
+                    quiet,
+                    &format!("drawing {n} more windows to train the discriminator…"),
+                );
+                sample_held_out(&c.loaded, &real, n, a.seed.wrapping_add(0xd15c), &c.device)?
+            } else {
+                halves(samples).0
+            };
+            let fake_test = if a.samples.is_none() {
+                samples.clone()
+            } else {
+                halves(samples).1
+            };
+            status(quiet, "training the neural discriminator…");
+            let result =
+                discriminative_score(&real, &fake, reference, &fake_test, &cfg, &c.device)?;
+            // The floor: three disjoint sets of training windows stand in for real and both
+            // synthetic sets.
+            let third = (train.n / 3).min(n);
+            let floor = if third >= 2 {
+                let mut idx: Vec<usize> = (0..train.n).collect();
+                idx.shuffle(&mut StdRng::seed_from_u64(a.seed.wrapping_add(0xf100)));
+                let part = |k: usize| train.select(&idx[k * third..(k + 1) * third]);
+                status(quiet, "training the discriminator's real-vs-real floor…");
+                Some(discriminative_score(
+                    &part(0),
+                    &part(1),
+                    reference,
+                    &part(2),
+                    &cfg,
+                    &c.device,
+                )?)
+            } else {
+                None
+            };
+            meta["protocol"] = json!(
+                "learn the run's training windows against fresh samples; score the test windows against the evaluated samples"
+            );
+            (result, floor)
+        }
+        None => {
+            let (rs, rt) = halves(reference);
+            let (ss, st) = halves(samples);
+            let device = burn::tensor::Device::flex();
+            let result = discriminative_score(&rs, &ss, &rt, &st, &cfg, &device)?;
+            meta["protocol"] = json!(
+                "learn the first half of the reference against the first half of the samples; score the second halves"
+            );
+            (result, None)
+        }
+    };
+    report.set("discriminative_accuracy", result.accuracy);
+    report.set("discriminative_score", result.score);
+    report.set("discriminative_auc", result.auc);
+    if let Some(f) = floor {
+        report.set("discriminative_accuracy_floor", f.accuracy);
+        report.set("discriminative_score_floor", f.score);
+        report.set("discriminative_auc_floor", f.auc);
+    }
+    report.meta.insert("discriminator".into(), meta);
+    Ok(())
+}
+
+/// Every metric with its real-vs-real floor beside it, where it has one.
 fn print_table(report: &Report) {
-    println!("{:<28} {:>14}", "metric", "value");
+    println!("{:<36} {:>14} {:>14}", "metric", "value", "floor");
     for (k, v) in &report.metrics {
-        println!("{k:<28} {v:>14.6}");
+        if k.contains("_floor") {
+            continue;
+        }
+        match report.get(&neurogen_eval::floor_name(k)) {
+            Some(f) => println!("{k:<36} {v:>14.6} {f:>14.6}"),
+            None => println!("{k:<36} {v:>14.6} {:>14}", "—"),
+        }
     }
 }
 

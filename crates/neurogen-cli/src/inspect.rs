@@ -27,6 +27,14 @@ pub(crate) fn run(a: &Args) -> Result<()> {
         )?,
         None => writeln!(out, "newest checkpoint: none")?,
     }
+    if let Some(c) = run.best_checkpoint()? {
+        writeln!(
+            out,
+            "best checkpoint: step {} ({}; load it with --best)",
+            c.step,
+            c.dir.display()
+        )?;
+    }
     for split in ["train", "valid"] {
         if let Some(line) = run.last_metrics(Some(split), 1)?.pop() {
             writeln!(out, "last {split} metrics: {line}")?;

@@ -38,6 +38,9 @@ pub(crate) struct Args {
     /// Backend, overriding the run's.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Load the run's best validated checkpoint (`train.keep_best`) instead of its newest.
+    #[arg(long)]
+    best: bool,
 }
 
 /// Which figure `neurogen plot` draws.
@@ -64,8 +67,8 @@ pub(crate) struct RunCtx {
 
 impl RunCtx {
     /// Opens a run on `backend` (default: its own) and rebuilds its splits.
-    pub(crate) fn open(run_dir: &Path, backend: Option<BackendArg>) -> Result<RunCtx> {
-        let (device, loaded) = open_run(run_dir, backend)?;
+    pub(crate) fn open(run_dir: &Path, backend: Option<BackendArg>, best: bool) -> Result<RunCtx> {
+        let (device, loaded) = open_run(run_dir, backend, best)?;
         let run = RunDir::new(run_dir);
         let splits = run_splits(&run, &loaded)?;
         Ok(RunCtx {
@@ -94,7 +97,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         )));
     }
     let written = if a.target.is_dir() {
-        let ctx = RunCtx::open(&a.target, a.backend)?;
+        let ctx = RunCtx::open(&a.target, a.backend, a.best)?;
         let dir = a.out.clone().unwrap_or_else(|| a.target.join("figures"));
         let needs_samples = matches!(
             a.figure,

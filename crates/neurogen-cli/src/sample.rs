@@ -31,6 +31,9 @@ pub(crate) struct Args {
     /// Backend, overriding the run's.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Load the run's best validated checkpoint (`train.keep_best`) instead of its newest.
+    #[arg(long)]
+    best: bool,
     /// Condition to generate, by name (one of a conditional run's labels); repeat it to split
     /// the windows equally over several (`--label a --label b`), or `--label all` for every
     /// label. Default for a conditional run: the training split's proportions.
@@ -66,7 +69,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         .clone()
         .unwrap_or_else(|| a.run_dir.join("samples.npy"));
     OutputFormat::of(&out)?;
-    let (device, loaded) = open_run(&a.run_dir, a.backend)?;
+    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best)?;
     let stimulus = stimulus(a, &loaded)?;
     let n = match &stimulus {
         Some(s) => s.n,

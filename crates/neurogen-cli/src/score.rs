@@ -27,6 +27,9 @@ pub(crate) struct Args {
     /// Backend, overriding the run's.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Load the run's best validated checkpoint (`train.keep_best`) instead of its newest.
+    #[arg(long)]
+    best: bool,
     /// Conditional runs: also score every window under every label (`log_likelihood@NAME`),
     /// with the posterior over labels (`posterior@NAME`; prior: the training split's label
     /// counts plus one) and its most probable label (`predicted`): a likelihood-based decoder.
@@ -47,7 +50,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| a.run_dir.join("scores.csv"));
-    let (device, loaded) = open_run(&a.run_dir, a.backend)?;
+    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best)?;
     if loaded.density().is_none() {
         bail!(UsageError(format!(
             "{}: a {} run has no likelihood to score with; score works for runs of families that have one",

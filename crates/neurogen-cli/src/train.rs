@@ -77,5 +77,25 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         report.train_loss,
         run.root().display()
     );
+    if let Some(b) = report.best {
+        let kept = if exp.train.keep_best == neurogen_train::KeepBest::None {
+            String::new()
+        } else {
+            format!(
+                ", kept in checkpoints/best-{} (load it with --best)",
+                b.step
+            )
+        };
+        println!(
+            "best validation loss {:.4} at step {}{kept}",
+            b.valid_loss, b.step
+        );
+    }
+    if report.stopped_early {
+        println!(
+            "stopped early at step {}: {} validations without a lower validation loss (train.patience)",
+            report.steps, exp.train.patience
+        );
+    }
     Ok(())
 }

@@ -224,6 +224,15 @@ impl Report {
         self.metrics.get(name).copied()
     }
 
+    /// Adds every metric of `floor` (the same metrics between two sets of real windows) as
+    /// `<metric>_floor`, before any `@<condition>` suffix: `mmd2_floor`,
+    /// `psd_db_distance_floor@left`.
+    pub fn add_floor(&mut self, floor: &Report) {
+        for (k, v) in &floor.metrics {
+            self.set(floor_name(k), *v);
+        }
+    }
+
     /// The flat JSON object: every metric, then `meta`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut out: serde_json::Map<String, serde_json::Value> = self
@@ -234,6 +243,33 @@ impl Report {
         out.insert("meta".into(), serde_json::Value::Object(self.meta.clone()));
         serde_json::Value::Object(out)
     }
+}
+
+/// The name of `metric`'s floor: `_floor` before any `@<condition>` suffix.
+pub fn floor_name(metric: &str) -> String {
+    match metric.split_once('@') {
+        Some((m, cond)) => format!("{m}_floor@{cond}"),
+        None => format!("{metric}_floor"),
+    }
+}
+
+/// The real-vs-real floor of [`compare`]: every metric between `n` windows of `train` (drawn at
+/// random, seeded by `opts.seed`) and `reference`, with the same settings. Fresh real data
+/// score this; a sample set cannot be asked to come closer to `reference`, and on a recording
+/// that drifts the floor is far from zero.
+pub fn floor(
+    train: &Signals,
+    reference: &Signals,
+    n: usize,
+    opts: &EvalOptions,
+) -> Result<Report, EvalError> {
+    compare(&floor_windows(train, n, opts.seed), reference, opts)
+}
+
+/// The `n` training windows the floor compares (seeded; a stream apart from [`compare`]'s own
+/// draws).
+pub fn floor_windows(train: &Signals, n: usize, seed: u64) -> Signals {
+    subsample(train, n, seed.wrapping_add(0x5eed_f100))
 }
 
 /// Checks that two sets of windows can be compared.
@@ -560,6 +596,61 @@ mod compare_tests {
         let json = same.to_json();
         assert_eq!(json["meta"]["nperseg"], 256);
         assert!(json["psd_db_distance"].is_f64());
+    }
+
+    #[test]
+    fn the_floor_of_identical_splits_is_zero_distance() {
+        let a = oscillation(60, 10.0, 1);
+        let floor = super::floor(&a, &a, a.n, &EvalOptions::default()).unwrap();
+        for k in [
+            "psd_db_distance",
+            "band_rel_error_mean",
+            "band_alpha_rel_error",
+            "correlation_distance",
+            "coherence_distance",
+            "ks_mean",
+            "ks_max",
+            "acf_distance",
+            "sliced_wasserstein",
+        ] {
+            assert_eq!(floor.get(k), Some(0.0), "{k}: {:?}", floor.metrics);
+        }
+        // Two draws of one process: a floor above zero, and every metric has one.
+        let b = oscillation(60, 10.0, 2);
+        let opts = EvalOptions::default();
+        let mut rep = compare(&b, &a, &opts).unwrap();
+        let fl = super::floor(&b, &a, 40, &opts).unwrap();
+        assert_eq!(fl.meta["n_samples"], 40);
+        rep.add_floor(&fl);
+        assert!(rep.get("psd_db_distance_floor").unwrap() > 0.0);
+        let plain: Vec<_> = rep
+            .metrics
+            .keys()
+            .filter(|k| !k.contains("_floor"))
+            .collect();
+        for k in plain {
+            assert!(rep.get(&floor_name(k)).is_some(), "no floor for {k}");
+        }
+        assert_eq!(floor_name("mmd2@left"), "mmd2_floor@left");
+    }
+
+    #[test]
+    fn spike_floors_of_identical_splits_are_zero() {
+        let mut rng = test_rng(5);
+        let values = (0..40 * 6 * 50)
+            .map(|_| (rng.random::<f64>() < 0.1) as u8 as f32)
+            .collect();
+        let a = test_signals(values, 40, 6, 100.0, SignalKind::Counts);
+        let floor = super::floor(&a, &a, a.n, &EvalOptions::default()).unwrap();
+        for k in [
+            "rate_abs_error_hz",
+            "fano_abs_error",
+            "spike_correlation_distance",
+            "synchrony_abs_error",
+            "acf_distance",
+        ] {
+            assert_eq!(floor.get(k), Some(0.0), "{k}: {:?}", floor.metrics);
+        }
     }
 
     #[test]

@@ -2,15 +2,18 @@
 //!
 //! Down: strided convolutions (kernel 4, stride 2, padding 1) halve the time axis per layer.
 //! Up: a linear layer to `[channels[0], t0]`, then transposed convolutions (same kernel) double
-//! it per layer; `t0 = ⌈time / 2^layers⌉`, and the result is cropped to `time`, so any window
-//! length works.
+//! it per layer — or, with [`Upsample::Nearest`], a nearest-neighbour repeat and a kernel-3
+//! convolution (resize-convolution, Odena et al. 2016), which has no stride-2 checkerboard;
+//! `t0 = ⌈time / 2^layers⌉`, and the result is cropped to `time`, so any window length works.
 
 use burn::module::Module;
-use burn::nn::conv::{ConvTranspose1d, ConvTranspose1dConfig};
+use burn::nn::conv::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
+use burn::nn::PaddingConfig1d;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::ops::IndexingUpdateOp;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use crate::spectral::SnConv1d;
 
@@ -240,11 +243,27 @@ impl ConvDown {
     }
 }
 
-/// A linear layer then transposed convolutions from a vector to `[batch, c_out, time]`.
+/// How [`ConvUp`] doubles the time axis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upsample {
+    /// Transposed convolution, kernel 4, stride 2: even and odd outputs get different taps, so
+    /// the output carries a periodic pattern, spectral lines at multiples of fs/2^layers.
+    #[default]
+    Transposed,
+    /// Repeat every step twice, then convolve (kernel 3): every output position sees the same
+    /// taps, so no line.
+    Nearest,
+}
+
+/// A linear layer then upsampling convolutions from a vector to `[batch, c_out, time]`.
 #[derive(Module, Debug)]
 pub struct ConvUp {
     input: Linear,
+    /// `Upsample::Transposed`'s layers (empty otherwise).
     layers: Vec<ConvTranspose1d>,
+    /// `Upsample::Nearest`'s layers (empty otherwise).
+    resize: Vec<Conv1d>,
     c0: usize,
     t0: usize,
     time: usize,
@@ -258,6 +277,7 @@ impl ConvUp {
         channels: &[usize],
         c_out: usize,
         time: usize,
+        upsample: Upsample,
         device: &Device,
     ) -> Self {
         let n = channels.len().max(1);
@@ -268,18 +288,27 @@ impl ConvUp {
             sizes.push(c0);
         }
         sizes.push(c_out);
-        let layers = sizes
-            .windows(2)
-            .map(|w| {
-                ConvTranspose1dConfig::new([w[0], w[1]], 4)
-                    .with_stride(2)
-                    .with_padding(1)
-                    .init(device)
-            })
-            .collect();
+        let input = LinearConfig::new(d_in, c0 * t0).init(device);
+        let (mut layers, mut resize) = (Vec::new(), Vec::new());
+        for w in sizes.windows(2) {
+            match upsample {
+                Upsample::Transposed => layers.push(
+                    ConvTranspose1dConfig::new([w[0], w[1]], 4)
+                        .with_stride(2)
+                        .with_padding(1)
+                        .init(device),
+                ),
+                Upsample::Nearest => resize.push(
+                    Conv1dConfig::new(w[0], w[1], 3)
+                        .with_padding(PaddingConfig1d::Explicit(1, 1))
+                        .init(device),
+                ),
+            }
+        }
         ConvUp {
-            input: LinearConfig::new(d_in, c0 * t0).init(device),
+            input,
             layers,
+            resize,
             c0,
             t0,
             time,
@@ -292,10 +321,22 @@ impl ConvUp {
         let b = z.dims()[0];
         let h = leaky_relu(self.input.forward(z), SLOPE).reshape([b, self.c0, self.t0]);
         let mut h = h.swap_dims(1, 2); // [batch, t0, c0]
-        let last = self.layers.len().saturating_sub(1);
+        let last = (self.layers.len() + self.resize.len()).saturating_sub(1);
         for (i, l) in self.layers.iter().enumerate() {
             let bias = l.bias.as_ref().map(|b| b.val());
             h = conv_transpose1d_nlc(h, l.weight.val(), bias, l.stride, l.padding); // [batch, 2t, c]
+            if i < last {
+                h = leaky_relu(h, SLOPE);
+            }
+        }
+        for (i, l) in self.resize.iter().enumerate() {
+            let [b, t, c] = h.dims();
+            let up = h
+                .reshape([b, t, 1, c])
+                .repeat_dim(2, 2)
+                .reshape([b, 2 * t, c]); // [batch, 2t, c]
+            let bias = l.bias.as_ref().map(|b| b.val());
+            h = conv1d_nlc(up, l.weight.val(), bias, 1, 1); // [batch, 2t, c_out]
             if i < last {
                 h = leaky_relu(h, SLOPE);
             }
@@ -370,8 +411,11 @@ mod tests {
     #[test]
     fn stacks_produce_the_window_shape_for_odd_lengths() {
         let device = Device::flex();
-        for time in [100, 128, 37] {
-            let up = ConvUp::init(8, &[32, 16], 5, time, &device);
+        for (time, upsample) in [100, 128, 37]
+            .into_iter()
+            .flat_map(|t| [(t, Upsample::Transposed), (t, Upsample::Nearest)])
+        {
+            let up = ConvUp::init(8, &[32, 16], 5, time, upsample, &device);
             let x = up.forward(Tensor::zeros([3, 8], &device));
             assert_eq!(x.dims(), [3, 5, time]);
             let down = ConvDown::init(5, time, &[16, 32], false, &device);

@@ -172,18 +172,27 @@ impl ActNorm {
     }
 }
 
+impl ActNorm {
+    /// `loc` and `log_scale` as constants: the data-dependent start is a fixed normalisation.
+    /// [`ActNorm::fit`] leaves them without gradient on a fresh run; a resumed run loads them
+    /// as trainable parameters, and training them there would make resume inexact.
+    fn fixed(&self) -> (Tensor<1>, Tensor<1>) {
+        (self.loc.val().detach(), self.log_scale.val().detach())
+    }
+}
+
 impl Transform for ActNorm {
     fn forward(&self, x: Tensor<2>, _context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let b = x.dims()[0];
-        let ls = self.log_scale.val();
-        let z = (x - self.loc.val().unsqueeze_dim(0)) * ls.clone().neg().exp().unsqueeze_dim(0);
+        let (loc, ls) = self.fixed();
+        let z = (x - loc.unsqueeze_dim(0)) * ls.clone().neg().exp().unsqueeze_dim(0);
         (z, ls.sum().neg().expand([b]))
     }
 
     fn inverse(&self, z: Tensor<2>, _context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let b = z.dims()[0];
-        let ls = self.log_scale.val();
-        let x = z * ls.clone().exp().unsqueeze_dim(0) + self.loc.val().unsqueeze_dim(0);
+        let (loc, ls) = self.fixed();
+        let x = z * ls.clone().exp().unsqueeze_dim(0) + loc.unsqueeze_dim(0);
         (x, ls.sum().expand([b]))
     }
 }

@@ -171,6 +171,16 @@ impl FamilyConfig for LatentOdeConfig {
             );
         }
         crate::condition::check(self.conditional, self.embed_dim)?;
+        if self.likelihood == Some(Likelihood::GaussianAr1) {
+            // Its samples may be missing (obs_keep, NaNs), and an AR(1) likelihood over gaps
+            // needs the marginal across each gap, which this decoder does not compute.
+            return bad(
+                "likelihood",
+                "\"gaussian_ar1\" is the VAE's; the latent ODE's observations may have gaps \
+                 (obs_keep, NaNs), which its AR(1) chain does not bridge: use \"gaussian\""
+                    .into(),
+            );
+        }
         Likelihood::check(self.likelihood, kind)
     }
 
@@ -559,7 +569,7 @@ impl LatentOde {
 
     /// Per-element NLL of `x` under decoder output `out`, both `[n, channels, time]`.
     fn nll_elements(&self, x: Tensor<3>, out: Tensor<3>) -> Tensor<3> {
-        self.obs.nll_elements(x, out, &self.log_sigma)
+        self.obs.nll_elements(x, out, &self.log_sigma, None)
     }
 
     /// Observation mask `[batch, time]` (1 = observed), with NaNs zeroed in `x`. `keep` draws
@@ -774,7 +784,7 @@ impl LatentOde {
                 warn_failed(&e);
                 Tensor::full([n, self.channels, length], f32::NAN, &device)
             });
-        self.obs.observation(out, &self.log_sigma)
+        self.obs.observation(out, &self.log_sigma, None)
     }
 }
 

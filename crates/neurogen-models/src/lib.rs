@@ -156,6 +156,16 @@ pub enum Observation {
         /// Standard deviation per channel, `[channels]`.
         sigma: Tensor<1>,
     },
+    /// Gaussian residuals around `mean` following a stationary AR(1) process along time per
+    /// channel: r_0 = σ ε_0, r_t = φ r_{t−1} + σ √(1 − φ²) ε_t.
+    GaussianAr1 {
+        /// Mean, `[n, channels, time]`.
+        mean: Tensor<3>,
+        /// Marginal standard deviation per channel, `[channels]`.
+        sigma: Tensor<1>,
+        /// Lag-1 coefficient per channel, `[channels]`, |φ| < 1.
+        phi: Tensor<1>,
+    },
     /// Independent Poisson counts with `rate` `[n, channels, time]`.
     Poisson {
         /// Expected count per bin, `[n, channels, time]`.

@@ -12,6 +12,9 @@ use crate::{Loss, Observation};
 pub enum Likelihood {
     /// Independent Gaussians (continuous signals in normalised units).
     Gaussian,
+    /// Gaussian residuals that follow a stationary AR(1) process along time, one learned
+    /// coefficient φ and σ per channel: the residual's spectrum is red, not white (VAE only).
+    GaussianAr1,
     /// Independent Poisson counts (binned spikes); the decoder outputs log-rates.
     Poisson,
 }
@@ -38,6 +41,14 @@ impl Likelihood {
                         .into(),
             });
         }
+        if kind == neurogen_data::SignalKind::Counts && chosen == Some(Likelihood::GaussianAr1) {
+            return Err(crate::ModelError::Invalid {
+                key: "likelihood",
+                message:
+                    "\"gaussian_ar1\" needs continuous data; these are counts (use \"poisson\")"
+                        .into(),
+            });
+        }
         Ok(())
     }
 }
@@ -50,6 +61,7 @@ impl Likelihood {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ObservationHead {
     poisson: bool,
+    ar1: bool,
     learn_sigma: bool,
     channels: usize,
 }
@@ -59,9 +71,23 @@ impl ObservationHead {
     pub fn new(likelihood: Option<Likelihood>, learn_sigma: bool, channels: usize) -> Self {
         ObservationHead {
             poisson: likelihood == Some(Likelihood::Poisson),
+            ar1: likelihood == Some(Likelihood::GaussianAr1),
             learn_sigma,
             channels,
         }
+    }
+
+    /// The AR(1) coefficients' parameter `a` (φ = 0.99·tanh a, so the process stays
+    /// stationary), zero (white residuals) at first; `None` for other likelihoods, so their
+    /// checkpoints hold no such tensor.
+    pub fn init_ar(&self, device: &Device) -> Option<Param<Tensor<1>>> {
+        self.ar1
+            .then(|| Param::from_tensor(Tensor::zeros([self.channels], device)))
+    }
+
+    /// φ broadcastable over `[batch, channels, time]`.
+    fn phi(&self, ar: &Param<Tensor<1>>) -> Tensor<3> {
+        ar_phi(ar.val()).reshape([1, self.channels, 1])
     }
 
     /// The initial ln σ parameter, `[channels]`.
@@ -109,11 +135,14 @@ impl ObservationHead {
         x: Tensor<3>,
         out: Tensor<3>,
         log_sigma: &Param<Tensor<1>>,
+        ar: Option<&Param<Tensor<1>>>,
     ) -> Tensor<3> {
-        if self.poisson {
-            poisson_nll_elements(x, out)
-        } else {
-            gaussian_nll_elements(x, out, self.log_sigma(log_sigma))
+        match (self.poisson, ar) {
+            (true, _) => poisson_nll_elements(x, out),
+            (false, Some(a)) => {
+                gaussian_ar1_nll_elements(x, out, self.log_sigma(log_sigma), self.phi(a))
+            }
+            (false, None) => gaussian_nll_elements(x, out, self.log_sigma(log_sigma)),
         }
     }
 
@@ -121,11 +150,17 @@ impl ObservationHead {
     ///
     /// # Shapes
     /// - `x`, `out`: `[batch, channels, time]` → `[batch]`
-    pub fn nll(&self, x: Tensor<3>, out: Tensor<3>, log_sigma: &Param<Tensor<1>>) -> Tensor<1> {
-        if self.poisson {
-            poisson_nll(x, out)
-        } else {
-            gaussian_nll(x, out, self.log_sigma(log_sigma))
+    pub fn nll(
+        &self,
+        x: Tensor<3>,
+        out: Tensor<3>,
+        log_sigma: &Param<Tensor<1>>,
+        ar: Option<&Param<Tensor<1>>>,
+    ) -> Tensor<1> {
+        match (self.poisson, ar) {
+            (true, _) => poisson_nll(x, out),
+            (false, Some(_)) => sum_window(self.nll_elements(x, out, log_sigma, ar)),
+            (false, None) => gaussian_nll(x, out, self.log_sigma(log_sigma)),
         }
     }
 
@@ -133,14 +168,21 @@ impl ObservationHead {
     ///
     /// # Shapes
     /// - `out`: `[n, channels, time]`
-    pub fn observation(&self, out: Tensor<3>, log_sigma: &Param<Tensor<1>>) -> Observation {
-        if self.poisson {
-            Observation::Poisson { rate: out.exp() }
-        } else {
-            Observation::Gaussian {
+    pub fn observation(
+        &self,
+        out: Tensor<3>,
+        log_sigma: &Param<Tensor<1>>,
+        ar: Option<&Param<Tensor<1>>>,
+    ) -> Observation {
+        let sigma = log_sigma.val().detach().exp();
+        match (self.poisson, ar) {
+            (true, _) => Observation::Poisson { rate: out.exp() },
+            (false, Some(a)) => Observation::GaussianAr1 {
                 mean: out,
-                sigma: log_sigma.val().detach().exp(),
-            }
+                sigma,
+                phi: ar_phi(a.val().detach()),
+            },
+            (false, None) => Observation::Gaussian { mean: out, sigma },
         }
     }
 }
@@ -188,6 +230,38 @@ pub fn gaussian_nll(x: Tensor<3>, mean: Tensor<3>, log_sigma: Tensor<3>) -> Tens
 pub fn gaussian_nll_elements(x: Tensor<3>, mean: Tensor<3>, log_sigma: Tensor<3>) -> Tensor<3> {
     let z = (x - mean) / log_sigma.clone().exp(); // [batch, channels, time]
     z.square().mul_scalar(0.5) + log_sigma + HALF_LN_2PI
+}
+
+/// φ = 0.99·tanh(a): |φ| < 0.99 keeps the innovation variance σ²(1 − φ²) away from zero.
+fn ar_phi(a: Tensor<1>) -> Tensor<1> {
+    a.tanh().mul_scalar(0.99)
+}
+
+/// Negative log-likelihood of each element under a stationary AR(1) residual process per
+/// channel: r = x − mean, r_0 ~ N(0, σ²), r_t = φ r_{t−1} + e_t with e_t ~ N(0, σ²(1 − φ²)).
+/// The chain rule makes the window's density exact — the Gaussian with covariance
+/// Σ_ij = σ² φ^|i−j| — at O(time) cost: element 0 is r_0's term, element t the innovation's.
+///
+/// # Shapes
+/// - `x`, `mean`: `[batch, channels, time]`; `log_sigma`, `phi`: `[1, channels, 1]`
+/// - output: `[batch, channels, time]`
+pub fn gaussian_ar1_nll_elements(
+    x: Tensor<3>,
+    mean: Tensor<3>,
+    log_sigma: Tensor<3>,
+    phi: Tensor<3>,
+) -> Tensor<3> {
+    let r = x - mean; // [batch, channels, time]
+    let t = r.dims()[2];
+    let first = r.clone().narrow(2, 0, 1); // [batch, channels, 1]
+    let first = gaussian_nll_elements(first.clone(), first.zeros_like(), log_sigma.clone());
+    if t == 1 {
+        return first;
+    }
+    let innov = r.clone().narrow(2, 1, t - 1) - r.narrow(2, 0, t - 1) * phi.clone(); // [batch, channels, time − 1]
+    let log_scale = log_sigma + phi.square().neg().add_scalar(1.0).log().mul_scalar(0.5); // [1, channels, 1]
+    let rest = gaussian_nll_elements(innov.clone(), innov.zeros_like(), log_scale);
+    Tensor::cat(vec![first, rest], 2)
 }
 
 /// Poisson negative log-likelihood of counts `x` under `exp(log_rate)`, with the `ln x!` term,
@@ -298,6 +372,81 @@ mod tests {
 
     fn dev() -> Device {
         Device::flex()
+    }
+
+    /// −ln N(r; 0, Σ) with Σ_ij = σ² φ^|i−j|, by a dense Cholesky factorisation in f64.
+    fn dense_ar1_nll(r: &[f64], sigma: f64, phi: f64) -> f64 {
+        let n = r.len();
+        let cov = |i: usize, j: usize| sigma * sigma * phi.powi((i as i32 - j as i32).abs());
+        let mut l = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+                l[i * n + j] = if i == j {
+                    (cov(i, i) - s).sqrt()
+                } else {
+                    (cov(i, j) - s) / l[j * n + j]
+                };
+            }
+        }
+        // Solve L y = r; −ln N = ½|y|² + Σ ln L_ii + (n/2) ln 2π.
+        let mut y = vec![0f64; n];
+        for i in 0..n {
+            let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
+            y[i] = (r[i] - s) / l[i * n + i];
+        }
+        0.5 * y.iter().map(|v| v * v).sum::<f64>()
+            + (0..n).map(|i| l[i * n + i].ln()).sum::<f64>()
+            + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln()
+    }
+
+    #[test]
+    fn ar1_likelihood_equals_the_dense_gaussian_with_ar1_covariance() {
+        let d = dev();
+        // Two windows, two channels (φ = 0.8 and −0.5, σ = 1.5 and 0.7), six steps.
+        let (b, c, t) = (2, 2, 6);
+        let x: Vec<f32> = (0..b * c * t)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let mean: Vec<f32> = (0..b * c * t).map(|i| (i as f32 * 0.3).sin()).collect();
+        let (sig, phi) = ([1.5f32, 0.7], [0.8f32, -0.5]);
+        let t3 = |v: Vec<f32>, s: [usize; 3]| Tensor::<3>::from_data(TensorData::new(v, s), &d);
+        let nll = sum_window(gaussian_ar1_nll_elements(
+            t3(x.clone(), [b, c, t]),
+            t3(mean.clone(), [b, c, t]),
+            t3(sig.iter().map(|s| s.ln()).collect(), [1, c, 1]),
+            t3(phi.to_vec(), [1, c, 1]),
+        ));
+        let got: Vec<f32> = nll.into_data().try_to_vec().unwrap();
+        for w in 0..b {
+            let want: f64 = (0..c)
+                .map(|ch| {
+                    let r: Vec<f64> = (0..t)
+                        .map(|k| (x[(w * c + ch) * t + k] - mean[(w * c + ch) * t + k]) as f64)
+                        .collect();
+                    dense_ar1_nll(&r, sig[ch] as f64, phi[ch] as f64)
+                })
+                .sum();
+            assert!(
+                (got[w] as f64 - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{got:?} vs {want}"
+            );
+        }
+        // φ = 0 is the independent Gaussian.
+        let white = gaussian_ar1_nll_elements(
+            t3(x.clone(), [b, c, t]),
+            t3(mean.clone(), [b, c, t]),
+            t3(vec![0.2; c], [1, c, 1]),
+            t3(vec![0.0; c], [1, c, 1]),
+        );
+        let plain = gaussian_nll_elements(
+            t3(x, [b, c, t]),
+            t3(mean, [b, c, t]),
+            t3(vec![0.2; c], [1, c, 1]),
+        );
+        white
+            .into_data()
+            .assert_approx_eq::<f32>(&plain.into_data(), burn::tensor::Tolerance::absolute(1e-6));
     }
 
     /// KL(N(m, s²) ‖ N(0, 1)) by the trapezoid rule on a wide grid, in f64.

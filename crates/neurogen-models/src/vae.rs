@@ -12,7 +12,7 @@ use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
-use crate::conv::{ConvDown, ConvUp};
+use crate::conv::{ConvDown, ConvUp, Upsample};
 use crate::gan::Arch;
 use crate::likelihood::{
     bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, Likelihood, ObservationHead,
@@ -149,6 +149,7 @@ impl VaeConfig {
                         &rev,
                         shape.channels,
                         shape.time,
+                        Upsample::Transposed,
                         device,
                     )),
                 )
@@ -161,6 +162,7 @@ impl VaeConfig {
             logvar: LinearConfig::new(features + e, l).init(device),
             decoder,
             log_sigma: obs.init_log_sigma(self.sigma, device),
+            ar: obs.init_ar(device),
             embed: condition::init(self.conditional, shape.classes, self.embed_dim, device),
             channels: shape.channels,
             time: shape.time,
@@ -192,6 +194,8 @@ pub struct Vae {
     decoder: VaeDecoder,
     /// ln σ per channel (Gaussian likelihood).
     log_sigma: Param<Tensor<1>>,
+    /// The AR(1) residuals' coefficient parameter per channel (`likelihood = "gaussian_ar1"`).
+    ar: Option<Param<Tensor<1>>>,
     /// The label embedding of a conditional model.
     embed: Option<LabelEmbedding>,
     channels: usize,
@@ -243,7 +247,7 @@ impl Vae {
     /// # Shapes
     /// - `x`, `out`: `[batch, channels, time]` → `[batch]`
     pub fn nll(&self, x: Tensor<3>, out: Tensor<3>) -> Tensor<1> {
-        self.obs.nll(x, out, &self.log_sigma)
+        self.obs.nll(x, out, &self.log_sigma, self.ar.as_ref())
     }
 }
 
@@ -288,7 +292,8 @@ impl Sampler for Vae {
     }
 
     fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
-        self.obs.observation(self.decode(z, y), &self.log_sigma)
+        self.obs
+            .observation(self.decode(z, y), &self.log_sigma, self.ar.as_ref())
     }
 
     fn density(&self) -> Option<&dyn Density> {

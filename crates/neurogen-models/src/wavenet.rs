@@ -121,6 +121,14 @@ impl FamilyConfig for WaveNetConfig {
             );
         }
         let likelihood = Likelihood::resolve(self.likelihood, kind);
+        if likelihood == Likelihood::GaussianAr1 {
+            return bad(
+                "likelihood",
+                "\"gaussian_ar1\" is for decoders that see no past; the WaveNet predicts every \
+                 step from the past already: use \"gaussian\" (and mixture = K)"
+                    .into(),
+            );
+        }
         if likelihood == Likelihood::Poisson && kind == SignalKind::Continuous {
             return bad(
                 "likelihood",

@@ -304,6 +304,7 @@ pub fn run(workload: Workload, device: &Device, p: Protocol) -> Result<Timing, T
                 let z = host_tensor(z, [b, d], device); // [b, noise_dim]
                 let (Observation::Point { values: x }
                 | Observation::Gaussian { mean: x, .. }
+                | Observation::GaussianAr1 { mean: x, .. }
                 | Observation::Poisson { rate: x }) = sampler.generate(z, None);
                 Some(x.slice([0..1, 0..1, 0..1]).reshape([1]))
             })

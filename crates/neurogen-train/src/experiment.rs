@@ -63,6 +63,36 @@ pub struct TrainConfig {
     pub lr_cut: f64,
     /// Rollbacks the NaN guard may make before training stops with exit code 3.
     pub max_rollbacks: u32,
+    /// Also keep the checkpoint of the best validation (`checkpoints/best/`), which `sample`,
+    /// `score`, `eval` and `plot` load with `--best`.
+    #[serde(skip_serializing_if = "KeepBest::is_none")]
+    pub keep_best: KeepBest,
+    /// Stop early after this many validations in a row without a lower validation loss
+    /// (0 = never).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub patience: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Which checkpoint besides the newest `train.keep_best` keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepBest {
+    /// Only the newest ones.
+    #[default]
+    None,
+    /// The one of the lowest validation loss (the total the run minimises, on the whole
+    /// validation split).
+    ValidLoss,
+}
+
+impl KeepBest {
+    fn is_none(&self) -> bool {
+        *self == KeepBest::None
+    }
 }
 
 impl Default for TrainConfig {
@@ -81,6 +111,8 @@ impl Default for TrainConfig {
             grad_clip: 0.0,
             lr_cut: 0.5,
             max_rollbacks: 3,
+            keep_best: KeepBest::None,
+            patience: 0,
         }
     }
 }
@@ -332,8 +364,8 @@ impl Experiment {
     }
 
     /// The parts that must not change when a run is resumed: everything but `train.steps`, the
-    /// NaN guard's settings (`train.grad_clip`, `train.lr_cut`, `train.max_rollbacks`),
-    /// `backend`, `name` and the provenance.
+    /// NaN guard's settings (`train.grad_clip`, `train.lr_cut`, `train.max_rollbacks`), early
+    /// stopping (`train.keep_best`, `train.patience`), `backend`, `name` and the provenance.
     pub fn resume_key(&self) -> Experiment {
         Experiment {
             name: String::new(),
@@ -343,6 +375,8 @@ impl Experiment {
                 grad_clip: 0.0,
                 lr_cut: 0.5,
                 max_rollbacks: 0,
+                keep_best: KeepBest::None,
+                patience: 0,
                 ..self.train.clone()
             },
             provenance: None,

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::guard::{inject_fault, Fault, Guard};
 use crate::progress::Progress;
-use crate::run_dir::{write_line, CheckpointState};
+use crate::run_dir::{write_line, BestSoFar, CheckpointState};
 use crate::trainer::{StepArgs, Trainer};
 use crate::{RunDir, TrainConfig, TrainError, Verbosity};
 
@@ -39,6 +39,10 @@ pub struct FitReport {
     pub valid: Option<Map<String, Value>>,
     /// Wall time of this invocation, seconds.
     pub wall_s: f64,
+    /// The best validation, when the run tracks it (`train.keep_best` or `train.patience`).
+    pub best: Option<BestSoFar>,
+    /// Set when `train.patience` validations passed without improvement before `train.steps`.
+    pub stopped_early: bool,
 }
 
 impl FitReport {
@@ -51,6 +55,8 @@ impl FitReport {
             valid_loss: None,
             valid: None,
             wall_s: 0.0,
+            best: None,
+            stopped_early: false,
         }
     }
 }
@@ -91,6 +97,7 @@ impl CheckpointState {
         trainer: &dyn Trainer,
         interval: &LossSums,
         guard: &Guard,
+        best: Option<BestSoFar>,
     ) -> Self {
         let per_epoch = (n_train / spec.train.batch_size).max(1) as u64;
         let batches = step * trainer.batches_per_step();
@@ -104,6 +111,7 @@ impl CheckpointState {
             interval: interval.clone(),
             lr_scale: guard.lr_scale,
             rollbacks: guard.rollbacks,
+            best,
         }
     }
 }
@@ -120,23 +128,34 @@ pub fn fit(
 ) -> Result<FitReport, TrainError> {
     let (t, n_train) = (spec.train, data.train.n);
     let (mut step, mut interval, mut guard) = (0, LossSums::default(), Guard::new(None));
+    let mut best: Option<BestSoFar> = None;
     if opts.resume {
         let (ckpt, state) = resume_point(run, spec.kind)?;
         trainer.restore(&ckpt)?;
         (step, interval, guard) = (state.step, state.interval.clone(), Guard::new(Some(&state)));
+        best = state.best;
+        run.drop_best_after(step)?;
     }
+    let tracks_best = t.keep_best != crate::KeepBest::None || t.patience > 0;
     let mut log = Log::open(run, step, t, opts.verbosity)?;
-    let save = |trainer: &dyn Trainer, step, interval: &LossSums, guard: &Guard| {
+    let state_at = |trainer: &dyn Trainer, step, interval: &LossSums, guard: &Guard, best| {
+        CheckpointState::at(step, spec, n_train, trainer, interval, guard, best)
+    };
+    let save = |trainer: &dyn Trainer, step, interval: &LossSums, guard: &Guard, best| {
         tracing::debug!(step, "writing checkpoint");
-        let state = CheckpointState::at(step, spec, n_train, trainer, interval, guard);
+        let state = state_at(trainer, step, interval, guard, best);
         run.save_checkpoint(&state, spec.kind, t.keep_checkpoints, |c| trainer.save(c))
     };
     if !opts.resume {
-        save(trainer, 0, &interval, &guard)?;
+        save(trainer, 0, &interval, &guard, best)?;
     }
     let (began, mut since) = (Instant::now(), Instant::now());
     let mut report = FitReport::starting_at(step);
-    while step < t.steps {
+    let patience_spent =
+        |b: &Option<BestSoFar>| t.patience > 0 && b.is_some_and(|b| b.since >= t.patience);
+    // A run that already stopped early stays stopped when resumed.
+    let mut stop = patience_spent(&best);
+    while step < t.steps && !stop {
         step += 1;
         let batch = trainer.batch(&data.train, step);
         let args = StepArgs {
@@ -153,6 +172,8 @@ pub fn fit(
             let (ckpt, state, file) = guard.roll_back(run, spec.kind, fault, t)?;
             trainer.restore(&ckpt)?;
             (step, interval, log.file, since) = (state.step, state.interval, file, Instant::now());
+            best = state.best;
+            run.drop_best_after(step)?;
             continue;
         }
         interval.add_named(&values, 1.0);
@@ -170,15 +191,38 @@ pub fn fit(
         if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 0 {
             if let Some((line, loss)) = log.valid(step, &*trainer, &data.valid)? {
                 (report.valid_loss, report.valid) = (loss, Some(line));
+                if let Some(v) = loss.filter(|v| tracks_best && v.is_finite()) {
+                    best = Some(match best {
+                        Some(b) if b.valid_loss <= v => BestSoFar {
+                            since: b.since + 1,
+                            ..b
+                        },
+                        _ => {
+                            let b = BestSoFar {
+                                step,
+                                valid_loss: v,
+                                since: 0,
+                            };
+                            if t.keep_best != crate::KeepBest::None {
+                                let state = state_at(trainer, step, &interval, &guard, Some(b));
+                                run.save_best(&state, spec.kind, |c| trainer.save(c))?;
+                            }
+                            b
+                        }
+                    });
+                    stop = patience_spent(&best);
+                }
             }
         }
-        if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
-            save(trainer, step, &interval, &guard)?;
+        if step.is_multiple_of(t.checkpoint_every) || step == t.steps || stop {
+            save(trainer, step, &interval, &guard, best)?;
         }
         report.steps = step;
     }
     log.bar.finish();
     report.wall_s = began.elapsed().as_secs_f64();
+    report.best = best;
+    report.stopped_early = stop && step < t.steps;
     Ok(report)
 }
 

@@ -7,6 +7,7 @@
 
 mod adam;
 pub mod bench;
+pub mod discriminate;
 mod error;
 pub mod evaluate;
 pub mod experiment;
@@ -24,11 +25,11 @@ mod runs;
 pub mod trainer;
 
 pub use error::{ConfigError, TrainError};
-pub use experiment::{Backend, Experiment, Provenance, TrainConfig};
+pub use experiment::{Backend, Experiment, KeepBest, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport, FitSpec};
 pub use loaded::{
-    classify_signals, cycled_inputs, load_run, sample_driven, sample_held_out, sample_recordings,
-    sample_signals, score_signals, score_steps, Classified, LoadedRun, Scores,
+    classify_signals, cycled_inputs, load_checkpoint, load_run, sample_driven, sample_held_out,
+    sample_recordings, sample_signals, score_signals, score_steps, Classified, LoadedRun, Scores,
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;

@@ -159,12 +159,31 @@ impl LoadedRun {
 
 /// Loads the newest checkpoint of a run onto `device`.
 pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> {
+    load_checkpoint(run, device, false)
+}
+
+/// Loads a run onto `device` from its newest checkpoint, or with `best` from the checkpoint of
+/// its best validation (`train.keep_best`).
+pub fn load_checkpoint(run: &RunDir, device: &Device, best: bool) -> Result<LoadedRun, TrainError> {
     let exp = run.read_experiment()?;
     let info = run.read_data_info()?;
-    let checkpoint = run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
-        path: run.root().to_path_buf(),
-        message: "holds no complete checkpoint yet".into(),
-    })?;
+    let checkpoint = if best {
+        run.best_checkpoint()?.ok_or_else(|| TrainError::RunDir {
+            path: run.root().to_path_buf(),
+            message: if exp.train.keep_best == crate::KeepBest::None {
+                "has no best checkpoint: it was trained without train.keep_best = \"valid_loss\"; \
+                 drop --best, or retrain with it"
+                    .into()
+            } else {
+                "has no best checkpoint yet (none is written before the first validation)".into()
+            },
+        })?
+    } else {
+        run.latest_checkpoint()?.ok_or_else(|| TrainError::RunDir {
+            path: run.root().to_path_buf(),
+            message: "holds no complete checkpoint yet".into(),
+        })?
+    };
     run.verify(&checkpoint, exp.model.kind())?;
     let model = exp
         .model
@@ -412,6 +431,26 @@ fn draw(
             for (i, (m, e)) in mean.iter().zip(eps).enumerate() {
                 let c = (i / meta.time) % meta.channels;
                 out.push(m + sigma[c] * e);
+            }
+        }
+        Observation::GaussianAr1 { mean, sigma, phi } => {
+            let mean = read(mean.into_data())?;
+            let (sigma, phi) = (read(sigma.into_data())?, read(phi.into_data())?);
+            let eps = normals(rng, mean.len());
+            // One row per (window, channel): the stationary AR(1) chain from its first draw.
+            for (row, (m, e)) in mean
+                .chunks(meta.time)
+                .zip(eps.chunks(meta.time))
+                .enumerate()
+            {
+                let c = row % meta.channels;
+                let (s, p) = (sigma[c], phi[c]);
+                let innov = s * (1.0 - p * p).max(0.0).sqrt();
+                let mut r = 0.0;
+                for (k, (m, e)) in m.iter().zip(e).enumerate() {
+                    r = if k == 0 { s * e } else { p * r + innov * e };
+                    out.push(m + r);
+                }
             }
         }
         Observation::Poisson { rate } => {
@@ -697,6 +736,50 @@ mod tests {
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::Distribution;
     use neurogen_models::{FamilyConfig, GenerativeModel, LossContext, VaeConfig, WindowShape};
+
+    #[test]
+    fn ar1_draws_have_the_stated_variance_and_lag_one_correlation() {
+        let d = Device::flex();
+        let (n, c, t) = (400, 2, 64);
+        let meta = SignalMeta {
+            input_names: Vec::new(),
+            channels: c,
+            time: t,
+            sfreq: 100.0,
+            channel_names: vec!["a".into(), "b".into()],
+            kind: SignalKind::Continuous,
+            unit: "uV".into(),
+            label_names: vec![],
+        };
+        let obs = Observation::GaussianAr1 {
+            mean: Tensor::full([n, c, t], 1.0, &d),
+            sigma: host_tensor(vec![2.0, 0.5], [c], &d),
+            phi: host_tensor(vec![0.9, -0.4], [c], &d),
+        };
+        let mut out = Vec::new();
+        draw(obs, &meta, &mut StdRng::seed_from_u64(1), &mut out).unwrap();
+        for (ch, (sigma, phi)) in [(2.0f64, 0.9f64), (0.5, -0.4)].into_iter().enumerate() {
+            let rows: Vec<&[f32]> = out.chunks(t).skip(ch).step_by(c).collect();
+            let (mut v, mut cov, mut m) = (0.0, 0.0, 0.0);
+            for r in &rows {
+                for k in 0..t {
+                    let a = r[k] as f64 - 1.0;
+                    v += a * a;
+                    m += 1.0;
+                    if k > 0 {
+                        cov += a * (r[k - 1] as f64 - 1.0);
+                    }
+                }
+            }
+            let var = v / m;
+            let lag1 = cov / (rows.len() * (t - 1)) as f64 / var;
+            assert!(
+                (var / (sigma * sigma) - 1.0).abs() < 0.08,
+                "channel {ch}: var {var}"
+            );
+            assert!((lag1 - phi).abs() < 0.03, "channel {ch}: lag-1 {lag1}");
+        }
+    }
 
     #[test]
     fn a_checkpoint_round_trips_to_the_identical_loss() {

@@ -15,6 +15,7 @@ pub(crate) enum Stream {
     Dequantise = 4,
     Init = 5,
     Score = 6,
+    Discriminate = 7,
 }
 
 /// SplitMix64 finaliser: decorrelates nearby keys.

@@ -6,6 +6,7 @@
 //!   data.json           shape, sfreq, channel names, kind, unit, normalisation statistics
 //!   metrics.jsonl       one JSON object per logged step
 //!   checkpoints/<step>/ model.bpk, optim.bpk, state.toml, manifest.json
+//!   checkpoints/best-<step>/ the same, of the best validation (`train.keep_best`)
 //! ```
 //!
 //! A checkpoint is built in `checkpoints/.partial-<step>/`, every file fsynced, then
@@ -87,6 +88,20 @@ pub struct CheckpointState {
     pub lr_scale: f64,
     /// Rollbacks the NaN guard has made so far.
     pub rollbacks: u32,
+    /// The best validation so far, when the run keeps its best checkpoint or stops early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestSoFar>,
+}
+
+/// The lowest validation loss a run has seen, and how long ago.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BestSoFar {
+    /// The step validated.
+    pub step: u64,
+    /// Its validation loss.
+    pub valid_loss: f64,
+    /// Validations since, none lower.
+    pub since: u64,
 }
 
 /// The checkpoint layout this neurogen writes and reads.
@@ -214,12 +229,21 @@ impl RunDir {
                 "cannot read the run's experiment ({e}); is this a neurogen run directory?"
             ),
         })?;
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| TrainError::RunDir {
-                path: path.clone(),
-                message: format!("not valid TOML: {e}"),
-            })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| TrainError::RunDir {
+                    path: path.clone(),
+                    message: format!("not valid TOML: {e}"),
+                })?;
+        // GAN runs resolved before `model.upsample` existed used transposed convolutions; the
+        // default for new experiments is now resize-convolution.
+        if let Some(m) = table.get_mut("model").and_then(toml::Value::as_table_mut) {
+            if m.get("kind").and_then(toml::Value::as_str) == Some("gan")
+                && !m.contains_key("upsample")
+            {
+                m.insert("upsample".into(), "transposed".into());
+            }
+        }
         let written_by = table
             .get("provenance")
             .and_then(|p| p.get("neurogen_version"))
@@ -290,7 +314,8 @@ impl RunDir {
         Ok(self.checkpoints()?.pop())
     }
 
-    /// Writes a checkpoint of a `model` run and keeps the newest `keep`: `write` puts the
+    /// Writes a checkpoint of a `model` run and keeps the newest `keep` (and the best one its
+    /// state records, when the run keeps one): `write` puts the
     /// weights into a temporary directory; the state and the manifest follow, everything is
     /// fsynced, and the directory is renamed into place.
     pub fn save_checkpoint(
@@ -302,9 +327,108 @@ impl RunDir {
     ) -> Result<Checkpoint, TrainError> {
         let root = self.checkpoints_dir();
         self.remove_leftovers()?;
+        let tmp = self.write_partial(state, model, &state.step.to_string(), write)?;
+        let done = Checkpoint {
+            step: state.step,
+            dir: root.join(state.step.to_string()),
+        };
+        std::fs::rename(&tmp.dir, &done.dir).map_err(TrainError::io(&done.dir))?;
+        sync_dir(&root)?;
+        let all = self.checkpoints()?;
+        for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+            let trash = root.join(format!(".trash-{}", old.step));
+            std::fs::rename(&old.dir, &trash).map_err(TrainError::io(&old.dir))?;
+        }
+        if let Some(best) = state.best {
+            // Older bests are superseded once a checkpoint records the newer one.
+            self.drop_best(|c| c.step != best.step)?;
+        }
+        self.remove_leftovers()?;
+        Ok(done)
+    }
+
+    /// The best checkpoints on disk, `checkpoints/best-<step>/`, oldest first.
+    fn best_dirs(&self) -> Result<Vec<Checkpoint>, TrainError> {
+        let dir = self.checkpoints_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(TrainError::io(dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(TrainError::io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(step) = name
+                .strip_prefix("best-")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                out.push(Checkpoint {
+                    step,
+                    dir: entry.path(),
+                });
+            }
+        }
+        out.sort_by_key(|c| c.step);
+        Ok(out)
+    }
+
+    /// Writes the checkpoint of the best validation so far as `checkpoints/best-<step>/`. The
+    /// previous best stays until a regular checkpoint records the new one (see
+    /// [`RunDir::save_checkpoint`]), so a rollback to that checkpoint still finds its best.
+    pub fn save_best(
+        &self,
+        state: &CheckpointState,
+        model: &str,
+        write: impl FnOnce(&Checkpoint) -> Result<(), TrainError>,
+    ) -> Result<Checkpoint, TrainError> {
+        let root = self.checkpoints_dir();
+        self.remove_leftovers()?;
+        let name = format!("best-{}", state.step);
+        let done = Checkpoint {
+            step: state.step,
+            dir: root.join(&name),
+        };
+        // A resumed run validates the same step again: the one on disk already holds it.
+        if !done.dir.exists() {
+            let tmp = self.write_partial(state, model, &name, write)?;
+            std::fs::rename(&tmp.dir, &done.dir).map_err(TrainError::io(&done.dir))?;
+            sync_dir(&root)?;
+        }
+        Ok(done)
+    }
+
+    /// Removes the best checkpoints of steps after `step`: a run resumed or rolled back to
+    /// `step` has not validated them on its way yet.
+    pub(crate) fn drop_best_after(&self, step: u64) -> Result<(), TrainError> {
+        self.drop_best(|c| c.step > step)
+    }
+
+    fn drop_best(&self, which: impl Fn(&Checkpoint) -> bool) -> Result<(), TrainError> {
+        let root = self.checkpoints_dir();
+        for old in self.best_dirs()?.into_iter().filter(|c| which(c)) {
+            let trash = root.join(format!(".trash-best-{}", old.step));
+            std::fs::rename(&old.dir, &trash).map_err(TrainError::io(&old.dir))?;
+        }
+        self.remove_leftovers()
+    }
+
+    /// The best validated checkpoint (unverified), if the run keeps one.
+    pub fn best_checkpoint(&self) -> Result<Option<Checkpoint>, TrainError> {
+        Ok(self.best_dirs()?.pop())
+    }
+
+    /// Writes a complete checkpoint, manifest last, into `checkpoints/.partial-<name>/`.
+    fn write_partial(
+        &self,
+        state: &CheckpointState,
+        model: &str,
+        name: &str,
+        write: impl FnOnce(&Checkpoint) -> Result<(), TrainError>,
+    ) -> Result<Checkpoint, TrainError> {
         let tmp = Checkpoint {
             step: state.step,
-            dir: root.join(format!(".partial-{}", state.step)),
+            dir: self.checkpoints_dir().join(format!(".partial-{name}")),
         };
         std::fs::create_dir_all(&tmp.dir).map_err(TrainError::io(&tmp.dir))?;
         write(&tmp)?;
@@ -344,19 +468,7 @@ impl RunDir {
         })?;
         write_atomic(&tmp.dir.join(MANIFEST), text.as_bytes())?;
         sync_dir(&tmp.dir)?;
-        let done = Checkpoint {
-            step: state.step,
-            dir: root.join(state.step.to_string()),
-        };
-        std::fs::rename(&tmp.dir, &done.dir).map_err(TrainError::io(&done.dir))?;
-        sync_dir(&root)?;
-        let all = self.checkpoints()?;
-        for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
-            let trash = root.join(format!(".trash-{}", old.step));
-            std::fs::rename(&old.dir, &trash).map_err(TrainError::io(&old.dir))?;
-        }
-        self.remove_leftovers()?;
-        Ok(done)
+        Ok(tmp)
     }
 
     /// Removes unfinished writes and pruned checkpoints (dot-named directories).

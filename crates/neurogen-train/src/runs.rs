@@ -86,6 +86,20 @@ pub fn train_experiment(
         "data built"
     );
     exp.check_against(config_path, &data.train)?;
+    let t = &exp.train;
+    if (t.keep_best != crate::KeepBest::None || t.patience > 0) && data.valid.n == 0 {
+        let key = if t.patience > 0 {
+            "train.patience"
+        } else {
+            "train.keep_best"
+        };
+        return Err(crate::ConfigError::Invalid {
+            path: config_path.to_path_buf(),
+            key: key.into(),
+            message: "needs a validation split, but data.split gives it no windows".into(),
+        }
+        .into());
+    }
 
     run.create()?;
     run.write_experiment(&exp)?;
