@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
 use crate::likelihood::{
-    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, sum_window, Likelihood,
-    ObservationHead,
+    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, std_normal_log_prob, sum_window,
+    LearnedPrior, Likelihood, ObservationHead, Prior,
 };
 use crate::mlp::tanh;
 use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
@@ -90,6 +90,10 @@ pub struct LatentOdeConfig {
     pub conditional: bool,
     /// Size of the learned label embedding.
     pub embed_dim: usize,
+    /// The prior of `z0`: `standard` N(0, I) or a `learned` diagonal Gaussian, which samples
+    /// from where the posteriors are instead of where they were asked to be.
+    #[serde(skip_serializing_if = "Prior::is_standard")]
+    pub prior: Prior,
 }
 
 impl Default for LatentOdeConfig {
@@ -113,6 +117,7 @@ impl Default for LatentOdeConfig {
             extrapolate: 0.0,
             conditional: false,
             embed_dim: crate::condition::default_embed_dim(),
+            prior: Prior::Standard,
         }
     }
 }
@@ -221,6 +226,7 @@ impl LatentOdeConfig {
                     .init(device)
             }),
             log_sigma: obs.init_log_sigma(self.sigma, device),
+            prior: (self.prior == Prior::Learned).then(|| LearnedPrior::init(l, device)),
             initial_state: (e > 0).then(|| LinearConfig::new(e, h).init(device)),
             embed,
             channels: c,
@@ -363,6 +369,8 @@ pub struct LatentOde {
     /// The inputs' immediate effect on the readout (`D` of a state-space model).
     feedthrough: Option<Linear>,
     log_sigma: Param<Tensor<1>>,
+    /// The learned prior of `z0` (`prior = "learned"`; N(0, I) without).
+    prior: Option<LearnedPrior>,
     /// A conditional model's map from the label embedding to the encoder's initial state.
     initial_state: Option<Linear>,
     /// The label embedding of a conditional model.
@@ -653,7 +661,11 @@ impl LatentOde {
         let e = self.context(y, b, &x.device());
         let (xo, mask) = self.observed(x, None);
         let (mu, logvar, _) = self.encode_seen(xo.clone(), mask.clone(), e.clone())?;
-        let (z, log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
+        let (z, mut log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
+        if let Some(p) = &self.prior {
+            // posterior_draws scores z under N(0, I); swap in the learned prior's density.
+            log_p_over_q = log_p_over_q - std_normal_log_prob(z.clone()) + p.log_prob(z.clone());
+        }
         let e = e.map(|e| condition::repeat_rows(e, k)); // [k * batch, embed_dim]
         let u = u.map(|u| repeat_draws(u, k)); // [k * batch, time, inputs]
         let (out, _) = self.decode(z, e.as_ref(), u.as_ref())?;
@@ -687,7 +699,10 @@ impl GenerativeModel for LatentOde {
                 };
             }
         };
-        let kl = gaussian_kl(pass.mu, pass.logvar); // [batch]
+        let kl = match &self.prior {
+            Some(p) => p.kl(pass.mu, pass.logvar),
+            None => gaussian_kl(pass.mu, pass.logvar),
+        }; // [batch]
         let mut loss = elbo_loss(pass.nll, kl, self.beta * ctx.kl_warmup);
         if let Some((fnll, se)) = pass.forecast {
             loss.terms.push(("forecast_nll", fnll.mean()));
@@ -773,6 +788,10 @@ impl LatentOde {
     /// driven by inputs `u` `[n, length, inputs]`); a failed solve gives NaNs (refused by the
     /// sampler's finiteness check) and a warning.
     fn respond(&self, z: Tensor<2>, y: Option<Tensor<2>>, u: Option<Tensor<3>>) -> Observation {
+        let z = match &self.prior {
+            Some(p) => p.draw(z),
+            None => z,
+        }; // [n, latent]
         let n = z.dims()[0];
         let device = z.device();
         let length = u.as_ref().map_or(self.time, |u| u.dims()[1]);
@@ -1012,6 +1031,44 @@ mod tests {
         }
         // …and the sample did count before it went missing.
         assert!((nll[0] - full[0]).abs() > 1e-3, "{} vs {}", nll[0], full[0]);
+    }
+
+    #[test]
+    fn a_learned_prior_starts_as_the_standard_normal_and_trains() {
+        let base = LatentOdeConfig {
+            latent_dim: 3,
+            rnn_hidden: 8,
+            hidden: vec![8],
+            ..Default::default()
+        };
+        let learned = LatentOdeConfig {
+            prior: Prior::Learned,
+            ..base.clone()
+        };
+        // At initialisation the learned prior is N(0, I): same bound, same samples. (Weights
+        // are drawn lazily, at first use, so each model is used before the next is seeded.)
+        let d = Device::flex();
+        d.seed(1);
+        let x = waves(4, 12, &d);
+        let eps = Tensor::<3>::random([8, 4, 3], Distribution::Normal(0.0, 1.0), &d);
+        let z = Tensor::<2>::random([3, 3], Distribution::Normal(0.0, 1.0), &d);
+        let run = |cfg: &LatentOdeConfig| {
+            d.seed(2);
+            let m = cfg.resolved(SignalKind::Continuous).init(shape(12), &d);
+            let lw = host(m.log_weights(x.clone(), None, eps.clone()).unwrap());
+            let Observation::Gaussian { mean, .. } = m.generate(z.clone(), None) else {
+                panic!("a Gaussian latent ODE");
+            };
+            (lw, host(mean))
+        };
+        let ((la, ma), (lb, mb)) = (run(&base), run(&learned));
+        for (p, q) in la.iter().zip(&lb) {
+            assert!((p - q).abs() < 1e-4 * p.abs().max(1.0), "{p} vs {q}");
+        }
+        assert_eq!(ma, mb);
+        // And it trains: the loss falls on a tiny batch.
+        let (first, last, _) = train(&learned, 40);
+        assert!(last < first - 0.1 * first.abs(), "{first} -> {last}");
     }
 
     #[test]

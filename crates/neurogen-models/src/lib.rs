@@ -44,7 +44,7 @@ pub use diffusion::{Diffusion, DiffusionConfig};
 pub use flow::{RealNvp, RealNvpConfig, Transform};
 pub use gan::{Critic, GanConfig, GanLoss, Generator};
 pub use latent_ode::{LatentOde, LatentOdeConfig};
-pub use likelihood::{Likelihood, ObservationHead};
+pub use likelihood::{LearnedPrior, Likelihood, ObservationHead, Prior};
 pub use mlp::{Mlp, MlpHead};
 pub use ode::{odeint, OdeOptions, OdeStats, Solver, VectorField};
 pub use vae::{Vae, VaeConfig};
