@@ -288,6 +288,11 @@ impl RunDir {
     /// Checkpoints, oldest first (unverified: see [`RunDir::verify`]). Writes that never
     /// finished live under dot-names and are ignored.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, TrainError> {
+        self.step_dirs(|name| name.parse().ok())
+    }
+
+    /// The directories under `checkpoints/` whose names `step` reads a step from, oldest first.
+    fn step_dirs(&self, step: impl Fn(&str) -> Option<u64>) -> Result<Vec<Checkpoint>, TrainError> {
         let dir = self.checkpoints_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -297,8 +302,7 @@ impl RunDir {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(TrainError::io(&dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Ok(step) = name.parse::<u64>() {
+            if let Some(step) = step(&entry.file_name().to_string_lossy()) {
                 out.push(Checkpoint {
                     step,
                     dir: entry.path(),
@@ -349,28 +353,7 @@ impl RunDir {
 
     /// The best checkpoints on disk, `checkpoints/best-<step>/`, oldest first.
     fn best_dirs(&self) -> Result<Vec<Checkpoint>, TrainError> {
-        let dir = self.checkpoints_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(TrainError::io(dir)(e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(TrainError::io(&dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(step) = name
-                .strip_prefix("best-")
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                out.push(Checkpoint {
-                    step,
-                    dir: entry.path(),
-                });
-            }
-        }
-        out.sort_by_key(|c| c.step);
-        Ok(out)
+        self.step_dirs(|name| name.strip_prefix("best-")?.parse().ok())
     }
 
     /// Writes the checkpoint of the best validation so far as `checkpoints/best-<step>/`. The
