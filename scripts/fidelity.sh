@@ -24,6 +24,7 @@ done
 run gan-kuramoto-transposed gan-kuramoto --set 'model.upsample="transposed"'
 run gan-kuramoto gan-kuramoto
 run realnvp-lorenz-best realnvp-lorenz --set 'train.keep_best="valid_loss"'
+run realnvp-lorenz-wd1.0 realnvp-lorenz --set train.weight_decay=1.0
 [ -f "$out/realnvp-lorenz-best/eval-best/report.json" ] ||
   "$bin" eval "$out/realnvp-lorenz-best" --best -o "$out/realnvp-lorenz-best/eval-best" -q
 for v in standard learned; do

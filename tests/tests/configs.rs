@@ -104,6 +104,15 @@ const BAD: &[(&str, &[&str])] = &[
     ("poisson_on_continuous", &["model.likelihood", "count data"]),
     ("negative_lr", &["train.lr", "must be positive"]),
     (
+        "negative_weight_decay",
+        &["train.weight_decay", "non-negative decay"],
+    ),
+    ("unknown_keep_best", &["train.keep_best", "valid_nll"]),
+    (
+        "ar1_on_counts",
+        &["likelihood", "\"gaussian_ar1\" needs continuous data"],
+    ),
+    (
         "unknown_source",
         &["data.source", "unknown source \"mat\"", "lorenz_spikes"],
     ),

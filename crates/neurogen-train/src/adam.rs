@@ -13,12 +13,15 @@ use burn::optim::{AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimize
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Adam without weight decay or AMSGrad: the optimiser every family trains with.
+/// Adam without AMSGrad, with optional decoupled weight decay (AdamW: Loshchilov & Hutter
+/// 2019, as burn's `AdamW` computes it, `p·(1 − lr·wd) − lr·update`): the optimiser every
+/// family trains with.
 #[derive(Clone, Debug)]
 pub(crate) struct Adam {
     pub beta_1: f32,
     pub beta_2: f32,
     pub epsilon: f32,
+    pub weight_decay: f32,
 }
 
 impl Adam {
@@ -61,6 +64,12 @@ impl Adam {
             .clone()
             .mul_scalar(cf)
             .div(v.clone().sqrt().add_scalar(eps));
+        let decay = lr as f32 * self.weight_decay;
+        let tensor = if decay == 0.0 {
+            tensor
+        } else {
+            tensor.mul_scalar(1.0 - decay)
+        };
         let tensor = tensor - update.mul_scalar(lr as f32);
         (tensor, state_of(time, m, v))
     }
@@ -103,6 +112,7 @@ impl Optimizer for Adam {
         let (mut p, g, mut m, mut v) = (tensor.into_data(), grad.into_data(), m, v);
         let (cf, eps) = self.factors(time);
         let (b1, b2, lr) = (self.beta_1, self.beta_2, lr as f32);
+        let keep = 1.0 - lr * self.weight_decay;
         let slices = (
             p.as_mut_slice::<f32>(),
             g.as_slice::<f32>(),
@@ -125,6 +135,9 @@ impl Optimizer for Adam {
                     let gi = g[i];
                     m[i] = b1 * m[i] + (1.0 - b1) * gi;
                     v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                    if keep != 1.0 {
+                        p[i] *= keep;
+                    }
                     p[i] -= lr * (m[i] * cf / (v[i].sqrt() + eps));
                 }
             });
@@ -167,6 +180,7 @@ mod tests {
             beta_1: 0.8,
             beta_2: 0.99,
             epsilon: 1e-6,
+            weight_decay: 0.0,
         };
         let burns = AdamConfig::new()
             .with_beta_1(0.8)
@@ -187,6 +201,44 @@ mod tests {
         close(&step(a, &mut oa, x), &c);
     }
 
+    /// With weight decay, twenty steps agree with burn's AdamW, on both paths.
+    #[test]
+    fn weight_decay_matches_burns_adamw() {
+        use burn::optim::AdamWConfig;
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        let model = LinearConfig::new(32, 64).init(&device);
+        let ours = Adam {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.1,
+        };
+        let burns = AdamWConfig::new().with_weight_decay(0.1).with_epsilon(1e-8);
+        let (mut a, mut b) = (model.clone(), model);
+        let (mut oa, mut ob) = (ours.init(), burns.init());
+        let batch = || Tensor::<2>::random([16, 32], Distribution::Normal(0.0, 1.0), &device);
+        for _ in 0..20 {
+            let x = batch();
+            a = step(a, &mut oa, x.clone());
+            b = step(b, &mut ob, x);
+            close(&a, &b);
+        }
+        // A zero gradient from a fresh state leaves only the decay: p·(1 − lr·wd).
+        let plain = Device::flex();
+        let p = Tensor::<1>::from_floats([2.0, -4.0], &plain);
+        let g = Tensor::<1>::zeros([2], &plain);
+        let (fused, _) = ours.step(0.5, p.clone(), g.clone(), None);
+        let (tensors, _) = ours.step_tensors(0.5, p, g, None);
+        let want = [2.0 * 0.95, -4.0 * 0.95];
+        for got in [fused, tensors] {
+            got.into_data().assert_approx_eq::<f32>(
+                &burn::tensor::TensorData::from(want),
+                Tolerance::absolute(1e-6),
+            );
+        }
+    }
+
     /// The tensor formula (wgpu's path) is the fused loop's.
     #[test]
     fn tensor_path_matches_fused_path() {
@@ -194,6 +246,7 @@ mod tests {
             beta_1: 0.9,
             beta_2: 0.999,
             epsilon: 1e-5,
+            weight_decay: 0.0,
         };
         let device = Device::flex();
         let p = Tensor::<1>::from_floats([0.5, -1.0, 2.0, 0.0], &device);

@@ -173,6 +173,7 @@ pub fn discriminative_score(
         beta_1: 0.9,
         beta_2: 0.999,
         epsilon: 1e-8,
+        weight_decay: 0.0,
     }
     .init();
     let half = (cfg.batch_size / 2).max(1);

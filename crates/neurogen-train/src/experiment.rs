@@ -46,6 +46,10 @@ pub struct TrainConfig {
     pub betas: [f64; 2],
     /// Adam ε.
     pub eps: f64,
+    /// Decoupled weight decay (AdamW): every step multiplies each weight by `1 − lr·weight_decay`
+    /// (0 = plain Adam).
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub weight_decay: f64,
     /// Steps over which the KL weight ramps linearly from 0 to the model's β (0 = no ramp).
     pub kl_warmup_steps: u64,
     /// Log a training line to `metrics.jsonl` every this many steps.
@@ -77,6 +81,10 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// Which checkpoint besides the newest `train.keep_best` keeps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,6 +111,7 @@ impl Default for TrainConfig {
             lr: 1e-3,
             betas: [0.9, 0.999],
             eps: 1e-8,
+            weight_decay: 0.0,
             kl_warmup_steps: 0,
             log_every: 10,
             valid_every: 100,
@@ -287,6 +296,15 @@ impl Experiment {
                 format!(
                     "must be a non-negative norm (0 = no clipping), got {}",
                     t.grad_clip
+                ),
+            ));
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0 && t.lr * t.weight_decay < 1.0) {
+            return Err(invalid(
+                "train.weight_decay".into(),
+                format!(
+                    "must be a non-negative decay with lr × weight_decay < 1 (0 = none), got {}",
+                    t.weight_decay
                 ),
             ));
         }

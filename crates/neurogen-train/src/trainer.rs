@@ -129,6 +129,7 @@ pub(crate) fn adam(t: &TrainConfig) -> crate::adam::Adam {
         beta_1: t.betas[0] as f32,
         beta_2: t.betas[1] as f32,
         epsilon: t.eps as f32,
+        weight_decay: t.weight_decay as f32,
     }
 }
 
