@@ -188,4 +188,49 @@ fn early_stopping_without_a_validation_split_is_refused() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("train.keep_best"), "{}", r.stderr);
+    // A GAN's validation loss is its critic's: refused, by key.
+    let r = neurogen(
+        tmp.path(),
+        &args(&tiny_train_args(
+            "gan-kuramoto",
+            &tmp.path().join("gan"),
+            10,
+            &["train.keep_best=\"valid_loss\""],
+        )),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("train.keep_best") && r.stderr.contains("critic's loss"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn resume_names_the_keys_that_differ_and_lets_early_stopping_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    ok(
+        tmp.path(),
+        &args(&tiny_train_args("realnvp-lorenz", &run, 10, &[])),
+    );
+    // keep_best and patience may be switched on when resuming.
+    let mut a = tiny_train_args(
+        "realnvp-lorenz",
+        &run,
+        20,
+        &["train.keep_best=\"valid_loss\"", "train.patience=5"],
+    );
+    a.push("--resume".into());
+    ok(tmp.path(), &args(&a));
+    // Anything else is refused, naming what differs.
+    let mut b = tiny_train_args("realnvp-lorenz", &run, 30, &["train.lr=0.5"]);
+    b.push("--resume".into());
+    let r = neurogen(tmp.path(), &args(&b));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("differs") && r.stderr.contains("in train.lr"),
+        "{}",
+        r.stderr
+    );
 }

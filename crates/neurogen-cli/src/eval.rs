@@ -411,6 +411,25 @@ fn discriminator(
         )
     };
     let mut meta = cfg.describe();
+    // The classifier needs two windows per set: report why it is missing rather than fail eval.
+    let smallest = match ctx {
+        Some(c) if a.against.as_deref().unwrap_or("test") == "test" => {
+            let s = if a.samples.is_none() {
+                samples.n
+            } else {
+                samples.n / 2
+            };
+            s.min(c.splits.train.n).min(reference.n)
+        }
+        _ => (samples.n / 2).min(reference.n / 2),
+    };
+    if smallest < 2 {
+        report.meta.insert(
+            "discriminator".into(),
+            json!("skipped: it needs at least 2 windows in each of its four sets"),
+        );
+        return Ok(());
+    }
     let from_run =
         ctx.filter(|c| a.against.as_deref().unwrap_or("test") == "test" && c.splits.train.n >= 2);
     let (result, floor) = match from_run {

@@ -96,6 +96,12 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             "--sfreq {f}: must be a positive number of Hz"
         )));
     }
+    if a.best && !a.target.is_dir() {
+        bail!(UsageError(format!(
+            "--best needs a RUN_DIR; {} is a file",
+            a.target.display()
+        )));
+    }
     let written = if a.target.is_dir() {
         let ctx = RunCtx::open(&a.target, a.backend, a.best)?;
         let dir = a.out.clone().unwrap_or_else(|| a.target.join("figures"));

@@ -78,13 +78,14 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         run.root().display()
     );
     if let Some(b) = report.best {
-        let kept = if exp.train.keep_best == neurogen_train::KeepBest::None {
-            String::new()
-        } else {
-            format!(
-                ", kept in checkpoints/best-{} (load it with --best)",
-                b.step
-            )
+        let kept = match run.best_checkpoint()? {
+            Some(c) if c.step == b.step => {
+                format!(
+                    ", kept in checkpoints/best-{} (load it with --best)",
+                    b.step
+                )
+            }
+            _ => String::new(),
         };
         println!(
             "best validation loss {:.4} at step {}{kept}",

@@ -221,6 +221,12 @@ pub fn discriminative_score(
         Ok(out)
     };
     let (lr_, lf) = (logits(&re, real_test.n)?, logits(&fe, fake_test.n)?);
+    if lr_.iter().chain(&lf).any(|l| !l.is_finite()) {
+        // A diverged classifier would score 0.5 everywhere: "indistinguishable" by accident.
+        return Err(TrainError::Input(
+            "the discriminator diverged (non-finite logits); are the windows finite?".into(),
+        ));
+    }
     let hit = |v: &[f64], real: bool| {
         v.iter().filter(|&&l| (l > 0.0) == real).count() as f64 / v.len() as f64
     };

@@ -67,7 +67,7 @@ pub struct TrainConfig {
     pub lr_cut: f64,
     /// Rollbacks the NaN guard may make before training stops with exit code 3.
     pub max_rollbacks: u32,
-    /// Also keep the checkpoint of the best validation (`checkpoints/best/`), which `sample`,
+    /// Also keep the checkpoint of the best validation (`checkpoints/best-<step>/`), which `sample`,
     /// `score`, `eval` and `plot` load with `--best`.
     #[serde(skip_serializing_if = "KeepBest::is_none")]
     pub keep_best: KeepBest,

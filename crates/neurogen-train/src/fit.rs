@@ -191,7 +191,9 @@ pub fn fit(
         if (step.is_multiple_of(t.valid_every) || step == t.steps) && data.valid.n > 0 {
             if let Some((line, loss)) = log.valid(step, &*trainer, &data.valid)? {
                 (report.valid_loss, report.valid) = (loss, Some(line));
-                if let Some(v) = loss.filter(|v| tracks_best && v.is_finite()) {
+                // During the KL warm-up the loss weighs the KL less, so it ranks nothing yet.
+                let ranked = tracks_best && step >= t.kl_warmup_steps;
+                if let Some(v) = loss.filter(|v| ranked && v.is_finite()) {
                     best = Some(match best {
                         Some(b) if b.valid_loss <= v => BestSoFar {
                             since: b.since + 1,

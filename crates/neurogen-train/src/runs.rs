@@ -41,12 +41,16 @@ pub fn train_experiment(
         if run.experiment_file().exists() {
             let stored = run.read_experiment()?;
             if stored.resume_key() != exp.resume_key() {
+                let keys = differing_keys(&stored.resume_key(), &exp.resume_key()).join(", ");
                 return Err(TrainError::RunDir {
                     path: run.experiment_file(),
-                    message: "--resume: the experiment differs from the one this run was started \
-                              with (only train.steps, backend, train.grad_clip, train.lr_cut and \
-                              train.max_rollbacks may change on resume)"
-                        .into(),
+                    message: format!(
+                        "--resume: the experiment differs from the one this run was started \
+                         with in {keys} (only train.steps, backend, train.grad_clip, \
+                         train.lr_cut, train.max_rollbacks, train.keep_best and train.patience \
+                         may change on resume; a key left out takes its default, e.g. a GAN \
+                         run resolved before model.upsample existed is \"transposed\")"
+                    ),
                 });
             }
             if let Some(p) = stored.provenance {
@@ -87,12 +91,24 @@ pub fn train_experiment(
     );
     exp.check_against(config_path, &data.train)?;
     let t = &exp.train;
-    if (t.keep_best != crate::KeepBest::None || t.patience > 0) && data.valid.n == 0 {
-        let key = if t.patience > 0 {
-            "train.patience"
-        } else {
-            "train.keep_best"
-        };
+    let key = if t.patience > 0 {
+        "train.patience"
+    } else {
+        "train.keep_best"
+    };
+    let tracks = t.keep_best != crate::KeepBest::None || t.patience > 0;
+    if tracks && exp.model.kind() == "gan" {
+        return Err(crate::ConfigError::Invalid {
+            path: config_path.to_path_buf(),
+            key: key.into(),
+            message: "a GAN's validation loss is its critic's loss, which does not rank \
+                      generators; keep its checkpoints by step (train.keep_checkpoints) and \
+                      judge them with neurogen eval"
+                .into(),
+        }
+        .into());
+    }
+    if tracks && data.valid.n == 0 {
         return Err(crate::ConfigError::Invalid {
             path: config_path.to_path_buf(),
             key: key.into(),
@@ -133,4 +149,32 @@ pub fn train_experiment(
         kind: exp.model.kind(),
     };
     fit(trainer.as_mut(), &data, run, &spec, opts)
+}
+
+/// The dotted keys (`model.upsample`, `train.lr`) whose values differ between two experiments.
+fn differing_keys(a: &crate::Experiment, b: &crate::Experiment) -> Vec<String> {
+    fn walk(prefix: &str, a: Option<&toml::Value>, b: Option<&toml::Value>, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, x.get(k), y.get(k), out);
+                }
+            }
+            (x, y) if x != y => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let (a, b) = (toml::Value::try_from(a).ok(), toml::Value::try_from(b).ok());
+    let mut out = Vec::new();
+    walk("", a.as_ref(), b.as_ref(), &mut out);
+    if out.is_empty() {
+        out.push("its settings".into());
+    }
+    out
 }
