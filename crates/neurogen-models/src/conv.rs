@@ -358,7 +358,7 @@ mod tests {
         use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
         use burn::tensor::Tolerance;
         let device = Device::flex().autodiff();
-        device.seed(5);
+        let _rng_lock = crate::test_util::seed(&device, 5);
         let normal = |shape: [usize; 3]| {
             Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad()
         };

@@ -885,7 +885,7 @@ mod tests {
     #[test]
     fn ou_noise_has_the_exponential_covariance_and_whitens_back() {
         let d = Device::flex();
-        d.seed(1);
+        let _rng_lock = crate::test_util::seed(&d, 1);
         let cfg = DiffusionConfig {
             noise: Noise::Ou,
             ou_length: 4.0,
@@ -913,7 +913,7 @@ mod tests {
     #[test]
     fn the_forward_marginal_has_the_scheduled_mean_and_variance() {
         let d = Device::flex();
-        d.seed(2);
+        let _rng_lock = crate::test_util::seed(&d, 2);
         for schedule in [Schedule::Linear, Schedule::Cosine] {
             let cfg = DiffusionConfig {
                 schedule,
@@ -961,7 +961,7 @@ mod tests {
     #[test]
     fn ddim_with_eta_one_over_all_steps_is_ddpm_and_eta_zero_is_deterministic() {
         let d = Device::flex();
-        d.seed(3);
+        let _rng_lock = crate::test_util::seed(&d, 3);
         let base = DiffusionConfig {
             steps: 40,
             hidden: 8,
@@ -1018,7 +1018,7 @@ mod tests {
     fn the_bound_lies_above_the_true_nll_and_tightens_with_training() {
         // One-dimensional data x ~ N(0.5, 0.8²): the true mean NLL is known in closed form.
         let ad = Device::flex().autodiff();
-        ad.seed(4);
+        let _rng_lock = crate::test_util::seed(&ad, 4);
         let cfg = DiffusionConfig {
             steps: 100,
             hidden: 32,
@@ -1098,7 +1098,7 @@ mod tests {
     #[test]
     fn guidance_mixes_the_conditional_and_unconditional_estimates() {
         let d = Device::flex();
-        d.seed(8);
+        let _rng_lock = crate::test_util::seed(&d, 8);
         let shape = WindowShape {
             inputs: 0,
             channels: 2,
@@ -1156,7 +1156,7 @@ mod tests {
     #[test]
     fn loss_falls_on_a_tiny_batch() {
         let ad = Device::flex().autodiff();
-        ad.seed(6);
+        let _rng_lock = crate::test_util::seed(&ad, 6);
         for (noise, prediction) in [(Noise::White, Prediction::Eps), (Noise::Ou, Prediction::V)] {
             let cfg = DiffusionConfig {
                 steps: 50,

@@ -683,7 +683,7 @@ mod tests {
     fn loss_falls_on_a_tiny_batch_and_samples_are_floored_counts() {
         use burn::optim::{AdamConfig, GradientsParams};
         let ad = Device::flex().autodiff();
-        ad.seed(4);
+        let _rng_lock = crate::test_util::seed(&ad, 4);
         let shape = WindowShape {
             inputs: 0,
             channels: 2,

@@ -451,7 +451,7 @@ mod tests {
     /// four doublings from 16 steps) at bins `k − 2 … k + 2`.
     fn untrained_power_near(upsample: Upsample, k: usize) -> Vec<f64> {
         let d = Device::flex();
-        d.seed(7);
+        let _rng_lock = crate::test_util::seed(&d, 7);
         let cfg = GanConfig {
             hidden: vec![32, 32, 32, 32],
             noise_dim: 16,

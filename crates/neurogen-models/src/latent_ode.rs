@@ -863,7 +863,7 @@ mod tests {
     #[test]
     fn an_input_moves_the_latent_path_only_after_it_changes() {
         let d = Device::flex();
-        d.seed(6);
+        let _rng_lock = crate::test_util::seed(&d, 6);
         let cfg = LatentOdeConfig {
             latent_dim: 3,
             rnn_hidden: 8,
@@ -910,7 +910,7 @@ mod tests {
 
     fn train(cfg: &LatentOdeConfig, steps: usize) -> (f32, f32, Loss) {
         let ad = Device::flex().autodiff();
-        ad.seed(9);
+        let _rng_lock = crate::test_util::seed(&ad, 9);
         let cfg = cfg.resolved(SignalKind::Continuous);
         let mut model = cfg.init(shape(20), &ad);
         let x = waves(8, 20, &ad);
@@ -1048,7 +1048,7 @@ mod tests {
         // At initialisation the learned prior is N(0, I): same bound, same samples. (Weights
         // are drawn lazily, at first use, so each model is used before the next is seeded.)
         let d = Device::flex();
-        d.seed(1);
+        let _rng_lock = crate::test_util::seed(&d, 1);
         let x = waves(4, 12, &d);
         let eps = Tensor::<3>::random([8, 4, 3], Distribution::Normal(0.0, 1.0), &d);
         let z = Tensor::<2>::random([3, 3], Distribution::Normal(0.0, 1.0), &d);
@@ -1066,7 +1066,8 @@ mod tests {
             assert!((p - q).abs() < 1e-4 * p.abs().max(1.0), "{p} vs {q}");
         }
         assert_eq!(ma, mb);
-        // And it trains: the loss falls on a tiny batch.
+        // And it trains: the loss falls on a tiny batch (`train` seeds and locks on its own).
+        drop(_rng_lock);
         let (first, last, _) = train(&learned, 40);
         assert!(last < first - 0.1 * first.abs(), "{first} -> {last}");
     }
@@ -1081,7 +1082,7 @@ mod tests {
         }
         .resolved(SignalKind::Continuous);
         let d = Device::flex();
-        d.seed(2);
+        let _rng_lock = crate::test_util::seed(&d, 2);
         let model = cfg.init(shape(12), &d);
         let x = waves(4, 12, &d);
         let eps = Tensor::<3>::random([32, 4, 3], Distribution::Normal(0.0, 1.0), &d);

@@ -27,7 +27,18 @@ pub mod wavenet;
 
 #[cfg(test)]
 mod test_util {
-    use burn::tensor::Tensor;
+    use burn::tensor::{Device, Tensor};
+    use std::sync::{Mutex, MutexGuard};
+
+    /// Seeds `device`'s random generator and holds it for the calling test: the generator is
+    /// one per backend, so tests drawing from it in parallel would take each other's draws.
+    /// Keep the guard until the test's last draw (weights are drawn lazily, at first use).
+    pub(crate) fn seed(device: &Device, seed: u64) -> MutexGuard<'static, ()> {
+        static RNG: Mutex<()> = Mutex::new(());
+        let guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(seed);
+        guard
+    }
 
     /// A tensor's values on the host, as f64.
     pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {

@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn spectral_normalisation_brings_the_largest_singular_value_to_one() {
         let device = Device::flex();
-        device.seed(5);
+        let _rng_lock = crate::test_util::seed(&device, 5);
         let mut layer = SnLinear::init(12, 7, true, &device);
         // Scale the weights up so normalisation has something to do.
         layer.weight = layer.weight.map(|w| w.mul_scalar(9.0));

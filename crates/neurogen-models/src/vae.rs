@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn loss_falls_on_a_tiny_batch() {
         let device = Device::flex().autodiff();
-        device.seed(1);
+        let _rng_lock = crate::test_util::seed(&device, 1);
         let x = Tensor::<3>::random([8, 4, 10], Distribution::Normal(0.0, 1.0), &device);
         let (first, last) = fit_steps(SignalKind::Continuous, x, 150);
         assert!(
@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn the_conv_architecture_learns_too() {
         let device = Device::flex().autodiff();
-        device.seed(2);
+        let _rng_lock = crate::test_util::seed(&device, 2);
         let x = Tensor::<3>::random([8, 4, 24], Distribution::Normal(0.0, 1.0), &device);
         let (first, last) = fit_arch(Arch::Conv, vec![8, 16], SignalKind::Continuous, x, 150);
         assert!(last < first - 0.25 * first.abs(), "conv: {first} -> {last}");
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn importance_weights_agree_with_the_loss_and_iwae_tightens_the_elbo() {
         let device = Device::flex();
-        device.seed(8);
+        let _rng_lock = crate::test_util::seed(&device, 8);
         let cfg = VaeConfig {
             latent_dim: 3,
             hidden: vec![16],
@@ -468,7 +468,7 @@ mod tests {
     #[test]
     fn fixed_sigma_is_not_learned_and_generate_has_the_right_shapes() {
         let device = Device::flex().autodiff();
-        device.seed(4);
+        let _rng_lock = crate::test_util::seed(&device, 4);
         let x = Tensor::<3>::random([8, 3, 7], Distribution::Normal(0.0, 3.0), &device);
         let noise = Tensor::<2>::random([8, 16], Distribution::Normal(0.0, 1.0), &device);
         let ctx = LossContext { kl_warmup: 1.0 };

@@ -769,7 +769,7 @@ mod tests {
     #[test]
     fn a_change_at_t_changes_no_output_before_t_plus_one() {
         let d = Device::flex();
-        d.seed(1);
+        let _rng_lock = crate::test_util::seed(&d, 1);
         for (mixture, kind) in [
             (1, SignalKind::Continuous),
             (3, SignalKind::Continuous),
@@ -800,7 +800,7 @@ mod tests {
     #[test]
     fn an_input_at_t_moves_outputs_from_t_on_and_cached_sampling_follows_it() {
         let d = Device::flex();
-        d.seed(5);
+        let _rng_lock = crate::test_util::seed(&d, 5);
         let shape = WindowShape {
             inputs: 2,
             ..shape(2, 12)
@@ -851,7 +851,7 @@ mod tests {
     #[test]
     fn the_exact_likelihood_is_the_sum_of_per_step_gaussian_densities() {
         let d = Device::flex();
-        d.seed(2);
+        let _rng_lock = crate::test_util::seed(&d, 2);
         let m = small(1).init(shape(2, 10), SignalKind::Continuous, &d);
         let x = Tensor::<3>::random([3, 2, 10], Distribution::Normal(0.0, 1.0), &d);
         let params = host(m.forward(x.clone(), None, None)); // [3, 10, 2·2]
@@ -878,7 +878,7 @@ mod tests {
     #[test]
     fn cached_sampling_draws_what_naive_sampling_draws() {
         let d = Device::flex();
-        d.seed(3);
+        let _rng_lock = crate::test_util::seed(&d, 3);
         let gaussian = Some(Likelihood::Gaussian);
         for (mixture, kind, likelihood) in [
             (1, SignalKind::Continuous, None),
@@ -922,7 +922,7 @@ mod tests {
     #[test]
     fn loss_falls_on_a_tiny_batch_and_the_receptive_field_is_reported() {
         let ad = Device::flex().autodiff();
-        ad.seed(4);
+        let _rng_lock = crate::test_util::seed(&ad, 4);
         assert_eq!(WaveNetConfig::default().receptive_field(), 256);
         let mut m = small(2).init(shape(2, 32), SignalKind::Continuous, &ad);
         assert_eq!(m.receptive_field(), 8);
