@@ -21,6 +21,11 @@ for c in vae-kuramoto vae-neural-mass vae-edf; do
   run "$c" "$c"
   run "$c-ar1" "$c" --set 'model.likelihood="gaussian_ar1"'
 done
+for c in vae-kuramoto vae-edf; do
+  run "$c-ar1-lp" "$c" --set 'model.likelihood="gaussian_ar1"' --set 'model.prior="learned"'
+done
+run vae-lorenz vae-lorenz
+run vae-lorenz-lp vae-lorenz --set 'model.prior="learned"'
 run gan-kuramoto-transposed gan-kuramoto --set 'model.upsample="transposed"'
 run gan-kuramoto gan-kuramoto
 run realnvp-lorenz-best realnvp-lorenz --set 'train.keep_best="valid_loss"'

@@ -15,7 +15,8 @@ use crate::condition::{self, LabelEmbedding};
 use crate::conv::{ConvDown, ConvUp, Upsample};
 use crate::gan::Arch;
 use crate::likelihood::{
-    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, Likelihood, ObservationHead,
+    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, std_normal_log_prob,
+    LearnedPrior, Likelihood, ObservationHead, Prior,
 };
 use crate::{
     Density, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, Mlp, MlpHead, ModelError,
@@ -47,6 +48,10 @@ pub struct VaeConfig {
     pub conditional: bool,
     /// Size of the learned label embedding of a conditional model.
     pub embed_dim: usize,
+    /// The prior of `z`: `standard` N(0, I) or a `learned` diagonal Gaussian (as the latent
+    /// ODE's).
+    #[serde(skip_serializing_if = "Prior::is_standard")]
+    pub prior: Prior,
 }
 
 impl Default for VaeConfig {
@@ -61,6 +66,7 @@ impl Default for VaeConfig {
             beta: 1.0,
             conditional: false,
             embed_dim: crate::condition::default_embed_dim(),
+            prior: Prior::Standard,
         }
     }
 }
@@ -163,6 +169,7 @@ impl VaeConfig {
             decoder,
             log_sigma: obs.init_log_sigma(self.sigma, device),
             ar: obs.init_ar(device),
+            prior: (self.prior == Prior::Learned).then(|| LearnedPrior::init(l, device)),
             embed: condition::init(self.conditional, shape.classes, self.embed_dim, device),
             channels: shape.channels,
             time: shape.time,
@@ -196,6 +203,8 @@ pub struct Vae {
     log_sigma: Param<Tensor<1>>,
     /// The AR(1) residuals' coefficient parameter per channel (`likelihood = "gaussian_ar1"`).
     ar: Option<Param<Tensor<1>>>,
+    /// The learned prior of `z` (`prior = "learned"`; N(0, I) without).
+    prior: Option<LearnedPrior>,
     /// The label embedding of a conditional model.
     embed: Option<LabelEmbedding>,
     channels: usize,
@@ -260,7 +269,11 @@ impl Vae {
     pub fn log_weights(&self, x: Tensor<3>, y: Option<Tensor<2>>, eps: Tensor<3>) -> Tensor<2> {
         let [k, b, _] = eps.dims();
         let (mu, logvar) = self.encode(x.clone(), y.clone());
-        let (z, log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
+        let (z, mut log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
+        if let Some(p) = &self.prior {
+            // posterior_draws scores z under N(0, I); swap in the learned prior's density.
+            log_p_over_q = log_p_over_q - std_normal_log_prob(z.clone()) + p.log_prob(z.clone());
+        }
         let y = y.map(|y| condition::repeat_rows(y, k)); // [k * batch, classes]
         let nll = self.nll(repeat_draws(x, k), self.decode(z, y)); // [k * batch]
         (log_p_over_q - nll).reshape([k, b])
@@ -278,7 +291,11 @@ impl GenerativeModel for Vae {
         let (mu, logvar) = self.encode(x.clone(), y.clone()); // [batch, latent]
         let z = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * noise; // [batch, latent]
         let nll = self.nll(x, self.decode(z, y)); // [batch]
-        elbo_loss(nll, gaussian_kl(mu, logvar), self.beta * ctx.kl_warmup)
+        let kl = match &self.prior {
+            Some(p) => p.kl(mu, logvar),
+            None => gaussian_kl(mu, logvar),
+        }; // [batch]
+        elbo_loss(nll, kl, self.beta * ctx.kl_warmup)
     }
 }
 
@@ -292,6 +309,10 @@ impl Sampler for Vae {
     }
 
     fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
+        let z = match &self.prior {
+            Some(p) => p.draw(z),
+            None => z,
+        }; // [n, latent]
         self.obs
             .observation(self.decode(z, y), &self.log_sigma, self.ar.as_ref())
     }
@@ -417,6 +438,43 @@ mod tests {
         let x = Tensor::<3>::random([8, 4, 24], Distribution::Normal(0.0, 1.0), &device);
         let (first, last) = fit_arch(Arch::Conv, vec![8, 16], SignalKind::Continuous, x, 150);
         assert!(last < first - 0.25 * first.abs(), "conv: {first} -> {last}");
+    }
+
+    #[test]
+    fn a_learned_prior_starts_as_the_standard_normal() {
+        let device = Device::flex();
+        let _rng_lock = crate::test_util::seed(&device, 5);
+        let x = Tensor::<3>::random([4, 3, 7], Distribution::Normal(0.0, 1.0), &device);
+        let eps = Tensor::<3>::random([6, 4, 2], Distribution::Normal(0.0, 1.0), &device);
+        let z = Tensor::<2>::random([3, 2], Distribution::Normal(0.0, 1.0), &device);
+        let run = |prior| {
+            device.seed(6);
+            let cfg = VaeConfig {
+                latent_dim: 2,
+                hidden: vec![8],
+                prior,
+                ..Default::default()
+            }
+            .resolved(SignalKind::Continuous);
+            let shape = WindowShape {
+                inputs: 0,
+                channels: 3,
+                time: 7,
+                sfreq: 10.0,
+                classes: 0,
+            };
+            let m = cfg.init(shape, &device);
+            let lw = crate::test_util::host(m.log_weights(x.clone(), None, eps.clone()));
+            let Observation::Gaussian { mean, .. } = m.generate(z.clone(), None) else {
+                panic!("continuous data decodes to a Gaussian");
+            };
+            (lw, crate::test_util::host(mean))
+        };
+        let ((la, ma), (lb, mb)) = (run(Prior::Standard), run(Prior::Learned));
+        for (p, q) in la.iter().zip(&lb) {
+            assert!((p - q).abs() < 1e-4 * p.abs().max(1.0), "{p} vs {q}");
+        }
+        assert_eq!(ma, mb);
     }
 
     #[test]
