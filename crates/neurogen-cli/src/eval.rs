@@ -411,17 +411,17 @@ fn discriminator(
         )
     };
     let mut meta = cfg.describe();
+    let from_run = ctx.filter(|_| a.against.as_deref().unwrap_or("test") == "test");
+    // Samples drawn here (not read from a file) leave the classifier's synthetic training set
+    // to be drawn too; a file is split in halves.
+    let drawn = a.samples.is_none();
     // The classifier needs two windows per set: report why it is missing rather than fail eval.
-    let smallest = match ctx {
-        Some(c) if a.against.as_deref().unwrap_or("test") == "test" => {
-            let s = if a.samples.is_none() {
-                samples.n
-            } else {
-                samples.n / 2
-            };
+    let smallest = match from_run {
+        Some(c) => {
+            let s = if drawn { samples.n } else { samples.n / 2 };
             s.min(c.splits.train.n).min(reference.n)
         }
-        _ => (samples.n / 2).min(reference.n / 2),
+        None => (samples.n / 2).min(reference.n / 2),
     };
     if smallest < 2 {
         report.meta.insert(
@@ -430,26 +430,21 @@ fn discriminator(
         );
         return Ok(());
     }
-    let from_run =
-        ctx.filter(|c| a.against.as_deref().unwrap_or("test") == "test" && c.splits.train.n >= 2);
     let (result, floor) = match from_run {
         Some(c) => {
             let train = &c.splits.train;
             let n = samples.n.min(train.n);
             let real = neurogen_eval::subsample(train, n, a.seed.wrapping_add(0xd15c));
-            let fake = if a.samples.is_none() {
+            let (fake, fake_test) = if drawn {
                 status(
                     quiet,
                     &format!("drawing {n} more windows to train the discriminator…"),
                 );
-                sample_held_out(&c.loaded, &real, n, a.seed.wrapping_add(0xd15c), &c.device)?
+                let seed = a.seed.wrapping_add(0xd15c);
+                let fake = sample_held_out(&c.loaded, &real, n, seed, &c.device)?;
+                (fake, samples.clone())
             } else {
-                halves(samples).0
-            };
-            let fake_test = if a.samples.is_none() {
-                samples.clone()
-            } else {
-                halves(samples).1
+                halves(samples)
             };
             status(quiet, "training the neural discriminator…");
             let result =

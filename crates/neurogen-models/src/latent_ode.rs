@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
 use crate::likelihood::{
-    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, std_normal_log_prob, sum_window,
+    bounds, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws, sum_window,
     LearnedPrior, Likelihood, ObservationHead, Prior,
 };
 use crate::mlp::tanh;
@@ -661,11 +661,7 @@ impl LatentOde {
         let e = self.context(y, b, &x.device());
         let (xo, mask) = self.observed(x, None);
         let (mu, logvar, _) = self.encode_seen(xo.clone(), mask.clone(), e.clone())?;
-        let (z, mut log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
-        if let Some(p) = &self.prior {
-            // posterior_draws scores z under N(0, I); swap in the learned prior's density.
-            log_p_over_q = log_p_over_q - std_normal_log_prob(z.clone()) + p.log_prob(z.clone());
-        }
+        let (z, log_p_over_q) = posterior_draws(mu, logvar, eps, self.prior.as_ref()); // [k * batch, latent], [k * batch]
         let e = e.map(|e| condition::repeat_rows(e, k)); // [k * batch, embed_dim]
         let u = u.map(|u| repeat_draws(u, k)); // [k * batch, time, inputs]
         let (out, _) = self.decode(z, e.as_ref(), u.as_ref())?;
@@ -699,10 +695,7 @@ impl GenerativeModel for LatentOde {
                 };
             }
         };
-        let kl = match &self.prior {
-            Some(p) => p.kl(pass.mu, pass.logvar),
-            None => gaussian_kl(pass.mu, pass.logvar),
-        }; // [batch]
+        let kl = prior_kl(self.prior.as_ref(), pass.mu, pass.logvar); // [batch]
         let mut loss = elbo_loss(pass.nll, kl, self.beta * ctx.kl_warmup);
         if let Some((fnll, se)) = pass.forecast {
             loss.terms.push(("forecast_nll", fnll.mean()));
@@ -788,10 +781,7 @@ impl LatentOde {
     /// driven by inputs `u` `[n, length, inputs]`); a failed solve gives NaNs (refused by the
     /// sampler's finiteness check) and a warning.
     fn respond(&self, z: Tensor<2>, y: Option<Tensor<2>>, u: Option<Tensor<3>>) -> Observation {
-        let z = match &self.prior {
-            Some(p) => p.draw(z),
-            None => z,
-        }; // [n, latent]
+        let z = prior_draw(self.prior.as_ref(), z); // [n, latent]
         let n = z.dims()[0];
         let device = z.device();
         let length = u.as_ref().map_or(self.time, |u| u.dims()[1]);

@@ -388,14 +388,42 @@ pub fn std_normal_log_prob(z: Tensor<2>) -> Tensor<1> {
     z.square().sum_dim(1).squeeze_dim(1).mul_scalar(-0.5) - d * HALF_LN_2PI
 }
 
+/// KL(q ‖ prior) of the diagonal Gaussian posterior `(mu, logvar)`: against the learned
+/// `prior` when there is one, else against N(0, I), summed over the latent dimension.
+///
+/// # Shapes
+/// - `mu`, `logvar`: `[batch, latent]` → `[batch]`
+pub fn prior_kl(prior: Option<&LearnedPrior>, mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<1> {
+    match prior {
+        Some(p) => p.kl(mu, logvar),
+        None => gaussian_kl(mu, logvar),
+    }
+}
+
+/// Prior draws from standard-normal noise `eps`: `eps` itself under N(0, I).
+///
+/// # Shapes
+/// - `eps`: `[n, latent]` → `[n, latent]`
+pub fn prior_draw(prior: Option<&LearnedPrior>, eps: Tensor<2>) -> Tensor<2> {
+    match prior {
+        Some(p) => p.draw(eps),
+        None => eps,
+    }
+}
+
 /// Posterior draws `z = mu + σ·ε` for `k` noise draws per window, with
-/// `ln p(z) − ln q(z | x)` for each (standard-normal prior, diagonal Gaussian posterior), for
-/// importance weights `ln p(x | z) + ln p(z) − ln q(z | x)`.
+/// `ln p(z) − ln q(z | x)` for each (the learned `prior`, else N(0, I); diagonal Gaussian
+/// posterior), for importance weights `ln p(x | z) + ln p(z) − ln q(z | x)`.
 ///
 /// # Shapes
 /// - `mu`, `logvar`: `[batch, latent]`; `eps`: `[k, batch, latent]` → (`[k·batch, latent]`,
 ///   `[k·batch]`), draw-major (row `j·batch + i` is draw `j` of window `i`)
-pub fn posterior_draws(mu: Tensor<2>, logvar: Tensor<2>, eps: Tensor<3>) -> (Tensor<2>, Tensor<1>) {
+pub fn posterior_draws(
+    mu: Tensor<2>,
+    logvar: Tensor<2>,
+    eps: Tensor<3>,
+    prior: Option<&LearnedPrior>,
+) -> (Tensor<2>, Tensor<1>) {
     let [k, b, l] = eps.dims();
     let rep = |v: Tensor<2>| {
         v.unsqueeze_dim::<3>(0)
@@ -406,7 +434,11 @@ pub fn posterior_draws(mu: Tensor<2>, logvar: Tensor<2>, eps: Tensor<3>) -> (Ten
     let z = rep(mu) + rep(logvar.clone()).mul_scalar(0.5).exp() * e.clone();
     // ln q(z|x) = ln N(ε; 0, I) − ½ Σ logvar.
     let log_q = std_normal_log_prob(e) - rep(logvar).sum_dim(1).squeeze_dim(1).mul_scalar(0.5);
-    (z.clone(), std_normal_log_prob(z) - log_q)
+    let log_p = match prior {
+        Some(p) => p.log_prob(z.clone()),
+        None => std_normal_log_prob(z.clone()),
+    };
+    (z, log_p - log_q)
 }
 
 /// `x` repeated for `k` draws, in the row order of [`posterior_draws`].

@@ -15,8 +15,8 @@ use crate::condition::{self, LabelEmbedding};
 use crate::conv::{ConvDown, ConvUp, Upsample};
 use crate::gan::Arch;
 use crate::likelihood::{
-    bounds, elbo_loss, gaussian_kl, posterior_draws, repeat_draws, std_normal_log_prob,
-    LearnedPrior, Likelihood, ObservationHead, Prior,
+    bounds, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws, LearnedPrior,
+    Likelihood, ObservationHead, Prior,
 };
 use crate::{
     Density, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, Mlp, MlpHead, ModelError,
@@ -269,11 +269,7 @@ impl Vae {
     pub fn log_weights(&self, x: Tensor<3>, y: Option<Tensor<2>>, eps: Tensor<3>) -> Tensor<2> {
         let [k, b, _] = eps.dims();
         let (mu, logvar) = self.encode(x.clone(), y.clone());
-        let (z, mut log_p_over_q) = posterior_draws(mu, logvar, eps); // [k * batch, latent], [k * batch]
-        if let Some(p) = &self.prior {
-            // posterior_draws scores z under N(0, I); swap in the learned prior's density.
-            log_p_over_q = log_p_over_q - std_normal_log_prob(z.clone()) + p.log_prob(z.clone());
-        }
+        let (z, log_p_over_q) = posterior_draws(mu, logvar, eps, self.prior.as_ref()); // [k * batch, latent], [k * batch]
         let y = y.map(|y| condition::repeat_rows(y, k)); // [k * batch, classes]
         let nll = self.nll(repeat_draws(x, k), self.decode(z, y)); // [k * batch]
         (log_p_over_q - nll).reshape([k, b])
@@ -291,10 +287,7 @@ impl GenerativeModel for Vae {
         let (mu, logvar) = self.encode(x.clone(), y.clone()); // [batch, latent]
         let z = mu.clone() + logvar.clone().mul_scalar(0.5).exp() * noise; // [batch, latent]
         let nll = self.nll(x, self.decode(z, y)); // [batch]
-        let kl = match &self.prior {
-            Some(p) => p.kl(mu, logvar),
-            None => gaussian_kl(mu, logvar),
-        }; // [batch]
+        let kl = prior_kl(self.prior.as_ref(), mu, logvar); // [batch]
         elbo_loss(nll, kl, self.beta * ctx.kl_warmup)
     }
 }
@@ -309,10 +302,7 @@ impl Sampler for Vae {
     }
 
     fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
-        let z = match &self.prior {
-            Some(p) => p.draw(z),
-            None => z,
-        }; // [n, latent]
+        let z = prior_draw(self.prior.as_ref(), z); // [n, latent]
         self.obs
             .observation(self.decode(z, y), &self.log_sigma, self.ar.as_ref())
     }

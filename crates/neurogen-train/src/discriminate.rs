@@ -137,11 +137,6 @@ impl Classifier {
     }
 }
 
-/// Windows as one flat host array, z-scored per channel by `by`.
-fn standardised(s: &Signals, by: &[(f32, f32)]) -> Vec<f32> {
-    neurogen_eval::standardised(s, by)
-}
-
 /// Trains the classifier on `real_train` (label real) against `fake_train` (label synthetic),
 /// then scores `real_test` against `fake_test`. Every set holds `[n, channels, time]` windows of
 /// one shape, in physical units; each needs at least two windows.
@@ -165,7 +160,7 @@ pub fn discriminative_score(
         }
     }
     let by = neurogen_eval::standardiser(real_train);
-    let [rt, ft, re, fe] = sets.map(|s| standardised(s, &by));
+    let [rt, ft, re, fe] = sets.map(|s| neurogen_eval::standardised(s, &by));
     let len = c * t;
     let ad = device.clone().autodiff();
     let mut model = Classifier::init(c, cfg, &ad);

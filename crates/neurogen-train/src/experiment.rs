@@ -77,6 +77,13 @@ pub struct TrainConfig {
     pub patience: u64,
 }
 
+impl TrainConfig {
+    /// Whether the run follows its best validation (`keep_best` or `patience`).
+    pub fn tracks_best(&self) -> bool {
+        self.keep_best != KeepBest::None || self.patience > 0
+    }
+}
+
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }

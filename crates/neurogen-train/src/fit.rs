@@ -136,7 +136,6 @@ pub fn fit(
         best = state.best;
         run.drop_best_after(step)?;
     }
-    let tracks_best = t.keep_best != crate::KeepBest::None || t.patience > 0;
     let mut log = Log::open(run, step, t, opts.verbosity)?;
     let state_at = |trainer: &dyn Trainer, step, interval: &LossSums, guard: &Guard, best| {
         CheckpointState::at(step, spec, n_train, trainer, interval, guard, best)
@@ -192,7 +191,7 @@ pub fn fit(
             if let Some((line, loss)) = log.valid(step, &*trainer, &data.valid)? {
                 (report.valid_loss, report.valid) = (loss, Some(line));
                 // During the KL warm-up the loss weighs the KL less, so it ranks nothing yet.
-                let ranked = tracks_best && step >= t.kl_warmup_steps;
+                let ranked = t.tracks_best() && step >= t.kl_warmup_steps;
                 if let Some(v) = loss.filter(|v| ranked && v.is_finite()) {
                     best = Some(match best {
                         Some(b) if b.valid_loss <= v => BestSoFar {

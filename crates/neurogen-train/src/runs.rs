@@ -96,8 +96,7 @@ pub fn train_experiment(
     } else {
         "train.keep_best"
     };
-    let tracks = t.keep_best != crate::KeepBest::None || t.patience > 0;
-    if tracks && exp.model.kind() == "gan" {
+    if t.tracks_best() && exp.model.kind() == "gan" {
         return Err(crate::ConfigError::Invalid {
             path: config_path.to_path_buf(),
             key: key.into(),
@@ -108,7 +107,7 @@ pub fn train_experiment(
         }
         .into());
     }
-    if tracks && data.valid.n == 0 {
+    if t.tracks_best() && data.valid.n == 0 {
         return Err(crate::ConfigError::Invalid {
             path: config_path.to_path_buf(),
             key: key.into(),
