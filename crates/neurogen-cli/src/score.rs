@@ -1,12 +1,38 @@
 //! `neurogen score`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use neurogen_data::edf::Annotation;
 use neurogen_data::samples::{read_windows, Stated};
-use neurogen_train::{classify_signals, score_signals, score_steps, Experiment, Scores};
+use neurogen_data::Source;
+use neurogen_train::anomaly::{flagged_stretches, Method, Raw, Reference};
+use neurogen_train::evaluate::run_splits;
+use neurogen_train::{classify_signals, score_signals, score_steps, Experiment, RunDir, Scores};
 
-use crate::common::{open_run, BackendArg, UsageError};
+use crate::common::{open_run, status, BackendArg, UsageError};
+
+/// The method `score` uses without `--method`: the one the artefact benchmark shows best (see
+/// the README's "Anomaly detection").
+const DEFAULT_METHOD: Method = Method::Typicality;
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum MethodArg {
+    Likelihood,
+    Typicality,
+    Ratio,
+}
+
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Method {
+        match m {
+            MethodArg::Likelihood => Method::Likelihood,
+            MethodArg::Typicality => Method::Typicality,
+            MethodArg::Ratio => Method::Ratio,
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -40,12 +66,61 @@ pub(crate) struct Args {
     /// summed over channels) to this .npy, `[windows, time]`: where in a window the anomaly is.
     #[arg(long, value_name = "NPY")]
     per_sample: Option<PathBuf>,
+    /// How the anomaly score (`score` column, higher = more anomalous) is made: `likelihood`
+    /// (−log p), `typicality` (distance of −log p from the training windows' typical set, so
+    /// too-likely windows such as flat lines are flagged too) or `ratio` (−log p beyond a
+    /// per-channel AR(8) background fitted on the training split); default typicality.
+    #[arg(long, value_enum)]
+    method: Option<MethodArg>,
+    /// Flag windows whose p-value (against the validation split's scores) is at most ALPHA:
+    /// adds a `flag` column; "anomalous at 1 %" with 0.01.
+    #[arg(long, value_name = "ALPHA")]
+    alpha: Option<f64>,
+    /// Autoregressive runs: write every element's anomaly score under `--method` to this .npy,
+    /// `[windows, channels, time]`: where, and in which channel, a window is anomalous.
+    #[arg(long, value_name = "NPY")]
+    localise: Option<PathBuf>,
+    /// With an EDF/BDF recording as DATA: write it to this file as EDF+/BDF+ with an
+    /// annotation `neurogen:anomaly p=…` over every stretch of flagged windows (needs
+    /// `--alpha`; the input is never modified).
+    #[arg(long, value_name = "EDF")]
+    annotate: Option<PathBuf>,
 }
 
 pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     if a.k == 0 {
         bail!(UsageError("-k: must be at least 1".into()));
     }
+    if let Some(alpha) = a.alpha.filter(|v| !(*v > 0.0 && *v < 1.0)) {
+        bail!(UsageError(format!(
+            "--alpha {alpha}: must be a probability strictly between 0 and 1 (e.g. 0.01)"
+        )));
+    }
+    if let Some(out) = &a.annotate {
+        let is_edf = |p: &Path| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("edf") || e.eq_ignore_ascii_case("bdf"))
+        };
+        if !is_edf(&a.data) {
+            bail!(UsageError(format!(
+                "--annotate: {} is not an EDF/BDF recording; annotations are written into a copy of an .edf or .bdf recording given as DATA",
+                a.data.display()
+            )));
+        }
+        if a.alpha.is_none() {
+            bail!(UsageError(
+                "--annotate: needs --alpha, the p-value at or below which a window is flagged and annotated (e.g. --alpha 0.01)".into()
+            ));
+        }
+        if out.as_path() == a.data.as_path() || same_file(out, &a.data) {
+            bail!(UsageError(format!(
+                "--annotate {}: is the input recording; the input is never modified, name another file",
+                out.display()
+            )));
+        }
+    }
+    let method = a.method.map_or(DEFAULT_METHOD, Method::from);
     let out = a
         .out
         .clone()
@@ -60,12 +135,22 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     }
     let data = &a.data;
     let ext = data.extension().and_then(|e| e.to_str()).unwrap_or("");
+    // With a recording: where each window starts in it, for --annotate.
+    let mut starts = None;
     let windows = if ext.eq_ignore_ascii_case("toml") {
         let e = Experiment::load(data, &[])?;
         e.build_data(data)?.signals
     } else if let Some(cfg) = loaded.exp.data.for_recording(data) {
         // A recording of the run's own format, cut as the run's data were.
-        cfg.build(loaded.exp.seed)?.signals
+        let epochs = matches!(&cfg.source, Source::Edf(s) | Source::Bdf(s) if s.epochs.is_some());
+        if a.annotate.is_some() && epochs {
+            bail!(UsageError(
+                "--annotate: the run cuts epochs around events (`[data.epochs]`); annotating needs windows cut from the whole recording".to_string()
+            ));
+        }
+        let w = cfg.build(loaded.exp.seed)?;
+        starts = Some(w.info.iter().map(|i| i.start).collect::<Vec<_>>());
+        w.signals
     } else if ext.eq_ignore_ascii_case("npy") {
         read_windows(data, Some(&loaded.info.meta), Stated::default())?
     } else {
@@ -78,9 +163,20 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     let in_context = |e| anyhow::Error::new(e).context(data.display().to_string());
     // Per-step scores first: cheap, and a run or data they do not suit fail before the rest.
     let steps = match &a.per_sample {
-        Some(_) => Some(score_steps(&loaded, &windows, &device).map_err(in_context)?),
+        Some(_) => Some(
+            score_steps(&loaded, &windows, &device)
+                .map_err(in_context)
+                .context("--per-sample")?,
+        ),
         None => None,
     };
+    let factorises = loaded.density().is_some_and(|d| d.factorises());
+    if a.localise.is_some() && !factorises {
+        bail!(UsageError(format!(
+            "--localise: a `{}` run has no per-element likelihood; only autoregressive runs (`kind = \"autoregressive\"`) factorise over time and channel",
+            loaded.exp.model.kind()
+        )));
+    }
     let classified = if a.classify {
         Some(classify_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?)
     } else {
@@ -106,6 +202,84 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         ))),
         _ => score_signals(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?,
     };
+    // The reference (background, typical set, validation scores) comes from the run's own
+    // data. Without it (data that cannot be rebuilt) or for a conditional run's unlabelled
+    // windows (scored by the marginal, which the labelled reference does not match), the
+    // likelihood columns are still written, unless a method or --alpha was asked for by name.
+    let marginal = classified.is_some() && unlabelled;
+    let asked = a.method.is_some() || a.alpha.is_some();
+    if marginal && asked {
+        bail!(UsageError(format!(
+            "{}: --method and --alpha compare with the run's labelled windows; unlabelled windows of a conditional run are scored only by their marginal likelihood (leave out --method and --alpha, or give the windows' labels)",
+            data.display()
+        )));
+    }
+    let reference = if marginal {
+        None
+    } else {
+        status(
+            quiet,
+            "scoring the run's training and validation windows (typical set, background, calibration)",
+        );
+        let run = RunDir::new(&a.run_dir);
+        match run_splits(&run, &loaded)
+            .and_then(|sp| Reference::build(&loaded, &sp.train, &sp.valid, a.k, a.seed, &device))
+        {
+            Ok(r) => Some(r),
+            Err(e) if !asked => {
+                status(
+                    quiet,
+                    &format!("note: no anomaly scores or p-values: the run's own data could not be scored ({e})"),
+                );
+                None
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "--method {} / --alpha need the run's training and validation windows",
+                    method.name()
+                )))
+            }
+        }
+    };
+    let anomaly = match &reference {
+        Some(r) => {
+            let elements = if factorises {
+                Some(
+                    neurogen_train::score_elements(&loaded, &windows, &device)
+                        .map_err(in_context)?,
+                )
+            } else {
+                None
+            };
+            // A bound estimated from random draws is re-estimated with the draws the
+            // reference used, shared by every window, so scores rank windows, not draws.
+            let draws = loaded.density().is_some_and(|d| d.score_noise(a.k).1 > 0);
+            let ll = if draws && !factorises {
+                neurogen_train::score_signals_common(&loaded, &windows, a.k, a.seed, &device)
+                    .map_err(in_context)?
+            } else {
+                scores.log_likelihood.clone()
+            };
+            let raw = Raw::with(ll, elements, &loaded, &windows, &r.background);
+            let score = r.score(method, &raw);
+            let p = r.p_values(method, &score);
+            if a.alpha.is_some() && p.is_none() {
+                bail!(UsageError(
+                    "--alpha: the run has no validation windows to calibrate p-values on (data.split.valid = 0)".to_string()
+                ));
+            }
+            Some((raw, score, p))
+        }
+        None => None,
+    };
+    let flags: Option<Vec<bool>> = match (&anomaly, a.alpha) {
+        (Some((_, _, Some(p))), Some(alpha)) => Some(p.iter().map(|v| *v <= alpha).collect()),
+        _ => None,
+    };
+    let channel_scores = match (&anomaly, &reference) {
+        (Some((raw, _, _)), Some(r)) => r.channel_scores(method, raw),
+        _ => None,
+    };
     let names = loaded.label_names();
     let bits = |ll: f64| -ll / (scores.dim as f64 * std::f64::consts::LN_2);
     let mut header = vec!["window", "bound", "log_likelihood", "bits_per_dim"]
@@ -122,6 +296,28 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         header.extend(names.iter().map(|n| format!("log_likelihood@{n}")));
         header.extend(names.iter().map(|n| format!("posterior@{n}")));
         header.push("predicted".into());
+    }
+    if let Some((_, _, p)) = &anomaly {
+        header.extend([
+            "method".into(),
+            "score".into(),
+            "background_log_likelihood".into(),
+        ]);
+        if p.is_some() {
+            header.push("p_value".into());
+        }
+        if flags.is_some() {
+            header.push("flag".into());
+        }
+        if channel_scores.is_some() {
+            header.extend(
+                windows
+                    .meta
+                    .channel_names
+                    .iter()
+                    .map(|n| format!("score@{n}")),
+            );
+        }
     }
     let mut csv = header.join(",") + "\n";
     for (i, ll) in scores.log_likelihood.iter().enumerate() {
@@ -142,6 +338,20 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             row.extend(c.posterior[i].iter().map(f64::to_string));
             row.push(names[c.predicted[i] as usize].clone());
         }
+        if let Some((raw, score, p)) = &anomaly {
+            row.push(method.name().into());
+            row.push(score[i].to_string());
+            row.push(raw.background[i].iter().sum::<f64>().to_string());
+            if let Some(p) = p {
+                row.push(p[i].to_string());
+            }
+            if let Some(f) = &flags {
+                row.push(u8::from(f[i]).to_string());
+            }
+            if let Some(cs) = &channel_scores {
+                row.extend(cs[i].iter().map(f64::to_string));
+            }
+        }
         csv.push_str(&(row.join(",") + "\n"));
     }
     if let (Some(path), Some(steps)) = (&a.per_sample, &steps) {
@@ -149,7 +359,34 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         let surprise: Vec<f32> = steps.iter().flatten().map(|v| -*v as f32).collect();
         neurogen_data::npy::write_f32(path, &[steps.len(), time], &surprise)?;
     }
+    if let Some(path) = &a.localise {
+        let (Some((raw, _, _)), Some(r)) = (&anomaly, &reference) else {
+            bail!("--localise: no reference to score against (the run's data could not be rebuilt, or the windows are a conditional run's unlabelled ones)");
+        };
+        let Some(el) = r.element_scores(method, raw) else {
+            bail!("--localise: the model gave no per-element scores");
+        };
+        let v: Vec<f32> = el.iter().flatten().map(|v| *v as f32).collect();
+        neurogen_data::npy::write_f32(
+            path,
+            &[el.len(), windows.meta.channels, windows.meta.time],
+            &v,
+        )?;
+    }
     neurogen_data::io::write_atomic(&out, csv.as_bytes())?;
+    let mut annotated = None;
+    if let (Some(path), Some(flags), Some((_, _, Some(p))), Some(starts)) =
+        (&a.annotate, &flags, &anomaly, &starts)
+    {
+        annotated = Some(annotate(
+            data,
+            path,
+            starts,
+            (windows.meta.time, windows.meta.sfreq),
+            flags,
+            p,
+        )?);
+    }
     if !quiet {
         if let (Some(c), Some(truth)) = (&classified, &scores.labels) {
             let right = c
@@ -174,6 +411,62 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             sorted.first().copied().unwrap_or(f64::NAN),
             out.display()
         );
+        if let (Some(f), Some(alpha), Some(r)) = (&flags, a.alpha, &reference) {
+            println!(
+                "flagged {} of {} windows at alpha = {alpha} ({} scores, p-values against {} validation windows)",
+                f.iter().filter(|v| **v).count(),
+                f.len(),
+                method.name(),
+                r.calibration_windows()
+            );
+        }
+        if let (Some(path), Some(n)) = (&a.annotate, annotated) {
+            println!("wrote {} with {n} anomaly annotation(s)", path.display());
+        }
     }
     Ok(())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Writes `input` to `out` as EDF+/BDF+ with one annotation per stretch of flagged windows;
+/// returns how many. Window starts are sample indices of the recording's modelled signals.
+fn annotate(
+    input: &Path,
+    out: &Path,
+    starts: &[usize],
+    (len, sfreq): (usize, f64),
+    flags: &[bool],
+    p: &[f64],
+) -> Result<usize> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let file = neurogen_data::edf::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    // The modelled signals share one rate; the windows index their samples.
+    let spr = ((sfreq * file.record_duration).round() as usize).max(1);
+    let time = |sample: usize| {
+        let r = (sample / spr).min(file.record_onsets.len().saturating_sub(1));
+        file.record_onsets[r] + (sample - r * spr) as f64 / sfreq
+    };
+    let notes: Vec<Annotation> = flagged_stretches(starts, len, flags, p)
+        .into_iter()
+        .map(|(s, e, p)| {
+            let onset = time(s);
+            Annotation {
+                onset,
+                duration: Some(((e - s) as f64 / sfreq * 1e6).round() / 1e6),
+                text: format!("neurogen:anomaly p={p:.3e}"),
+            }
+        })
+        .collect();
+    let written = neurogen_data::edf::annotate(&bytes, &notes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    neurogen_data::io::write_atomic(out, &written)?;
+    Ok(notes.len())
 }

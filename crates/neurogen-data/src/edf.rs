@@ -692,6 +692,149 @@ pub fn write(path: &Path, format: EdfFormat, w: &EdfWindows) -> Result<(), DataE
     crate::io::write_atomic(path, &out)
 }
 
+/// The file of `bytes` (EDF, EDF+, BDF or BDF+) with `extra` annotations added, as EDF+/BDF+:
+/// every ordinary signal's samples and header fields are copied byte for byte, the annotation
+/// signals are replaced by one that carries each record's time-keeping TAL, the file's own
+/// annotations and `extra`, each in the record where it begins. A plain EDF becomes EDF+C,
+/// its patient and recording fields prefixed with EDF+'s "X X X X" / "Startdate X X X X"
+/// (the original text kept after them, as EDF+ allows).
+pub fn annotate(bytes: &[u8], extra: &[Annotation]) -> Result<Vec<u8>, String> {
+    let file = parse(bytes)?;
+    let ns: usize = number(
+        &field(bytes, 252, 4, "number of signals")?,
+        "number of signals",
+        "a count",
+    )?;
+    let width = file.format.bytes();
+    let ann_label = file.format.annotation_label();
+    // The raw header entries of every signal, column by column.
+    const COLUMNS: [usize; 10] = [16, 80, 8, 8, 8, 8, 8, 80, 8, 32];
+    let mut columns: Vec<Vec<&[u8]>> = Vec::with_capacity(COLUMNS.len());
+    let mut at = 256;
+    for len in COLUMNS {
+        columns.push(
+            (0..ns)
+                .map(|i| &bytes[at + i * len..at + (i + 1) * len])
+                .collect(),
+        );
+        at += ns * len;
+    }
+    let label = |i: usize| String::from_utf8_lossy(columns[0][i]).trim().to_string();
+    let spr: Vec<usize> = (0..ns)
+        .map(|i| {
+            number::<usize>(
+                String::from_utf8_lossy(columns[8][i]).trim(),
+                "samples per record",
+                "a count",
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let keep: Vec<usize> = (0..ns).filter(|&i| label(i) != ann_label).collect();
+    let n_records = file.record_onsets.len();
+    // TALs per record: time-keeping first, then every annotation beginning in that record.
+    let duration_text = field(bytes, 244, 8, "duration of a data record")?;
+    let mut tals: Vec<Vec<u8>> = (0..n_records)
+        .map(|r| {
+            let t = if file.plus {
+                format!("{}", file.record_onsets[r])
+            } else {
+                times(&duration_text, r)
+            };
+            format!("+{t}\x14\x14\0").into_bytes()
+        })
+        .collect();
+    for a in file.annotations.iter().chain(extra) {
+        if !a.onset.is_finite() || a.text.contains(['\x14', '\x15', '\0']) {
+            return Err(format!(
+                "annotation {:?} at {} s cannot be written as a TAL",
+                a.text, a.onset
+            ));
+        }
+        let r = file
+            .record_onsets
+            .partition_point(|&on| on <= a.onset + 1e-9)
+            .saturating_sub(1);
+        let sign = if a.onset < 0.0 { "-" } else { "+" };
+        let mut tal = format!("{sign}{}", a.onset.abs());
+        if let Some(d) = a.duration {
+            tal.push_str(&format!("\x15{d}"));
+        }
+        tal.push_str(&format!("\x14{}\x14\0", a.text));
+        tals[r].extend_from_slice(tal.as_bytes());
+    }
+    let ann_samples = tals
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(width)
+        .max(8);
+
+    let ns2 = keep.len() + 1;
+    let header_bytes = 256 * (ns2 + 1);
+    let record_in: usize = spr.iter().map(|s| s * width).sum();
+    let mut out = Vec::with_capacity(header_bytes + n_records * (record_in + ann_samples * width));
+    out.extend_from_slice(&bytes[..8]);
+    if file.plus {
+        out.extend_from_slice(&bytes[8..168]);
+    } else {
+        let text = |at: usize| {
+            String::from_utf8_lossy(&bytes[at..at + 80])
+                .trim()
+                .to_string()
+        };
+        pad(&mut out, &format!("X X X X {}", text(8)), 80);
+        pad(&mut out, &format!("Startdate X X X X {}", text(88)), 80);
+    }
+    out.extend_from_slice(&bytes[168..184]);
+    pad(&mut out, &header_bytes.to_string(), 8);
+    let plus_kind = match (file.format, file.discontinuous) {
+        (EdfFormat::Edf, false) => "EDF+C",
+        (EdfFormat::Edf, true) => "EDF+D",
+        (EdfFormat::Bdf, false) => "BDF+C",
+        (EdfFormat::Bdf, true) => "BDF+D",
+    };
+    pad(&mut out, plus_kind, 44);
+    pad(&mut out, &n_records.to_string(), 8);
+    out.extend_from_slice(&bytes[244..252]);
+    pad(&mut out, &ns2.to_string(), 4);
+    let (dlo, dhi) = file.format.digital_range();
+    let new_entry: [String; 10] = [
+        ann_label.to_string(),
+        String::new(),
+        String::new(),
+        "-1".into(),
+        "1".into(),
+        dlo.to_string(),
+        dhi.to_string(),
+        String::new(),
+        ann_samples.to_string(),
+        String::new(),
+    ];
+    for (col, len) in COLUMNS.iter().enumerate() {
+        for &i in &keep {
+            out.extend_from_slice(columns[col][i]);
+        }
+        pad(&mut out, &new_entry[col], *len);
+    }
+    let data = &bytes[256 * (ns + 1)..];
+    for (r, tal) in tals.iter().enumerate() {
+        let record = &data[r * record_in..(r + 1) * record_in];
+        let mut at = 0;
+        for (i, &n) in spr.iter().enumerate() {
+            let len = n * width;
+            if keep.contains(&i) {
+                out.extend_from_slice(&record[at..at + len]);
+            }
+            at += len;
+        }
+        let start = out.len();
+        out.extend_from_slice(tal);
+        out.resize(start + ann_samples * width, 0);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,6 +855,108 @@ mod tests {
         assert_eq!(times("0.1", 3), "0.3");
         assert_eq!(times("0.0625", 1_000_003), "62500.1875");
         assert_eq!(times("2", 7), "14");
+    }
+
+    /// A small file of 3 windows (records) of 2 channels × 8 samples, labelled, written by
+    /// [`write`] and read back as bytes.
+    fn small_file(format: EdfFormat) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.edf");
+        let values: Vec<f32> = (0..48).map(|i| (i as f32 * 0.7).sin() * 50.0).collect();
+        let names = ["A".to_string(), "B".to_string()];
+        let labels = ["one".to_string(), "two".to_string(), "one".to_string()];
+        write(
+            &path,
+            format,
+            &EdfWindows {
+                values: &values,
+                n: 3,
+                channel_names: &names,
+                time: 8,
+                sfreq: 16.0,
+                unit: "uV",
+                labels: Some(&labels),
+                integer: false,
+            },
+        )
+        .unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    #[test]
+    fn annotating_keeps_every_sample_and_annotation_and_adds_ours() {
+        for format in [EdfFormat::Edf, EdfFormat::Bdf] {
+            let bytes = small_file(format);
+            let before = parse(&bytes).unwrap();
+            let ours = [
+                Annotation {
+                    onset: 0.25,
+                    duration: Some(0.5),
+                    text: "neurogen:anomaly p=1.0e-3".into(),
+                },
+                Annotation {
+                    onset: 1.0,
+                    duration: Some(0.5),
+                    text: "neurogen:anomaly p=2.0e-3".into(),
+                },
+            ];
+            let after = parse(&annotate(&bytes, &ours).unwrap()).unwrap();
+            assert!(after.plus && !after.discontinuous);
+            assert_eq!(after.signals, before.signals);
+            assert_eq!(after.record_onsets, before.record_onsets);
+            let mut want = before.annotations.clone();
+            want.extend(ours.iter().cloned());
+            let mut got = after.annotations.clone();
+            let key = |a: &Annotation| (a.onset.to_bits(), a.text.clone());
+            want.sort_by_key(key);
+            got.sort_by_key(key);
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_plain_edf_becomes_edf_plus_c_with_time_keeping() {
+        // Strip the EDF+ marks: reserved field blank, no annotation signal.
+        let bytes = small_file(EdfFormat::Edf);
+        let f = parse(&bytes).unwrap();
+        let plain = {
+            let mut out = bytes[..256].to_vec();
+            out[192..236].copy_from_slice(&[b' '; 44]);
+            out[252..256].copy_from_slice(b"2   ");
+            out[184..192].copy_from_slice(b"768     ");
+            let ns = 3;
+            let mut at = 256;
+            for len in [16, 80, 8, 8, 8, 8, 8, 80, 8, 32] {
+                out.extend_from_slice(&bytes[at..at + 2 * len]);
+                at += ns * len;
+            }
+            let spr_ann: usize =
+                String::from_utf8_lossy(&bytes[256 + ns * 216 + 2 * 8..256 + ns * 216 + 3 * 8])
+                    .trim()
+                    .parse()
+                    .unwrap();
+            let data = &bytes[256 * (ns + 1)..];
+            let rec = (16 + spr_ann) * 2;
+            for r in 0..3 {
+                out.extend_from_slice(&data[r * rec..r * rec + 32]);
+            }
+            out
+        };
+        let p = parse(&plain).unwrap();
+        assert!(!p.plus && p.annotations.is_empty());
+        let ours = [Annotation {
+            onset: 0.5,
+            duration: Some(1.0),
+            text: "neurogen:anomaly p=5.0e-3".into(),
+        }];
+        let out = annotate(&plain, &ours).unwrap();
+        let a = parse(&out).unwrap();
+        assert!(a.plus);
+        assert_eq!(a.signals, f.signals);
+        assert_eq!(a.record_onsets, vec![0.0, 0.5, 1.0]);
+        assert_eq!(a.annotations, ours.to_vec());
+        assert!(out[8..88].starts_with(b"X X X X "));
+        assert!(out[88..168].starts_with(b"Startdate X X X X "));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use neurogen_data::{SignalKind, Signals};
 
+pub mod anomaly;
 pub mod augment;
 pub mod conditions;
 pub mod decoding;

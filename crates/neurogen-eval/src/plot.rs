@@ -408,6 +408,75 @@ pub fn curves(
     })
 }
 
+/// Grouped bars: one group per category (`groups`), one bar per series within it, on a
+/// `[y0, y1]` axis (AUROC per artefact type and scoring method).
+pub fn bars(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    groups: &[String],
+    series: &[(String, Vec<f64>)],
+    (y0, y1): (f64, f64),
+) -> Result<(), EvalError> {
+    if groups.is_empty() || series.is_empty() {
+        return Err(EvalError::Invalid(format!("no bars to plot for {title}")));
+    }
+    let k = series.len() as f64;
+    render(path, (1000, 520), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..groups.len() as f64, y0..y1)
+            .map_err(draw_err(path))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(groups.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 1e-6 {
+                    groups.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_desc)
+            .draw()
+            .map_err(draw_err(path))?;
+        for (j, (name, values)) in series.iter().enumerate() {
+            let colour = LABEL_COLOURS[j % LABEL_COLOURS.len()];
+            let rects = values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(g, v)| {
+                    let left = g as f64 + 0.1 + 0.8 * j as f64 / k;
+                    Rectangle::new(
+                        [(left, y0), (left + 0.8 / k, v.clamp(y0, y1))],
+                        colour.filled(),
+                    )
+                });
+            chart
+                .draw_series(rects)
+                .map_err(draw_err(path))?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 15, y + 5)], colour.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 15))
+            .draw()
+            .map_err(draw_err(path))
+    })
+}
+
 /// How the points of a latent scatter plot are coloured.
 #[derive(Debug, Clone)]
 pub enum Colouring {

@@ -499,8 +499,12 @@ mod tests {
         // Measured: transposed 2.9× at fs/16 and 53× at fs/4; nearest ≤ 1.4× everywhere.
         assert!(max(&transposed) > 10.0, "transposed {transposed:?}");
         assert!(max(&nearest) < 2.0, "nearest {nearest:?}");
+        // Summed over the harmonics: which harmonic is strongest depends on the initial
+        // weights, which other tests' draws from the one device generator can shift (the fs/16
+        // line alone once came out 0.70× against nearest's 1.40×).
+        let sum = |v: &[f64]| v.iter().sum::<f64>();
         assert!(
-            transposed[0] > 1.5 * nearest[0],
+            sum(&transposed) > 2.0 * sum(&nearest),
             "{transposed:?} vs {nearest:?}"
         );
     }

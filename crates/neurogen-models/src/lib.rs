@@ -331,14 +331,21 @@ pub trait Density {
         noise: Tensor<3>,
     ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError>;
 
-    /// Each time step's exact log-likelihood given the past, summed over channels, where the
-    /// model factorises over time (autoregressive models); `None` otherwise.
+    /// Each element's exact log-likelihood given the past, `log p(x_ct | x_{<t})`, where the
+    /// model factorises over time and channels (autoregressive models): they sum to
+    /// [`log_likelihood`](Self::log_likelihood). `None` otherwise.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]` → `[batch, time]`
-    fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<2>> {
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]` → `[batch, channels, time]`
+    fn log_likelihood_elements(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<3>> {
         let _ = (x, y);
         None
+    }
+
+    /// Whether [`log_likelihood_elements`](Self::log_likelihood_elements) gives the elements
+    /// (so callers can ask before scoring anything).
+    fn factorises(&self) -> bool {
+        false
     }
 }
 

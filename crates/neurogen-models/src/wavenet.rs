@@ -356,6 +356,17 @@ impl WaveNet {
         params_per_channel(self.components)
     }
 
+    /// Every step's log-likelihood per channel, `log p(x_ct | x_{<t})` (the head factorises
+    /// over channels given the past), nats.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` → `[batch, channels, time]`
+    pub fn log_likelihood_elements(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<3> {
+        let (x, u) = self.split(x);
+        let params = self.forward(x.clone(), y, u);
+        self.nll_elements(x, params).neg()
+    }
+
     /// Every step's log-likelihood, summed over channels: the surprise −log p(x_t | x_{<t})
     /// negated, nats.
     ///
@@ -363,12 +374,9 @@ impl WaveNet {
     /// - `x`: `[batch, channels, time]` → `[batch, time]`
     pub fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Tensor<2> {
         let [b, _, t] = x.dims();
-        let (x, u) = self.split(x);
-        let params = self.forward(x.clone(), y, u);
-        self.nll_elements(x, params)
+        self.log_likelihood_elements(x, y)
             .sum_dim(1)
             .reshape([b, t])
-            .neg()
     }
 
     /// The value of one step drawn from its parameters and host normals.
@@ -701,8 +709,12 @@ impl Density for WaveNet {
         Ok((steps.sum_dim(1).reshape([b]), None))
     }
 
-    fn log_likelihood_steps(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<2>> {
-        Some(WaveNet::log_likelihood_steps(self, x, y))
+    fn log_likelihood_elements(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<3>> {
+        Some(WaveNet::log_likelihood_elements(self, x, y))
+    }
+
+    fn factorises(&self) -> bool {
+        true
     }
 }
 

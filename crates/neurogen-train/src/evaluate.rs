@@ -13,6 +13,8 @@ use crate::{RunDir, TrainError};
 pub struct RunSplits {
     /// Training windows.
     pub train: Signals,
+    /// Validation windows.
+    pub valid: Signals,
     /// Test windows.
     pub test: Signals,
     /// Start of each test window in seconds from the start of its recording.
@@ -26,6 +28,7 @@ pub fn run_splits(run: &RunDir, loaded: &LoadedRun) -> Result<RunSplits, TrainEr
     let sfreq = windows.signals.meta.sfreq;
     Ok(RunSplits {
         train: pick(SplitName::Train),
+        valid: pick(SplitName::Valid),
         test: pick(SplitName::Test),
         test_start_s: windows
             .indices(SplitName::Test)

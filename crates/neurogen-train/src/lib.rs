@@ -6,6 +6,7 @@
 //! needs only the weights and the optimiser state to continue exactly as if never stopped.
 
 mod adam;
+pub mod anomaly;
 pub mod bench;
 pub mod discriminate;
 mod error;
@@ -29,7 +30,8 @@ pub use experiment::{Backend, Experiment, KeepBest, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport, FitSpec};
 pub use loaded::{
     classify_signals, cycled_inputs, load_checkpoint, load_run, sample_driven, sample_held_out,
-    sample_recordings, sample_signals, score_signals, score_steps, Classified, LoadedRun, Scores,
+    sample_recordings, sample_signals, score_elements, score_signals, score_signals_common,
+    score_steps, Classified, LoadedRun, Scores,
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;

@@ -508,7 +508,7 @@ pub fn score_signals(
 ) -> Result<Scores, TrainError> {
     let (density, s) = scorable(run, s)?;
     let labels = run.labels_of(&s)?;
-    let (ll, elbo) = score_with(run, density, &s, labels.as_deref(), k, seed, device)?;
+    let (ll, elbo) = score_with(run, density, &s, labels.as_deref(), k, seed, false, device)?;
     Ok(Scores {
         labels,
         bound: density.bound(k),
@@ -516,6 +516,20 @@ pub fn score_signals(
         log_likelihood: ll,
         dim: s.window_len(),
     })
+}
+
+/// Per window: the log-likelihood (or bound) of [`score_signals`], every window estimated from
+/// the same random draws, for ranking windows against each other (anomaly scores).
+pub fn score_signals_common(
+    run: &LoadedRun,
+    s: &Signals,
+    k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<f64>, TrainError> {
+    let (density, s) = scorable(run, s)?;
+    let labels = run.labels_of(&s)?;
+    Ok(score_with(run, density, &s, labels.as_deref(), k, seed, true, device)?.0)
 }
 
 /// Every time step's exact log-likelihood given its past, summed over channels (nats, the
@@ -526,10 +540,30 @@ pub fn score_steps(
     s: &Signals,
     device: &Device,
 ) -> Result<Vec<Vec<f64>>, TrainError> {
+    let (channels, time) = (s.meta.channels, s.meta.time);
+    Ok(score_elements(run, s, device)?
+        .iter()
+        .map(|w| {
+            (0..time)
+                .map(|t| (0..channels).map(|c| w[c * time + t]).sum())
+                .collect()
+        })
+        .collect())
+}
+
+/// Every element's exact log-likelihood given the past, `log p(x_ct | x_{<t})` (nats, the
+/// run's normalised units), `[n][channels × time]`: where in a window, and in which channel,
+/// the model was surprised. Only for models that factorise over time and channels
+/// (autoregressive); others are refused with the reason.
+pub fn score_elements(
+    run: &LoadedRun,
+    s: &Signals,
+    device: &Device,
+) -> Result<Vec<Vec<f64>>, TrainError> {
     let (density, s) = scorable(run, s)?;
     let labels = run.labels_of(&s)?;
     let classes = run.model.classes();
-    let time = s.meta.time;
+    let len = s.window_len();
     let mut out = Vec::with_capacity(s.n);
     let indices: Vec<usize> = (0..s.n).collect();
     for idx in indices.chunks(density.score_batch(1)) {
@@ -537,14 +571,14 @@ pub fn score_steps(
         let y = labels
             .as_deref()
             .map(|l| rows_one_hot(l, idx, classes, device)); // [chunk, classes]
-        let Some(steps) = density.log_likelihood_steps(x, y) else {
+        let Some(elements) = density.log_likelihood_elements(x, y) else {
             return Err(TrainError::Input(format!(
-                "--per-sample: a `{}` run has no per-step likelihood; only autoregressive runs factorise over time",
+                "a `{}` run has no per-step likelihood; only autoregressive runs factorise over time",
                 run.exp.model.kind()
             )));
         };
-        let v = host_f64(steps.into_data(), "scores")?; // [chunk · time]
-        out.extend(v.chunks(time).map(<[f64]>::to_vec));
+        let v = host_f64(elements.into_data(), "scores")?; // [chunk · channels · time]
+        out.extend(v.chunks(len).map(<[f64]>::to_vec));
     }
     Ok(out)
 }
@@ -584,7 +618,7 @@ pub fn classify_signals(
     let mut per_class = Vec::with_capacity(classes);
     for c in 0..classes as u32 {
         let labels = vec![c; s.n];
-        per_class.push(score_with(run, density, &s, Some(&labels), k, seed, device)?.0);
+        per_class.push(score_with(run, density, &s, Some(&labels), k, seed, false, device)?.0);
     }
     let prior = log_prior(run, classes);
     let log_likelihood: Vec<Vec<f64>> = (0..s.n)
@@ -698,6 +732,11 @@ fn rows_one_hot(labels: &[u32], idx: &[usize], classes: usize, device: &Device) 
 
 /// Log-likelihoods (and ELBOs) of the normalised windows `s` given `labels`, in chunks whose
 /// noise is keyed by `(seed, chunk)`.
+/// With `common`, every window is scored with the same draws (common random numbers): each
+/// window's estimate is as noisy as before, but two windows' estimates err alike, so their
+/// difference — what an anomaly ranking compares — is far less noisy; the mean over windows
+/// is noisier, so likelihood reports keep independent draws.
+#[allow(clippy::too_many_arguments)]
 fn score_with(
     run: &LoadedRun,
     density: &dyn Density,
@@ -705,6 +744,7 @@ fn score_with(
     labels: Option<&[u32]>,
     k: usize,
     seed: u64,
+    common: bool,
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
     let read = |t: Tensor<1>| host_f64(t.into_data(), "scores");
@@ -716,7 +756,14 @@ fn score_with(
         let x = s.batch(idx, device); // [chunk, channels, time]
         let b = idx.len();
         let y = labels.map(|l| rows_one_hot(l, idx, classes, device)); // [chunk, classes]
-        let eps = normals(&mut rng(seed, Stream::Score, i as u64), draws * b * d);
+        let eps = if common {
+            let one = normals(&mut rng(seed, Stream::Score, 0), draws * d); // [draws, dim]
+            one.chunks(d.max(1))
+                .flat_map(|draw| std::iter::repeat_n(draw, b).flatten().copied())
+                .collect()
+        } else {
+            normals(&mut rng(seed, Stream::Score, i as u64), draws * b * d)
+        };
         let eps = host_tensor(eps, [draws, b, d], device); // [draws, chunk, dim]
         let (l, e) = density
             .log_likelihood(x, y, eps)

@@ -1,0 +1,607 @@
+//! Anomaly scores from a run's likelihood: plain likelihood, typicality and the likelihood
+//! ratio against a background model, each calibrated into p-values on the validation split.
+//!
+//! Likelihood alone ranks a flat line as the most normal window there is (a deep generative
+//! model's "likelihood paradox"); typicality (Nalisnick et al. 2019) flags windows whose
+//! −log p(x) is far from the training windows' in *either* direction, and the ratio (Ren et
+//! al. 2019) subtracts what a per-channel autoregression already explains, so what remains is
+//! what the model knows beyond scale and spectrum.
+
+use burn::tensor::Device;
+use neurogen_data::Signals;
+use neurogen_eval::anomaly::{p_values, ArBackground, Artefact};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::loaded::{score_elements, score_signals_common, LoadedRun};
+use crate::TrainError;
+
+/// The background autoregression's order.
+pub const BACKGROUND_ORDER: usize = 8;
+/// Training windows the typical set is estimated on (a seeded subsample beyond this).
+pub const TYPICAL_WINDOWS: usize = 512;
+/// Validation windows scored for the p-values (a seeded subsample beyond this).
+pub const CALIBRATION_WINDOWS: usize = 2000;
+
+/// How a window's anomaly score is made from its likelihood. Higher = more anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// −log p(x): unlikely windows.
+    Likelihood,
+    /// |−log p(x) − E_train[−log p]| / sd_train: windows outside the typical set, too likely
+    /// as well as too unlikely; where the model factorises, the largest such distance over
+    /// channels and their [`stretches`].
+    Typicality,
+    /// −(log p_model(x) − log p_background(x)): what the model finds unlikely beyond the
+    /// background's low-level statistics.
+    Ratio,
+}
+
+impl Method {
+    /// Every method, in report order.
+    pub const ALL: [Method; 3] = [Method::Likelihood, Method::Typicality, Method::Ratio];
+
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Likelihood => "likelihood",
+            Method::Typicality => "typicality",
+            Method::Ratio => "ratio",
+        }
+    }
+}
+
+/// What scoring a set of windows gives before any method is applied.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    /// Per window: the model's log-likelihood (or its bound), nats, normalised units.
+    pub ll: Vec<f64>,
+    /// Per window, `[channels × time]`: the model's `log p(x_ct | x_{<t})`, where it factorises.
+    pub elements: Option<Vec<Vec<f64>>>,
+    /// Per window, `[channels × time]`: the background's per-element log-density.
+    pub background: Vec<Vec<f64>>,
+    /// Channels and steps of a window.
+    pub shape: (usize, usize),
+}
+
+impl Raw {
+    /// Scores windows `s` (physical units) under the run and under `background`. A bound
+    /// estimated from random draws uses the same draws for every window (see
+    /// [`score_signals_common`]): windows are ranked against each other.
+    pub fn of(
+        run: &LoadedRun,
+        s: &Signals,
+        background: &ArBackground,
+        k: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Raw, TrainError> {
+        let factorises = run.density().is_some_and(|d| d.factorises());
+        let (ll, elements) = if factorises {
+            let e = score_elements(run, s, device)?;
+            (e.iter().map(|w| w.iter().sum()).collect(), Some(e))
+        } else {
+            (score_signals_common(run, s, k, seed, device)?, None)
+        };
+        Ok(Raw::with(ll, elements, run, s, background))
+    }
+
+    /// A `Raw` from log-likelihoods already computed (e.g. a conditional run's marginal).
+    pub fn with(
+        ll: Vec<f64>,
+        elements: Option<Vec<Vec<f64>>>,
+        run: &LoadedRun,
+        s: &Signals,
+        background: &ArBackground,
+    ) -> Raw {
+        let mut norm = s.clone();
+        run.info.norm.apply(&mut norm);
+        let (c, t) = (s.meta.channels, s.meta.time);
+        let background = (0..norm.n)
+            .map(|i| background.elements(norm.window(i), c, t))
+            .collect();
+        Raw {
+            ll,
+            elements,
+            background,
+            shape: (c, t),
+        }
+    }
+
+    /// Per window, `[channel × stretch]` (see [`stretches`]): the model's −Σ log p(x_ct | x_{<t})
+    /// over each stretch of each channel, where it factorises.
+    fn stretch_nll(&self) -> Option<Vec<Vec<f64>>> {
+        let (c, t) = self.shape;
+        let spans = stretches(t);
+        self.elements.as_ref().map(|e| {
+            e.iter()
+                .map(|w| {
+                    let mut out = Vec::with_capacity(c * spans.len());
+                    for ch in 0..c {
+                        let row = &w[ch * t..(ch + 1) * t];
+                        for &(s, len) in &spans {
+                            out.push(-row[s..s + len].iter().sum::<f64>());
+                        }
+                    }
+                    out
+                })
+                .collect()
+        })
+    }
+}
+
+/// The stretches of a `t`-step window typicality compares, as `(start, len)`: the whole window,
+/// then half-overlapping quarter and sixteenth windows (of at least 2 steps). An artefact that
+/// fills a quarter of one channel is diluted 4 × channels-fold in the window's total −log p;
+/// in the stretch that holds it, it is not. (Single steps as well would find a spike at its
+/// step, but the maximum over c × t more statistics hides flat quarters: on `wavenet-kuramoto`
+/// the flat channel's AUROC fell from 0.904 to 0.865.)
+pub fn stretches(t: usize) -> Vec<(usize, usize)> {
+    let mut out = vec![(0, t)];
+    for parts in [4, 16] {
+        let len = t / parts;
+        if len < 2 {
+            break;
+        }
+        out.extend(
+            (0..)
+                .map(|i| i * len / 2)
+                .take_while(|s| s + len <= t)
+                .map(|s| (s, len)),
+        );
+    }
+    out
+}
+
+/// What a method's scores are measured against: the background fitted on training windows,
+/// the typical set of the training windows' −log p, and the validation windows' raw scores.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// The background autoregression (normalised units).
+    pub background: ArBackground,
+    /// Mean and sd of the training windows' −log p(x).
+    typical: (f64, f64),
+    /// Per channel and stretch (`[channel × stretch]`, see [`stretches`]): mean and sd of the
+    /// training windows' −Σ log p(x_ct | ·) over it, where the model factorises.
+    typical_stretches: Option<Vec<(f64, f64)>>,
+    /// The validation windows' raw scores; `None` without a validation split.
+    calibration: Option<Raw>,
+    /// Training windows the typical set was estimated on.
+    pub typical_windows: usize,
+}
+
+impl Reference {
+    /// Fits the background on `train`, estimates the typical set on (at most
+    /// [`TYPICAL_WINDOWS`] of) `train` and scores (at most [`CALIBRATION_WINDOWS`] of) `valid`
+    /// for the p-values. Deterministic for `seed`.
+    pub fn build(
+        run: &LoadedRun,
+        train: &Signals,
+        valid: &Signals,
+        k: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Reference, TrainError> {
+        if train.n == 0 {
+            return Err(TrainError::Input(
+                "the run's training split holds no windows to estimate the typical set on".into(),
+            ));
+        }
+        let mut fit_on = neurogen_eval::subsample(train, 4000, seed);
+        run.info.norm.apply(&mut fit_on);
+        let background = ArBackground::fit(
+            &fit_on.values,
+            fit_on.meta.channels,
+            fit_on.meta.time,
+            BACKGROUND_ORDER,
+        );
+        let typ = neurogen_eval::subsample(train, TYPICAL_WINDOWS, seed);
+        let raw = Raw::of(run, &typ, &background, k, seed, device)?;
+        let nll: Vec<f64> = raw.ll.iter().map(|v| -v).collect();
+        let (c, t) = raw.shape;
+        let per_channel = stretches(t).len();
+        let typical_stretches = raw.stretch_nll().map(|per| {
+            (0..c * per_channel)
+                .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
+                .collect()
+        });
+        let calibration = if valid.n > 0 {
+            let v = neurogen_eval::subsample(valid, CALIBRATION_WINDOWS, seed);
+            Some(Raw::of(run, &v, &background, k, seed, device)?)
+        } else {
+            None
+        };
+        Ok(Reference {
+            background,
+            typical: mean_sd(&nll),
+            typical_stretches,
+            calibration,
+            typical_windows: typ.n,
+        })
+    }
+
+    /// Validation windows behind the p-values (0 without a validation split).
+    pub fn calibration_windows(&self) -> usize {
+        self.calibration.as_ref().map_or(0, |r| r.ll.len())
+    }
+
+    /// Per window: the anomaly score of `method` (higher = more anomalous).
+    pub fn score(&self, method: Method, raw: &Raw) -> Vec<f64> {
+        match method {
+            Method::Likelihood => raw.ll.iter().map(|v| -v).collect(),
+            Method::Ratio => raw
+                .ll
+                .iter()
+                .zip(&raw.background)
+                .map(|(l, b)| -(l - b.iter().sum::<f64>()))
+                .collect(),
+            Method::Typicality => match (raw.stretch_nll(), &self.typical_stretches) {
+                (Some(per), Some(typ)) => per
+                    .iter()
+                    .map(|w| {
+                        w.iter()
+                            .zip(typ)
+                            .map(|(v, (m, s))| ((v - m) / s).abs())
+                            .fold(0.0, f64::max)
+                    })
+                    .collect(),
+                _ => {
+                    let (m, s) = self.typical;
+                    raw.ll.iter().map(|v| ((-v - m) / s).abs()).collect()
+                }
+            },
+        }
+    }
+
+    /// Per window and channel: the anomaly score of `method` restricted to that channel, where
+    /// the model factorises over channels.
+    pub fn channel_scores(&self, method: Method, raw: &Raw) -> Option<Vec<Vec<f64>>> {
+        let per = raw.stretch_nll()?;
+        let (c, t) = raw.shape;
+        let k = stretches(t).len();
+        Some(match method {
+            Method::Likelihood => per
+                .iter()
+                .map(|w| (0..c).map(|ch| w[ch * k]).collect())
+                .collect(),
+            Method::Ratio => per
+                .iter()
+                .zip(&raw.background)
+                .map(|(w, b)| {
+                    (0..c)
+                        .map(|ch| w[ch * k] + b[ch * t..(ch + 1) * t].iter().sum::<f64>())
+                        .collect()
+                })
+                .collect(),
+            Method::Typicality => {
+                let typ = self.typical_stretches.as_ref()?;
+                per.iter()
+                    .map(|w| {
+                        (0..c)
+                            .map(|ch| {
+                                (ch * k..(ch + 1) * k)
+                                    .map(|i| ((w[i] - typ[i].0) / typ[i].1).abs())
+                                    .fold(0.0, f64::max)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    /// Per window, `[channels × time]`: each element's anomaly score under `method`, where
+    /// the model factorises — localisation in time and channel. Likelihood: the surprise
+    /// −log p(x_ct | x_{<t}); ratio: the surprise beyond the background's; typicality: the
+    /// surprise's distance from the channel's typical surprise per element. (The largest
+    /// typicality of the stretches holding an element localises no better — a one-sample
+    /// spike is anywhere in its sixteenth — and worse on every type measured.)
+    pub fn element_scores(&self, method: Method, raw: &Raw) -> Option<Vec<Vec<f64>>> {
+        let elements = raw.elements.as_ref()?;
+        let t = raw.shape.1;
+        Some(match method {
+            Method::Likelihood => elements
+                .iter()
+                .map(|w| w.iter().map(|v| -v).collect())
+                .collect(),
+            Method::Ratio => elements
+                .iter()
+                .zip(&raw.background)
+                .map(|(w, b)| w.iter().zip(b).map(|(v, g)| g - v).collect())
+                .collect(),
+            Method::Typicality => {
+                let typ = self.typical_stretches.as_ref()?;
+                // The whole window leads each channel's block: its mean over t steps is the
+                // typical surprise of one element.
+                let k = stretches(t).len();
+                elements
+                    .iter()
+                    .map(|w| {
+                        w.iter()
+                            .enumerate()
+                            .map(|(i, v)| (-v - typ[(i / t) * k].0 / t as f64).abs())
+                            .collect()
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    /// The conformal p-values of `scores` (of `method`) against the validation windows';
+    /// `None` without a validation split.
+    pub fn p_values(&self, method: Method, scores: &[f64]) -> Option<Vec<f64>> {
+        let cal = self.calibration.as_ref()?;
+        Some(p_values(scores, &self.score(method, cal)))
+    }
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    // A floor keeps a perfectly constant training score from dividing by zero.
+    (m, var.sqrt().max(1e-9 * m.abs().max(1.0)))
+}
+
+/// Merges flagged windows into stretches of the recording: `(first sample, end sample,
+/// smallest p-value)` per run of overlapping or adjacent flagged windows, in order.
+pub fn flagged_stretches(
+    starts: &[usize],
+    len: usize,
+    flags: &[bool],
+    p: &[f64],
+) -> Vec<(usize, usize, f64)> {
+    let mut order: Vec<usize> = (0..starts.len()).filter(|&i| flags[i]).collect();
+    order.sort_by_key(|&i| starts[i]);
+    let mut out: Vec<(usize, usize, f64)> = Vec::new();
+    for i in order {
+        let (s, e) = (starts[i], starts[i] + len);
+        match out.last_mut() {
+            Some(last) if s <= last.1 => {
+                last.1 = last.1.max(e);
+                last.2 = last.2.min(p[i]);
+            }
+            _ => out.push((s, e, p[i])),
+        }
+    }
+    out
+}
+
+/// What [`benchmark`] measured: per method and artefact type, how well clean held-out windows
+/// are told from the same windows with the artefact injected.
+#[derive(Debug, Clone)]
+pub struct Benchmark {
+    /// The methods, rows of every table.
+    pub methods: Vec<Method>,
+    /// The artefact types, columns.
+    pub artefacts: Vec<Artefact>,
+    /// `[method][artefact]`: ROC AUC, injected = positive.
+    pub auroc: Vec<Vec<f64>>,
+    /// `[method][artefact]`: average precision.
+    pub auprc: Vec<Vec<f64>>,
+    /// `[method][artefact]`: fraction of injected windows whose peak per-step score falls inside
+    /// the injected stretch; `None` where the model does not factorise over time.
+    pub localisation: Option<Vec<Vec<f64>>>,
+    /// `[method]`: the fraction of clean test windows (all of them, up to
+    /// [`CALIBRATION_WINDOWS`]) flagged at `alpha`.
+    pub false_positive_rate: Vec<f64>,
+    /// `[method]`: the KS statistic of those windows' p-values against uniform.
+    pub p_value_ks: Vec<f64>,
+    /// The significance level of `false_positive_rate`.
+    pub alpha: f64,
+    /// Clean test windows (and as many injected ones per type).
+    pub windows: usize,
+    /// Clean test windows behind `false_positive_rate` and `p_value_ks`.
+    pub clean_windows: usize,
+    /// Validation windows behind the p-values.
+    pub calibration_windows: usize,
+    /// Training windows behind the typical set.
+    pub typical_windows: usize,
+}
+
+/// The artefact benchmark of `neurogen eval --anomalies`: at most `n` test windows (seeded
+/// subsample) scored clean and with each [`Artefact`] injected (in normalised units, see
+/// [`neurogen_eval::anomaly`]), under every [`Method`]. Deterministic for `seed`.
+#[allow(clippy::too_many_arguments)]
+pub fn benchmark(
+    run: &LoadedRun,
+    train: &Signals,
+    valid: &Signals,
+    test: &Signals,
+    n: usize,
+    (k, seed, alpha): (usize, u64, f64),
+    device: &Device,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Benchmark, TrainError> {
+    if test.meta.kind == neurogen_data::SignalKind::Counts {
+        return Err(TrainError::Input(
+            "--anomalies: the artefact benchmark injects EEG artefacts into continuous signals; this run models spike counts".into(),
+        ));
+    }
+    if test.n < 2 {
+        return Err(TrainError::Input(format!(
+            "--anomalies: the run's test split holds {} window(s); at least 2 are needed",
+            test.n
+        )));
+    }
+    progress("scoring training and validation windows (typical set, background, calibration)");
+    let reference = Reference::build(run, train, valid, k, seed, device)?;
+    let clean = neurogen_eval::subsample(test, n, seed);
+    let clean_raw = Raw::of(run, &clean, &reference.background, k, seed, device)?;
+    let (c, t) = (clean.meta.channels, clean.meta.time);
+    let methods = Method::ALL.to_vec();
+    let artefacts = Artefact::ALL.to_vec();
+    let mut auroc = vec![Vec::new(); methods.len()];
+    let mut auprc = vec![Vec::new(); methods.len()];
+    let mut localisation = clean_raw
+        .elements
+        .as_ref()
+        .map(|_| vec![Vec::new(); methods.len()]);
+    for (a_i, artefact) in artefacts.iter().enumerate() {
+        progress(&format!(
+            "injecting {} into {} test windows",
+            artefact.name(),
+            clean.n
+        ));
+        let mut inj = clean.clone();
+        run.info.norm.apply(&mut inj);
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1 + a_i as u64));
+        let len = c * t;
+        let mut at = Vec::with_capacity(inj.n);
+        for w in inj.values.chunks_mut(len) {
+            at.push(artefact.inject(w, c, t, inj.meta.sfreq, &mut rng));
+        }
+        run.info.norm.invert(&mut inj);
+        let raw = Raw::of(run, &inj, &reference.background, k, seed, device)?;
+        for (m_i, &m) in methods.iter().enumerate() {
+            let mut scores = reference.score(m, &clean_raw);
+            scores.extend(reference.score(m, &raw));
+            let labels: Vec<bool> = (0..2 * clean.n).map(|i| i >= clean.n).collect();
+            auroc[m_i].push(neurogen_eval::auc(&scores, &labels));
+            auprc[m_i].push(neurogen_eval::anomaly::auprc(&scores, &labels));
+            if let (Some(loc), Some(el)) = (&mut localisation, reference.element_scores(m, &raw)) {
+                let inside = el
+                    .iter()
+                    .zip(&at)
+                    .filter(|(w, injected)| {
+                        let per_step: Vec<f64> = (0..t)
+                            .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
+                            .collect();
+                        let peak = (0..t)
+                            .max_by(|&x, &y| per_step[x].total_cmp(&per_step[y]))
+                            .unwrap_or(0);
+                        injected.contains(peak)
+                    })
+                    .count();
+                loc[m_i].push(inside as f64 / clean.n as f64);
+            }
+        }
+    }
+    // A rate of 1 % needs more than a few hundred windows to be told from 0.5 % or 2 %: the
+    // false positives are counted on every clean test window (up to the calibration's size).
+    let held = neurogen_eval::subsample(test, CALIBRATION_WINDOWS, seed);
+    let held_raw = if held.n == clean.n {
+        clean_raw
+    } else {
+        progress(&format!(
+            "scoring {} clean test windows for the false-positive rate",
+            held.n
+        ));
+        Raw::of(run, &held, &reference.background, k, seed, device)?
+    };
+    let mut false_positive_rate = Vec::new();
+    let mut p_value_ks = Vec::new();
+    for &m in &methods {
+        let p = reference
+            .p_values(m, &reference.score(m, &held_raw))
+            .unwrap_or_default();
+        let flagged = p.iter().filter(|v| **v <= alpha).count();
+        false_positive_rate.push(if p.is_empty() {
+            f64::NAN
+        } else {
+            flagged as f64 / p.len() as f64
+        });
+        p_value_ks.push(if p.is_empty() {
+            f64::NAN
+        } else {
+            neurogen_eval::anomaly::ks_uniform(&p)
+        });
+    }
+    Ok(Benchmark {
+        methods,
+        artefacts,
+        auroc,
+        auprc,
+        localisation,
+        false_positive_rate,
+        p_value_ks,
+        alpha,
+        windows: clean.n,
+        clean_windows: held.n,
+        calibration_windows: reference.calibration_windows(),
+        typical_windows: reference.typical_windows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_flagged_windows_merge_into_one_stretch() {
+        let starts = [0, 128, 256, 384, 512, 640];
+        let flags = [true, true, false, false, true, false];
+        let p = [0.01, 0.002, 0.5, 0.4, 0.009, 0.3];
+        let got = flagged_stretches(&starts, 256, &flags, &p);
+        assert_eq!(got, vec![(0, 384, 0.002), (512, 768, 0.009)]);
+        assert!(flagged_stretches(&starts, 128, &[false; 6], &p).is_empty());
+    }
+
+    #[test]
+    fn stretches_are_the_window_then_half_overlapping_quarters_and_sixteenths() {
+        let s = stretches(32);
+        assert_eq!(s[0], (0, 32));
+        assert_eq!(
+            &s[1..8],
+            &[(0, 8), (4, 8), (8, 8), (12, 8), (16, 8), (20, 8), (24, 8)]
+        );
+        assert_eq!(s.len(), 1 + 7 + 31);
+        assert!(s[8..].iter().all(|&(_, len)| len == 2));
+        assert_eq!(s.last(), Some(&(30, 2)));
+        // Too short for sixteenths: the window and its quarters.
+        assert_eq!(stretches(16).len(), 1 + 7);
+        assert_eq!(stretches(1), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn a_window_s_typicality_is_its_largest_channel_score() {
+        use rand::Rng;
+        let (c, t) = (3, 32);
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut raw_of = |n: usize| {
+            let elements: Vec<Vec<f64>> = (0..n)
+                .map(|_| (0..c * t).map(|_| rng.random_range(-2.0..0.0)).collect())
+                .collect();
+            Raw {
+                ll: elements.iter().map(|w| w.iter().sum()).collect(),
+                elements: Some(elements),
+                background: vec![vec![-1.0; c * t]; n],
+                shape: (c, t),
+            }
+        };
+        let train = raw_of(50);
+        let k = stretches(t).len();
+        let per = train.stretch_nll().unwrap();
+        let reference = Reference {
+            background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
+            typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
+            typical_stretches: Some(
+                (0..c * k)
+                    .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
+                    .collect(),
+            ),
+            calibration: None,
+            typical_windows: 50,
+        };
+        let test = raw_of(5);
+        let scores = reference.score(Method::Typicality, &test);
+        let channels = reference.channel_scores(Method::Typicality, &test).unwrap();
+        for (s, ch) in scores.iter().zip(&channels) {
+            assert!(*s > 0.0);
+            assert_eq!(*s, ch.iter().copied().fold(0.0, f64::max));
+        }
+        // Elements: each one's distance from its channel's typical surprise per step.
+        let elements = reference.element_scores(Method::Typicality, &test).unwrap();
+        let typical = reference.typical_stretches.as_ref().unwrap()[k].0 / t as f64;
+        let v = test.elements.as_ref().unwrap()[2][t + 5];
+        assert!((elements[2][t + 5] - (-v - typical).abs()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn typical_scale_is_the_sample_sd() {
+        let (m, s) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!(mean_sd(&[3.0, 3.0]).1 > 0.0);
+    }
+}
