@@ -233,11 +233,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
                 .map(|f| format!("figures/{}", f.to_string_lossy())))
             .collect::<Vec<_>>()),
     );
-    let path = out_dir.join("report.json");
-    neurogen_data::io::write_atomic(
-        &path,
-        serde_json::to_string_pretty(&report.to_json())?.as_bytes(),
-    )?;
+    let path = write_report(&out_dir, &report)?;
     if !quiet {
         print_table(&report);
         println!(
@@ -607,11 +603,7 @@ fn anomalies(a: &Args, quiet: bool) -> Result<()> {
     report
         .meta
         .insert("figures".into(), json!(["figures/anomalies.png"]));
-    let path = out_dir.join("report.json");
-    neurogen_data::io::write_atomic(
-        &path,
-        serde_json::to_string_pretty(&report.to_json())?.as_bytes(),
-    )?;
+    let path = write_report(&out_dir, &report)?;
     if !quiet {
         print!("{:<14}", "AUROC");
         for m in &b.methods {
@@ -643,6 +635,16 @@ fn anomalies(a: &Args, quiet: bool) -> Result<()> {
 }
 
 /// Every metric with its real-vs-real floor beside it, where it has one.
+/// Writes `OUT_DIR/report.json` atomically; returns its path.
+fn write_report(out_dir: &Path, report: &Report) -> Result<PathBuf> {
+    let path = out_dir.join("report.json");
+    neurogen_data::io::write_atomic(
+        &path,
+        serde_json::to_string_pretty(&report.to_json())?.as_bytes(),
+    )?;
+    Ok(path)
+}
+
 fn print_table(report: &Report) {
     println!("{:<36} {:>14} {:>14}", "metric", "value", "floor");
     for (k, v) in &report.metrics {

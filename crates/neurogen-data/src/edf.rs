@@ -605,13 +605,7 @@ pub fn write(path: &Path, format: EdfFormat, w: &EdfWindows) -> Result<(), DataE
         })
         .collect();
     let width = format.bytes();
-    let ann_samples = tals
-        .iter()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(0)
-        .div_ceil(width)
-        .max(8);
+    let ann_samples = annotation_samples(&tals, width);
 
     let ns = channels + 1;
     let mut out = Vec::with_capacity(256 * (ns + 1) + w.values.len() * width);
@@ -762,13 +756,7 @@ pub fn annotate(bytes: &[u8], extra: &[Annotation]) -> Result<Vec<u8>, String> {
         tal.push_str(&format!("\x14{}\x14\0", a.text));
         tals[r].extend_from_slice(tal.as_bytes());
     }
-    let ann_samples = tals
-        .iter()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(0)
-        .div_ceil(width)
-        .max(8);
+    let ann_samples = annotation_samples(&tals, width);
 
     let ns2 = keep.len() + 1;
     let header_bytes = 256 * (ns2 + 1);
@@ -833,6 +821,17 @@ pub fn annotate(bytes: &[u8], extra: &[Annotation]) -> Result<Vec<u8>, String> {
         out.resize(start + ann_samples * width, 0);
     }
     Ok(out)
+}
+
+/// Samples per record of the annotation signal: room for the longest record's TALs in
+/// `width`-byte samples, and never fewer than 8.
+fn annotation_samples(tals: &[Vec<u8>], width: usize) -> usize {
+    tals.iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(width)
+        .max(8)
 }
 
 #[cfg(test)]
