@@ -8,7 +8,10 @@ use neurogen_data::samples::{read_windows, Stated};
 use neurogen_data::Source;
 use neurogen_train::anomaly::{flagged_stretches, Method, Raw, Reference};
 use neurogen_train::evaluate::run_splits;
-use neurogen_train::{classify_signals, score_signals, score_steps, Experiment, RunDir, Scores};
+use neurogen_train::{
+    classify_signals, score_elements, score_signals, score_steps, steps_of, Experiment, RunDir,
+    Scores,
+};
 
 use crate::common::{open_run, status, BackendArg, UsageError};
 
@@ -162,7 +165,20 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     };
     let in_context = |e| anyhow::Error::new(e).context(data.display().to_string());
     // Per-step scores first: cheap, and a run or data they do not suit fail before the rest.
+    // The per-element likelihoods are computed once: `--per-sample` sums them over channels,
+    // the anomaly columns reuse them.
+    let factorises = loaded.density().is_some_and(|d| d.factorises());
+    let mut elements = None;
     let steps = match &a.per_sample {
+        Some(_) if factorises => {
+            let e = score_elements(&loaded, &windows, &device)
+                .map_err(in_context)
+                .context("--per-sample")?;
+            let steps = steps_of(&e, windows.meta.channels, windows.meta.time);
+            elements = Some(e);
+            Some(steps)
+        }
+        // Refused with the reason.
         Some(_) => Some(
             score_steps(&loaded, &windows, &device)
                 .map_err(in_context)
@@ -170,7 +186,6 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         ),
         None => None,
     };
-    let factorises = loaded.density().is_some_and(|d| d.factorises());
     if a.localise.is_some() && !factorises {
         bail!(UsageError(format!(
             "--localise: a `{}` run has no per-element likelihood; only autoregressive runs (`kind = \"autoregressive\"`) factorise over time and channel",
@@ -243,13 +258,12 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     };
     let anomaly = match &reference {
         Some(r) => {
-            let elements = if factorises {
-                Some(
-                    neurogen_train::score_elements(&loaded, &windows, &device)
-                        .map_err(in_context)?,
-                )
-            } else {
-                None
+            let elements = match elements.take() {
+                Some(e) => Some(e),
+                None if factorises => {
+                    Some(score_elements(&loaded, &windows, &device).map_err(in_context)?)
+                }
+                None => None,
             };
             // A bound estimated from random draws is re-estimated with the draws the
             // reference used, shared by every window, so scores rank windows, not draws.

@@ -540,15 +540,24 @@ pub fn score_steps(
     s: &Signals,
     device: &Device,
 ) -> Result<Vec<Vec<f64>>, TrainError> {
-    let (channels, time) = (s.meta.channels, s.meta.time);
-    Ok(score_elements(run, s, device)?
+    Ok(steps_of(
+        &score_elements(run, s, device)?,
+        s.meta.channels,
+        s.meta.time,
+    ))
+}
+
+/// Per window: the elements of [`score_elements`] (`[channels × time]`) summed over channels,
+/// `[time]`.
+pub fn steps_of(elements: &[Vec<f64>], channels: usize, time: usize) -> Vec<Vec<f64>> {
+    elements
         .iter()
         .map(|w| {
             (0..time)
                 .map(|t| (0..channels).map(|c| w[c * time + t]).sum())
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 /// Every element's exact log-likelihood given the past, `log p(x_ct | x_{<t})` (nats, the
@@ -732,6 +741,7 @@ fn rows_one_hot(labels: &[u32], idx: &[usize], classes: usize, device: &Device) 
 
 /// Log-likelihoods (and ELBOs) of the normalised windows `s` given `labels`, in chunks whose
 /// noise is keyed by `(seed, chunk)`.
+///
 /// With `common`, every window is scored with the same draws (common random numbers): each
 /// window's estimate is as noisy as before, but two windows' estimates err alike, so their
 /// difference — what an anomaly ranking compares — is far less noisy; the mean over windows
@@ -749,6 +759,8 @@ fn score_with(
 ) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
     let read = |t: Tensor<1>| host_f64(t.into_data(), "scores");
     let (draws, d) = density.score_noise(k);
+    // With common draws, one window's worth, repeated for every window of every chunk.
+    let one = common.then(|| normals(&mut rng(seed, Stream::Score, 0), draws * d)); // [draws, dim]
     let classes = run.model.classes();
     let (mut ll, mut elbo) = (Vec::with_capacity(s.n), Vec::new());
     let indices: Vec<usize> = (0..s.n).collect();
@@ -756,13 +768,12 @@ fn score_with(
         let x = s.batch(idx, device); // [chunk, channels, time]
         let b = idx.len();
         let y = labels.map(|l| rows_one_hot(l, idx, classes, device)); // [chunk, classes]
-        let eps = if common {
-            let one = normals(&mut rng(seed, Stream::Score, 0), draws * d); // [draws, dim]
-            one.chunks(d.max(1))
+        let eps = match &one {
+            Some(one) => one
+                .chunks(d.max(1))
                 .flat_map(|draw| std::iter::repeat_n(draw, b).flatten().copied())
-                .collect()
-        } else {
-            normals(&mut rng(seed, Stream::Score, i as u64), draws * b * d)
+                .collect(),
+            None => normals(&mut rng(seed, Stream::Score, i as u64), draws * b * d),
         };
         let eps = host_tensor(eps, [draws, b, d], device); // [draws, chunk, dim]
         let (l, e) = density
