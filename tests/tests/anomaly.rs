@@ -33,6 +33,14 @@ fn tiny_windows(dir: &Path, config: &str, extra: &[&str]) -> common::Npy {
     read_npy(&data_file)
 }
 
+/// `neurogen score RUN DATA ARGS… -o CSV` in `dir`, which must succeed.
+fn score(dir: &Path, run: &Path, data: &Path, args: &[&str], csv: &Path) -> common::Run {
+    let mut all = vec!["score", run.to_str().unwrap(), data.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend(["-o", csv.to_str().unwrap()]);
+    ok(dir, &all)
+}
+
 /// The CSV as a header and rows of fields.
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -81,28 +89,20 @@ fn typicality_flags_the_flat_window_likelihood_ranks_most_normal_and_ratio_is_a_
     }
     let probe = tmp.path().join("probe.npy");
     neurogen_data::npy::write_f32(&probe, &[31, c, t], &values).unwrap();
-    let r = run.to_str().unwrap();
-    let score = |method: &str| {
+    let score_by = |method: &str| {
         let csv = tmp.path().join(format!("{method}.csv"));
-        ok(
+        score(
             tmp.path(),
-            &[
-                "score",
-                r,
-                probe.to_str().unwrap(),
-                "--method",
-                method,
-                "--alpha",
-                "0.05",
-                "-o",
-                csv.to_str().unwrap(),
-            ],
+            &run,
+            &probe,
+            &["--method", method, "--alpha", "0.05"],
+            &csv,
         );
         read_csv(&csv)
     };
-    let likelihood = score("likelihood");
-    let typicality = score("typicality");
-    let ratio = score("ratio");
+    let likelihood = score_by("likelihood");
+    let typicality = score_by("typicality");
+    let ratio = score_by("ratio");
     // Plain likelihood calls the flat window the most normal of all …
     let s = column(&likelihood, "score");
     let flat = 30;
@@ -155,19 +155,12 @@ fn a_bound_from_random_draws_gives_identical_windows_identical_anomaly_scores() 
     let probe = tmp.path().join("probe.npy");
     neurogen_data::npy::write_f32(&probe, &[4, clean.shape[1], clean.shape[2]], &values).unwrap();
     let csv = tmp.path().join("scores.csv");
-    ok(
+    score(
         tmp.path(),
-        &[
-            "score",
-            run.to_str().unwrap(),
-            probe.to_str().unwrap(),
-            "--method",
-            "likelihood",
-            "-k",
-            "8",
-            "-o",
-            csv.to_str().unwrap(),
-        ],
+        &run,
+        &probe,
+        &["--method", "likelihood", "-k", "8"],
+        &csv,
     );
     let csv = read_csv(&csv);
     let (ll, score) = (column(&csv, "log_likelihood"), column(&csv, "score"));
@@ -265,19 +258,17 @@ fn the_wavenet_localises_an_artefact_in_time_and_channel() {
     let probe = tmp.path().join("probe.npy");
     neurogen_data::npy::write_f32(&probe, &[4, c, t], &values).unwrap();
     let (csv, loc) = (tmp.path().join("s.csv"), tmp.path().join("loc.npy"));
-    ok(
+    score(
         tmp.path(),
+        &run,
+        &probe,
         &[
-            "score",
-            run.to_str().unwrap(),
-            probe.to_str().unwrap(),
             "--method",
             "likelihood",
             "--localise",
             loc.to_str().unwrap(),
-            "-o",
-            csv.to_str().unwrap(),
         ],
+        &csv,
     );
     let el = read_npy(&loc);
     assert_eq!(el.shape, vec![4, c, t]);
@@ -345,19 +336,12 @@ fn annotate_writes_edf_plus_that_pyedflib_reads_and_leaves_the_input_alone() {
     let before = std::fs::read(&input).unwrap();
     let annotated = tmp.path().join("annotated.edf");
     let csv_path = tmp.path().join("s.csv");
-    let o = ok(
+    let o = score(
         tmp.path(),
-        &[
-            "score",
-            run.to_str().unwrap(),
-            input.to_str().unwrap(),
-            "--alpha",
-            "0.2",
-            "--annotate",
-            annotated.to_str().unwrap(),
-            "-o",
-            csv_path.to_str().unwrap(),
-        ],
+        &run,
+        &input,
+        &["--alpha", "0.2", "--annotate", annotated.to_str().unwrap()],
+        &csv_path,
     );
     assert!(o.stdout.contains("anomaly annotation"), "{}", o.stdout);
     assert_eq!(std::fs::read(&input).unwrap(), before, "the input changed");
