@@ -35,6 +35,20 @@ pub(crate) fn run(a: &Args) -> Result<()> {
             c.dir.display()
         )?;
     }
+    if let Some(s) = run.read_status() {
+        let slurm = s
+            .slurm_job
+            .map(|j| format!(", Slurm job {j}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "status: {} (attempt {}, from step {}, pid {} on {}{slurm})",
+            s.state, s.attempt, s.started_from, s.pid, s.host
+        )?;
+        if let Some(e) = s.error {
+            writeln!(out, "error: {e}")?;
+        }
+    }
     for split in ["train", "valid"] {
         if let Some(line) = run.last_metrics(Some(split), 1)?.pop() {
             writeln!(out, "last {split} metrics: {line}")?;

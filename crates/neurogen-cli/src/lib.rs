@@ -10,11 +10,14 @@ mod bench;
 mod common;
 mod data;
 mod eval;
+mod export;
 mod inspect;
 mod parity;
 mod plot;
+mod reproduce;
 mod sample;
 mod score;
+mod sweep;
 mod train;
 
 use std::ffi::OsString;
@@ -72,6 +75,14 @@ enum Command {
     Parity(parity::Args),
     /// Show a run's resolved experiment, newest checkpoint and last metrics.
     Inspect(inspect::Args),
+    /// Expand a sweep file into one run per point; run them here (--local), as a Slurm job
+    /// array (--slurm), and gather their results (--collect).
+    Sweep(sweep::Args),
+    /// Retrain a run from its resolved experiment into a fresh directory and compare metrics and
+    /// weights with the original: "identical", or the first step and term that differ.
+    Reproduce(reproduce::Args),
+    /// Write a run's weights as safetensors with PyTorch names and shapes, plus model.json.
+    Export(export::Args),
 }
 
 impl Cli {
@@ -87,6 +98,9 @@ impl Cli {
             Command::Bench(a) => bench::run(a, quiet),
             Command::Parity(a) => parity::run(a, quiet),
             Command::Inspect(a) => inspect::run(a),
+            Command::Sweep(a) => sweep::run(a, quiet),
+            Command::Reproduce(a) => reproduce::run(a, quiet),
+            Command::Export(a) => export::run(a, quiet),
         }
     }
 }

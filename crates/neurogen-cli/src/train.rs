@@ -46,6 +46,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     let opts = FitOptions {
         resume: a.resume,
         verbosity,
+        stop_at: None,
     };
     let report = train_experiment(&exp, &a.config, &run, &device, opts)?;
     if quiet {

@@ -1,5 +1,6 @@
 //! The experiment file: parse, apply `--set` overrides, check, resolve defaults.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use neurogen_data::{DataConfig, DataError, Signals};
@@ -149,7 +150,17 @@ pub struct Provenance {
     pub config_file: String,
     /// Unix time (seconds) the run directory was created.
     pub created_unix: u64,
+    /// The git commit neurogen was built from (`git rev-parse HEAD` at build time; edits not
+    /// yet committed are not recorded), when built from a checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// Every input file the data read, by path: its XXH3-128 hash (32 hex digits).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
 }
+
+/// The git commit this neurogen was built from, when built from a checkout.
+pub const GIT_COMMIT: Option<&str> = option_env!("NEUROGEN_GIT_COMMIT");
 
 /// A whole experiment file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,12 +210,7 @@ impl Experiment {
     /// [`load`](Self::load) of `text`, the contents of `path` (named in errors, and the base
     /// of relative recording paths).
     pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Experiment, ConfigError> {
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.to_path_buf(),
-                    message: e.to_string().trim_end().to_string(),
-                })?;
+        let mut table = parse_toml(text, path)?;
         for arg in overrides {
             apply_override(&mut table, arg)?;
         }
@@ -408,6 +414,15 @@ impl Experiment {
             ..self.clone()
         }
     }
+}
+
+/// `text`, the contents of `path`, as a TOML table; a syntax error names the file, line and column.
+pub(crate) fn parse_toml(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })
 }
 
 /// Joins the outer key path with an inner `key: message` from a tagged table.

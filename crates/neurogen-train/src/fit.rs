@@ -22,6 +22,10 @@ pub struct FitOptions {
     pub resume: bool,
     /// Progress output.
     pub verbosity: Verbosity,
+    /// Stop after this step (checkpointing it) as if the run were interrupted there:
+    /// `train.steps` still sets the schedule and the last logged step (`neurogen reproduce
+    /// --steps K`).
+    pub stop_at: Option<u64>,
 }
 
 /// What a finished run measured.
@@ -154,7 +158,8 @@ pub fn fit(
         |b: &Option<BestSoFar>| t.patience > 0 && b.is_some_and(|b| b.since >= t.patience);
     // A run that already stopped early stays stopped when resumed.
     let mut stop = patience_spent(&best);
-    while step < t.steps && !stop {
+    let last = opts.stop_at.map_or(t.steps, |k| k.min(t.steps));
+    while step < last && !stop {
         step += 1;
         let batch = trainer.batch(&data.train, step);
         let args = StepArgs {
@@ -215,7 +220,7 @@ pub fn fit(
                 }
             }
         }
-        if step.is_multiple_of(t.checkpoint_every) || step == t.steps || stop {
+        if step.is_multiple_of(t.checkpoint_every) || step == t.steps || step == last || stop {
             save(trainer, step, &interval, &guard, best)?;
         }
         report.steps = step;

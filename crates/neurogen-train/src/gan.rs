@@ -74,6 +74,19 @@ impl Family for Adversarial<'_> {
         let g = self.0.init_generator(b.shape, b.kind, b.device);
         Ok(Box::new(crate::registry::load_weights(g, &file)?))
     }
+
+    fn tensors(
+        &self,
+        b: &Build,
+        ckpt: &Checkpoint,
+    ) -> Result<Vec<burn::store::burn_pack::Tensor>, TrainError> {
+        let file = Some(ckpt.ema_file())
+            .filter(|f| f.exists())
+            .unwrap_or_else(|| ckpt.model_file());
+        let g = self.0.init_generator(b.shape, b.kind, b.device);
+        let g = crate::registry::load_weights(g, &file)?;
+        Ok(crate::registry::torch_tensors(&g))
+    }
 }
 
 /// Trains both players: `n_critic` critic updates, then one generator update.

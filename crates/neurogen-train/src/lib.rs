@@ -12,6 +12,7 @@ pub mod discriminate;
 mod error;
 pub mod evaluate;
 pub mod experiment;
+pub mod export;
 mod fit;
 mod gan;
 mod guard;
@@ -20,9 +21,11 @@ mod params;
 pub mod parity;
 mod progress;
 pub mod registry;
+pub mod reproduce;
 mod rng;
 pub mod run_dir;
 mod runs;
+pub mod sweep;
 pub mod trainer;
 
 pub use error::{ConfigError, TrainError};
@@ -35,6 +38,6 @@ pub use loaded::{
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;
-pub use run_dir::{Checkpoint, DataInfo, RunDir};
-pub use runs::train_experiment;
+pub use run_dir::{Checkpoint, DataInfo, RunDir, RunStatus};
+pub use runs::{hash_file, train_experiment};
 pub use trainer::Trainer;

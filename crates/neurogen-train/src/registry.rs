@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use burn::module::Module;
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot};
 use burn::tensor::Device;
 use neurogen_data::{from_table, take_tag, SignalKind, SignalMeta, Signals};
 use neurogen_models::{
@@ -173,6 +175,16 @@ pub trait Family {
 
     /// The model that samples (and scores and encodes, where it can), with `ckpt`'s weights.
     fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError>;
+
+    /// The weights [`sampler`](Self::sampler) samples with, under PyTorch's names and layouts
+    /// (`neurogen export`).
+    fn tensors(&self, b: &Build, ckpt: &Checkpoint) -> Result<Vec<PackTensor>, TrainError>;
+}
+
+/// `module`'s float parameters as PyTorch names them: dotted module paths without enum
+/// variants, `Linear` weights as `[out, in]`, norms' gamma/beta as weight/bias.
+pub(crate) fn torch_tensors<M: Module>(module: &M) -> Vec<PackTensor> {
+    module.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
 }
 
 /// Every [`ModelFamily`]: one model, one optimiser, [`ModelTrainer`].
@@ -195,6 +207,14 @@ impl<F: ModelFamily> Family for Single<'_, F> {
             .filter(|f| model.ema().is_some() && f.exists())
             .unwrap_or_else(|| ckpt.model_file());
         Ok(Box::new(load_weights(model, &file)?))
+    }
+
+    fn tensors(&self, b: &Build, ckpt: &Checkpoint) -> Result<Vec<PackTensor>, TrainError> {
+        let model = self.0.build(b.shape, b.kind, b.device);
+        let file = Some(ckpt.ema_file())
+            .filter(|f| model.ema().is_some() && f.exists())
+            .unwrap_or_else(|| ckpt.model_file());
+        Ok(torch_tensors(&load_weights(model, &file)?))
     }
 }
 

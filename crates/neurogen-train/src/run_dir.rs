@@ -7,6 +7,7 @@
 //!   metrics.jsonl       one JSON object per logged step
 //!   checkpoints/<step>/ model.bpk, optim.bpk, state.toml, manifest.json
 //!   checkpoints/best-<step>/ the same, of the best validation (`train.keep_best`)
+//!   status.json         running / finished / failed, with host, pid and attempt
 //! ```
 //!
 //! A checkpoint is built in `checkpoints/.partial-<step>/`, every file fsynced, then
@@ -104,6 +105,82 @@ pub struct BestSoFar {
     pub since: u64,
 }
 
+/// `status.json`: whether a training process holds the run, and how its last attempt ended.
+///
+/// Written when training starts and when it ends; a process killed in between leaves
+/// `running` with its pid, which readers on the same host see is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// `running`, `finished`, `failed`, or `stopped` (before `train.steps`, on purpose).
+    pub state: String,
+    /// Host of the training process.
+    pub host: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Attempts so far (1 for a run trained in one go; each `--resume` adds one).
+    pub attempt: u32,
+    /// The checkpoint step this attempt started from (0 for a fresh run).
+    pub started_from: u64,
+    /// `train.steps` of this attempt: a later, larger one makes a finished run resumable again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u64>,
+    /// The step reached (when ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+    /// Unix time of the last change.
+    pub unix: u64,
+    /// `SLURM_ARRAY_JOB_ID_SLURM_ARRAY_TASK_ID` (or `SLURM_JOB_ID`) when run by Slurm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
+    /// `SLURM_RESTART_COUNT` (requeues) when run by Slurm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_restarts: Option<u32>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// This machine's host name (for telling whether a `running` status's pid is ours to check).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl RunStatus {
+    /// The status of an attempt starting now from `started_from`, after `previous`.
+    pub fn starting(started_from: u64, previous: Option<&RunStatus>) -> RunStatus {
+        let env = |k: &str| std::env::var(k).ok();
+        let slurm_job = match (env("SLURM_ARRAY_JOB_ID"), env("SLURM_ARRAY_TASK_ID")) {
+            (Some(j), Some(t)) => Some(format!("{j}_{t}")),
+            _ => env("SLURM_JOB_ID"),
+        };
+        RunStatus {
+            state: "running".into(),
+            host: host_name(),
+            pid: std::process::id(),
+            attempt: previous.map_or(0, |p| p.attempt) + 1,
+            started_from,
+            target: None,
+            step: None,
+            unix: unix_now(),
+            slurm_job,
+            slurm_restarts: env("SLURM_RESTART_COUNT").and_then(|s| s.parse().ok()),
+            error: None,
+        }
+    }
+}
+
 /// The checkpoint layout this neurogen writes and reads.
 pub const CHECKPOINT_FORMAT: u32 = 2;
 
@@ -131,7 +208,7 @@ pub struct FileEntry {
     pub xxh3_128: String,
 }
 
-fn hash_hex(bytes: &[u8]) -> String {
+pub(crate) fn hash_hex(bytes: &[u8]) -> String {
     format!("{:032x}", twox_hash::XxHash3_128::oneshot(bytes))
 }
 
@@ -145,19 +222,32 @@ fn sync_dir(dir: &Path) -> Result<(), TrainError> {
 /// Test hook (the `fault-injection` feature, which only the tests enable): with
 /// `NEUROGEN_FAULT_STALL_CHECKPOINT=<step>`, the write of that step's checkpoint stops
 /// half-way (weights written, manifest not) and says so on stderr, so a test can `kill -9` the
-/// process at exactly that moment.
+/// process at exactly that moment. With `NEUROGEN_FAULT_STALL_MARKER=<file>` as well, only the
+/// first process to get there stalls: it creates the file and writes its run directory into it
+/// (the Slurm test sets both for a whole job array, then requeues the task that stalled).
 #[cfg(feature = "fault-injection")]
-fn stall_for_fault_injection(step: u64) {
+fn stall_for_fault_injection(step: u64, run: &Path) {
     let wanted = std::env::var("NEUROGEN_FAULT_STALL_CHECKPOINT").ok();
-    if wanted.and_then(|s| s.parse::<u64>().ok()) == Some(step) {
-        eprintln!("neurogen: stalled inside the checkpoint write of step {step}");
-        std::thread::sleep(std::time::Duration::from_secs(600));
+    if wanted.and_then(|s| s.parse::<u64>().ok()) != Some(step) {
+        return;
     }
+    if let Ok(marker) = std::env::var("NEUROGEN_FAULT_STALL_MARKER") {
+        let first = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker)
+            .and_then(|mut f| write!(f, "{}", run.display()));
+        if first.is_err() {
+            return;
+        }
+    }
+    eprintln!("neurogen: stalled inside the checkpoint write of step {step}");
+    std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
 /// Without the `fault-injection` feature no checkpoint write stalls.
 #[cfg(not(feature = "fault-injection"))]
-fn stall_for_fault_injection(_step: u64) {}
+fn stall_for_fault_injection(_step: u64, _run: &Path) {}
 
 /// The manifest's file name inside a checkpoint.
 pub const MANIFEST: &str = "manifest.json";
@@ -260,6 +350,27 @@ impl RunDir {
             },
             _ => e.into(),
         })
+    }
+
+    /// `status.json`.
+    pub fn status_file(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+
+    /// Writes `status.json`.
+    pub fn write_status(&self, status: &RunStatus) -> Result<(), TrainError> {
+        let text = serde_json::to_string_pretty(status).map_err(|e| TrainError::RunDir {
+            path: self.status_file(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.status_file(), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Reads `status.json`, if there is a readable one (runs trained before it existed have none).
+    pub fn read_status(&self) -> Option<RunStatus> {
+        let text = std::fs::read_to_string(self.status_file()).ok()?;
+        serde_json::from_str(&text).ok()
     }
 
     /// Writes `data.json`.
@@ -420,7 +531,7 @@ impl RunDir {
             message: e.to_string(),
         })?;
         write_atomic(&tmp.dir.join("state.toml"), text.as_bytes())?;
-        stall_for_fault_injection(state.step);
+        stall_for_fault_injection(state.step, &self.root);
         let mut files = BTreeMap::new();
         for entry in std::fs::read_dir(&tmp.dir).map_err(TrainError::io(&tmp.dir))? {
             let path = entry.map_err(TrainError::io(&tmp.dir))?.path();

@@ -1,5 +1,6 @@
 //! Training an experiment end to end: data, run directory, the family's trainer, the loop.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::Device;
@@ -22,10 +23,7 @@ pub fn train_experiment(
     let windows = exp.build_data(config_path)?;
     // Defaults only the data could settle (a file's window length, split unit).
     exp.data = windows.config.clone();
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let created = crate::run_dir::unix_now();
     let mut provenance = Provenance {
         neurogen_version: env!("CARGO_PKG_VERSION").into(),
         burn_version: crate::experiment::BURN_VERSION.into(),
@@ -33,6 +31,8 @@ pub fn train_experiment(
         seed: exp.seed,
         config_file: config_path.display().to_string(),
         created_unix: created,
+        git_commit: crate::experiment::GIT_COMMIT.map(str::to_string),
+        inputs: input_hashes(&exp)?,
     };
     let has_checkpoint = run.latest_checkpoint()?.is_some();
     if opts.resume {
@@ -40,7 +40,9 @@ pub fn train_experiment(
         // it starts from step 0, so a scheduler can always restart with --resume.
         if run.experiment_file().exists() {
             let stored = run.read_experiment()?;
-            if stored.resume_key() != exp.resume_key() {
+            // Without a checkpoint nothing has trained yet: the stored experiment (e.g. a sweep
+            // point's, whose window only the data settle) is simply replaced.
+            if has_checkpoint && stored.resume_key() != exp.resume_key() {
                 let keys = differing_keys(&stored.resume_key(), &exp.resume_key()).join(", ");
                 return Err(TrainError::RunDir {
                     path: run.experiment_file(),
@@ -117,6 +119,27 @@ pub fn train_experiment(
     }
 
     run.create()?;
+    // One trainer per run directory: a second (a sweep started twice, a task submitted twice)
+    // is refused instead of interleaving checkpoints. The OS drops the lock when the process
+    // ends, however it ends.
+    let lock_path = run.root().join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(TrainError::io(lock_path.clone()))?;
+    if let Err(e) = lock.try_lock() {
+        let holder = run
+            .read_status()
+            .filter(|s| s.state == "running")
+            .map(|s| format!(" (pid {} on {})", s.pid, s.host))
+            .unwrap_or_default();
+        return Err(TrainError::RunDir {
+            path: run.root().to_path_buf(),
+            message: format!("another neurogen process is training this run{holder}: {e}"),
+        });
+    }
     run.write_experiment(&exp)?;
     // Kept for conditional runs only: their default sampling proportions and classifier prior.
     let kept = if exp.model.conditional() {
@@ -137,8 +160,73 @@ pub fn train_experiment(
         label_counts,
     })?;
 
+    let previous = run.read_status();
+    let start = if opts.resume {
+        run.latest_checkpoint()?.map_or(0, |c| c.step)
+    } else {
+        0
+    };
+    let mut status = crate::run_dir::RunStatus::starting(start, previous.as_ref());
+    status.target = Some(exp.train.steps);
+    run.write_status(&status)?;
+    let result = train_in(&exp, &data, run, device, opts);
+    status.state = match &result {
+        // Stopped before train.steps on purpose (`reproduce --steps`): resumable, not finished.
+        Ok(r) if r.steps < exp.train.steps && !r.stopped_early => "stopped",
+        Ok(_) => "finished",
+        Err(_) => "failed",
+    }
+    .into();
+    status.unix = crate::run_dir::unix_now();
+    status.step = run.latest_checkpoint().ok().flatten().map(|c| c.step);
+    status.error = result.as_ref().err().map(|e| e.to_string());
+    // The training's own error matters more than a status that could not be written.
+    if let Err(e) = run.write_status(&status) {
+        tracing::warn!("{e}");
+    }
+    drop(lock);
+    result
+}
+
+/// The file hashes of `exp`'s inputs (its recording), by path.
+pub(crate) fn input_hashes(exp: &Experiment) -> Result<BTreeMap<String, String>, TrainError> {
+    let mut out = BTreeMap::new();
+    if let Some(p) = exp.data.source.path() {
+        out.insert(p.display().to_string(), hash_file(p)?);
+    }
+    Ok(out)
+}
+
+/// The XXH3-128 of a file's contents (32 hex digits), read in pieces.
+pub fn hash_file(path: &Path) -> Result<String, TrainError> {
+    use std::io::Read;
+    let io = |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = twox_hash::XxHash3_128::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.write(&buf[..n]);
+    }
+    Ok(format!("{:032x}", hasher.finish_128()))
+}
+
+/// Builds the family's trainer and runs the loop.
+fn train_in(
+    exp: &Experiment,
+    data: &neurogen_data::Dataset,
+    run: &RunDir,
+    device: &Device,
+    opts: FitOptions,
+) -> Result<FitReport, TrainError> {
     device.seed(exp.seed);
-    let build = Build::new(&exp, &data.train.meta, device);
+    let build = Build::new(exp, &data.train.meta, device);
     // A resumed run takes its weights from the checkpoint: no data-dependent initialisation.
     let init = (!opts.resume).then_some(&data.train);
     let mut trainer = exp.model.family().trainer(&build, init);
@@ -147,11 +235,11 @@ pub fn train_experiment(
         seed: exp.seed,
         kind: exp.model.kind(),
     };
-    fit(trainer.as_mut(), &data, run, &spec, opts)
+    fit(trainer.as_mut(), data, run, &spec, opts)
 }
 
 /// The dotted keys (`model.upsample`, `train.lr`) whose values differ between two experiments.
-fn differing_keys(a: &crate::Experiment, b: &crate::Experiment) -> Vec<String> {
+pub(crate) fn differing_keys(a: &crate::Experiment, b: &crate::Experiment) -> Vec<String> {
     fn walk(prefix: &str, a: Option<&toml::Value>, b: Option<&toml::Value>, out: &mut Vec<String>) {
         match (a, b) {
             (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {

@@ -48,6 +48,22 @@ pub fn neurogen_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Runs and asserts exit `code` with `needle` in stderr, returning the run.
+pub fn fails(cwd: &Path, args: &[&str], code: i32, needle: &str) -> Run {
+    let r = neurogen(cwd, args);
+    assert_eq!(
+        r.code, code,
+        "neurogen {args:?}:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    assert!(
+        r.stderr.contains(needle),
+        "neurogen {args:?}: no {needle:?} in\n{}",
+        r.stderr
+    );
+    r
+}
+
 /// Runs and asserts exit 0, returning the run.
 pub fn ok(cwd: &Path, args: &[&str]) -> Run {
     let r = neurogen(cwd, args);
