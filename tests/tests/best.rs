@@ -6,7 +6,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{metrics_without_timing, neurogen, ok, read_json, tiny_train_args};
+use common::{fails, metrics_without_timing, neurogen, ok, read_json, tiny_train_args};
 
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -102,13 +102,11 @@ fn keep_best_keeps_the_lowest_validation_and_best_loads_it() {
         tmp.path(),
         &args(&tiny_train_args("realnvp-lorenz", &plain, 20, &[])),
     );
-    let e = neurogen(tmp.path(), &["sample", plain.to_str().unwrap(), "--best"]);
-    assert_eq!(e.code, 2, "{}", e.stderr);
-    assert!(
-        e.stderr
-            .contains("trained without train.keep_best = \"valid_loss\""),
-        "{}",
-        e.stderr
+    fails(
+        tmp.path(),
+        &["sample", plain.to_str().unwrap(), "--best"],
+        2,
+        "trained without train.keep_best = \"valid_loss\"",
     );
 }
 

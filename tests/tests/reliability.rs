@@ -3,7 +3,6 @@
 //! and the resumed run equals the uninterrupted one; divergence in every family rolls back,
 //! cuts the learning rate and, past `train.max_rollbacks`, stops with exit code 3.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -13,7 +12,7 @@ use rand::{Rng, SeedableRng};
 mod common;
 
 use common::{
-    binary, metrics_without_timing, neurogen, neurogen_env, ok, read_npy, tiny_train_args,
+    binary, metrics_without_timing, neurogen, neurogen_env, ok, read_npy, stalled, tiny_train_args,
 };
 
 fn args_of(v: &[String]) -> Vec<&str> {
@@ -239,18 +238,10 @@ fn kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = false;
-        for line in stderr.lines() {
-            if line
-                .unwrap()
-                .contains("stalled inside the checkpoint write")
-            {
-                seen = true;
-                break;
-            }
-        }
-        assert!(seen, "the stall hook must fire at step {stall_at}");
+        assert!(
+            stalled(&mut child),
+            "the stall hook must fire at step {stall_at}"
+        );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         landed += 1;

@@ -27,6 +27,12 @@ fn sweep_file(dir: &Path, name: &str, axes: &str, steps: u64, tail: &str) -> Pat
     path
 }
 
+/// Trains (or continues) one point as its Slurm task would.
+fn resume_point(cwd: &Path, point: &str) {
+    let exp = format!("{point}/experiment.toml");
+    ok(cwd, &["train", &exp, "--out", point, "--resume", "-q"]);
+}
+
 fn status_of(point: &Path) -> serde_json::Value {
     read_json(&point.join("status.json"))
 }
@@ -801,17 +807,7 @@ fn a_resweep_extends_finished_points_and_refuses_changes_to_started_ones() {
     let r = ok(cwd, &["sweep", "--collect", "sweeps/ext"]);
     assert!(r.stderr.contains("2 points (2 pending)"), "{}", r.stderr);
     // Only the unfinished points go into a Slurm array.
-    ok(
-        cwd,
-        &[
-            "train",
-            "sweeps/ext/1/experiment.toml",
-            "--out",
-            "sweeps/ext/1",
-            "--resume",
-            "-q",
-        ],
-    );
+    resume_point(cwd, "sweeps/ext/1");
     ok(cwd, &["sweep", longer.to_str().unwrap(), "--slurm"]);
     let script = std::fs::read_to_string(cwd.join("sweeps/ext/sweep.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0%1\n"), "{script}");
@@ -853,17 +849,7 @@ fn a_sweep_over_a_recording_settles_its_window_on_the_first_run() {
     assert!(r.stderr.contains("2 points (2 finished)"), "{}", r.stderr);
     // Expanding it again keeps the settled window, so the points still resume.
     ok(cwd, &["sweep", "epochs.toml", "--local"]);
-    ok(
-        cwd,
-        &[
-            "train",
-            "sweeps/epochs/0/experiment.toml",
-            "--out",
-            "sweeps/epochs/0",
-            "--resume",
-            "-q",
-        ],
-    );
+    resume_point(cwd, "sweeps/epochs/0");
 }
 
 #[test]
@@ -880,26 +866,14 @@ fn a_second_trainer_on_one_run_is_refused() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = std::io::BufRead::lines(std::io::BufReader::new(first.stderr.take().unwrap()));
-    for line in stderr {
-        if line
-            .unwrap()
-            .contains("stalled inside the checkpoint write")
-        {
-            break;
-        }
-    }
+    assert!(stalled(&mut first));
     args.push("--resume".into());
     let r = neurogen(cwd, &args_of(&args));
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("another neurogen process is training this run (pid"),
-        "{}",
-        r.stderr
-    );
+    let needle = "another neurogen process is training this run (pid";
+    assert!(r.stderr.contains(needle), "{}", r.stderr);
     // Once it is gone, the run resumes.
     ok(cwd, &args_of(&args));
     assert_eq!(status_of(&run)["state"], "finished");

@@ -5,10 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use neurogen_train::export::{export_run, safetensors_bytes};
-use neurogen_train::RunDir;
 
-use crate::common::{status, BackendArg, UsageError};
-use crate::device_for;
+use crate::common::{open_run, status, BackendArg, UsageError};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -33,10 +31,9 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             a.out.display()
         )));
     }
-    let run = RunDir::new(&a.run_dir);
-    let exp = run.read_experiment()?;
-    let device = device_for(a.backend.map(Into::into).unwrap_or(exp.backend));
-    let export = export_run(&run, &device, a.best)?;
+    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best)?;
+    let exp = &loaded.exp;
+    let export = export_run(&loaded, &device)?;
     let (tensors, desc) = (&export.tensors, &export.desc);
     let meta = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),

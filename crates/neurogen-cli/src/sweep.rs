@@ -268,9 +268,7 @@ fn run_local(dirs: &[PathBuf], jobs: usize, quiet: bool) -> Result<()> {
                 .append(true)
                 .open(d.join("train.log"))
                 .with_context(|| format!("{}: cannot open train.log", d.display()))?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |t| t.as_secs());
+            let now = neurogen_train::run_dir::unix_now();
             writeln!(log, "== neurogen sweep --local: attempt at unix time {now}")?;
             let mut cmd = Command::new(&bin);
             // Inside a Slurm allocation the points are ours, not the allocation's tasks.
@@ -408,20 +406,14 @@ fn collect_table(dir: &Path, by: Option<&str>, descending: bool, quiet: bool) ->
         })
         .collect();
     let csv_path = dir.join("results.csv");
-    // RFC 4180: a field with a comma, quote or newline is quoted, its quotes doubled.
-    let field = |f: &String| {
-        if f.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", f.replace('"', "\"\""))
-        } else {
-            f.clone()
-        }
-    };
-    let mut text = String::new();
+    let mut w = csv::Writer::from_writer(Vec::new());
     for line in std::iter::once(&header).chain(&table) {
-        text += &line.iter().map(field).collect::<Vec<_>>().join(",");
-        text.push('\n');
+        w.write_record(line)?;
     }
-    neurogen_data::io::write_atomic(&csv_path, text.as_bytes())?;
+    let text = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("results.csv: {e}"))?;
+    neurogen_data::io::write_atomic(&csv_path, &text)?;
     // The Markdown table keeps the overrides, the status and the losses; the CSV has every column.
     let shown: Vec<usize> = (0..header.len())
         .filter(|&i| i < keys.len() + 2 + 4 || header[i] == by)

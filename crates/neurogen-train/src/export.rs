@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 
 use crate::registry::Build;
-use crate::{RunDir, TrainError};
+use crate::{LoadedRun, TrainError};
 
 /// One exported tensor: name, shape and little-endian f32 data.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,28 +43,12 @@ pub struct Export {
     pub reference: Vec<Exported>,
 }
 
-/// The weights a run samples with (newest checkpoint, or its best with `best`), its
-/// `model.json` description and reference draws.
-pub fn export_run(run: &RunDir, device: &Device, best: bool) -> Result<Export, TrainError> {
-    let exp = run.read_experiment()?;
-    let info = run.read_data_info()?;
-    let ckpt = if best {
-        run.best_checkpoint()?
-    } else {
-        run.latest_checkpoint()?
-    }
-    .ok_or_else(|| TrainError::RunDir {
-        path: run.root().to_path_buf(),
-        message: if best {
-            "has no best checkpoint (train.keep_best)".into()
-        } else {
-            "holds no complete checkpoint yet".into()
-        },
-    })?;
-    run.verify(&ckpt, exp.model.kind())?;
-    let build = Build::new(&exp, &info.meta, device);
+/// The weights a loaded run samples with, its `model.json` description and reference draws.
+pub fn export_run(run: &LoadedRun, device: &Device) -> Result<Export, TrainError> {
+    let (exp, info, ckpt) = (&run.exp, &run.info, &run.checkpoint);
+    let build = Build::new(exp, &info.meta, device);
     let mut out = Vec::new();
-    for t in exp.model.family().tensors(&build, &ckpt)? {
+    for t in exp.model.family().tensors(&build, ckpt)? {
         let (name, dtype, shape, _, bytes) =
             t.into_parts().map_err(|e| TrainError::Checkpoint {
                 path: ckpt.model_file(),
@@ -117,7 +101,7 @@ pub fn export_run(run: &RunDir, device: &Device, best: bool) -> Result<Export, T
         "neurogen_version": env!("CARGO_PKG_VERSION"),
         "tensors": out.iter().map(|t| (t.name.clone(), json!(t.shape))).collect::<BTreeMap<_, _>>(),
     });
-    let reference = reference_draws(&exp, &info, &build, &ckpt, device)?;
+    let reference = reference_draws(run, device)?;
     Ok(Export {
         tensors: out,
         desc,
@@ -125,15 +109,10 @@ pub fn export_run(run: &RunDir, device: &Device, best: bool) -> Result<Export, T
     })
 }
 
-fn reference_draws(
-    exp: &crate::Experiment,
-    info: &crate::DataInfo,
-    build: &Build,
-    ckpt: &crate::Checkpoint,
-    device: &Device,
-) -> Result<Vec<Exported>, TrainError> {
+/// `z`, `y` and `mean` of [`Export::reference`].
+fn reference_draws(run: &LoadedRun, device: &Device) -> Result<Vec<Exported>, TrainError> {
     use neurogen_models::Observation;
-    let model = exp.model.family().sampler(build, ckpt)?;
+    let (model, ckpt) = (&run.model, &run.checkpoint);
     let (n, d, classes) = (REFERENCE_WINDOWS, model.noise_dim(), model.classes());
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let z: Vec<f32> = crate::rng::normals(&mut rng, n * d);
@@ -176,7 +155,6 @@ fn reference_draws(
             values: y,
         });
     }
-    let _ = info;
     Ok(out)
 }
 

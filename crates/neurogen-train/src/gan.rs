@@ -67,12 +67,7 @@ impl Family for Adversarial<'_> {
     }
 
     fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError> {
-        // A GAN samples from its generator's moving average when the run kept one.
-        let file = Some(ckpt.ema_file())
-            .filter(|f| f.exists())
-            .unwrap_or_else(|| ckpt.model_file());
-        let g = self.0.init_generator(b.shape, b.kind, b.device);
-        Ok(Box::new(crate::registry::load_weights(g, &file)?))
+        Ok(Box::new(self.generator(b, ckpt)?))
     }
 
     fn tensors(
@@ -80,12 +75,16 @@ impl Family for Adversarial<'_> {
         b: &Build,
         ckpt: &Checkpoint,
     ) -> Result<Vec<burn::store::burn_pack::Tensor>, TrainError> {
-        let file = Some(ckpt.ema_file())
-            .filter(|f| f.exists())
-            .unwrap_or_else(|| ckpt.model_file());
+        Ok(crate::registry::torch_tensors(&self.generator(b, ckpt)?))
+    }
+}
+
+impl Adversarial<'_> {
+    /// The generator a GAN samples with: its moving average when the run kept one.
+    fn generator(&self, b: &Build, ckpt: &Checkpoint) -> Result<Generator, TrainError> {
+        let file = crate::registry::sampling_file(ckpt, true);
         let g = self.0.init_generator(b.shape, b.kind, b.device);
-        let g = crate::registry::load_weights(g, &file)?;
-        Ok(crate::registry::torch_tensors(&g))
+        crate::registry::load_weights(g, &file)
     }
 }
 

@@ -38,6 +38,6 @@ pub use loaded::{
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;
-pub use run_dir::{Checkpoint, DataInfo, RunDir, RunStatus};
-pub use runs::{hash_file, train_experiment};
+pub use run_dir::{hash_file, Checkpoint, DataInfo, RunDir, RunStatus};
+pub use runs::train_experiment;
 pub use trainer::Trainer;

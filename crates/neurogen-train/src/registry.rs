@@ -201,21 +201,29 @@ impl<F: ModelFamily> Family for Single<'_, F> {
     }
 
     fn sampler(&self, b: &Build, ckpt: &Checkpoint) -> Result<Box<dyn Sampler>, TrainError> {
-        let model = self.0.build(b.shape, b.kind, b.device);
-        // A run that keeps a moving average samples with it.
-        let file = Some(ckpt.ema_file())
-            .filter(|f| model.ema().is_some() && f.exists())
-            .unwrap_or_else(|| ckpt.model_file());
-        Ok(Box::new(load_weights(model, &file)?))
+        Ok(Box::new(self.sampling_model(b, ckpt)?))
     }
 
     fn tensors(&self, b: &Build, ckpt: &Checkpoint) -> Result<Vec<PackTensor>, TrainError> {
-        let model = self.0.build(b.shape, b.kind, b.device);
-        let file = Some(ckpt.ema_file())
-            .filter(|f| model.ema().is_some() && f.exists())
-            .unwrap_or_else(|| ckpt.model_file());
-        Ok(torch_tensors(&load_weights(model, &file)?))
+        Ok(torch_tensors(&self.sampling_model(b, ckpt)?))
     }
+}
+
+impl<F: ModelFamily> Single<'_, F> {
+    /// The model with the weights it samples with: the moving average, when the run keeps one.
+    fn sampling_model(&self, b: &Build, ckpt: &Checkpoint) -> Result<F::Model, TrainError> {
+        let model = self.0.build(b.shape, b.kind, b.device);
+        let file = sampling_file(ckpt, model.ema().is_some());
+        load_weights(model, &file)
+    }
+}
+
+/// The weights file of `ckpt` a run samples with: its moving average when the family keeps one
+/// (`keeps_ema`) and the checkpoint has it, else the model's.
+pub(crate) fn sampling_file(ckpt: &Checkpoint, keeps_ema: bool) -> std::path::PathBuf {
+    Some(ckpt.ema_file())
+        .filter(|f| keeps_ema && f.exists())
+        .unwrap_or_else(|| ckpt.model_file())
 }
 
 /// `module` with the weights of a checkpoint's burnpack `file`.

@@ -150,7 +150,7 @@ pub fn host_name() -> String {
 }
 
 /// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -208,8 +208,28 @@ pub struct FileEntry {
     pub xxh3_128: String,
 }
 
-pub(crate) fn hash_hex(bytes: &[u8]) -> String {
+fn hash_hex(bytes: &[u8]) -> String {
     format!("{:032x}", twox_hash::XxHash3_128::oneshot(bytes))
+}
+
+/// The XXH3-128 of a file's contents (32 hex digits), read in pieces.
+pub fn hash_file(path: &Path) -> Result<String, TrainError> {
+    use std::io::Read;
+    let io = |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = twox_hash::XxHash3_128::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.write(&buf[..n]);
+    }
+    Ok(format!("{:032x}", hasher.finish_128()))
 }
 
 /// Flushes a directory entry (a rename or a new file) to disk.

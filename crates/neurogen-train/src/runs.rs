@@ -34,7 +34,8 @@ pub fn train_experiment(
         git_commit: crate::experiment::GIT_COMMIT.map(str::to_string),
         inputs: input_hashes(&exp)?,
     };
-    let has_checkpoint = run.latest_checkpoint()?.is_some();
+    let latest = run.latest_checkpoint()?;
+    let has_checkpoint = latest.is_some();
     if opts.resume {
         // A run killed before its first checkpoint (or never started) has nothing to resume:
         // it starts from step 0, so a scheduler can always restart with --resume.
@@ -161,11 +162,7 @@ pub fn train_experiment(
     })?;
 
     let previous = run.read_status();
-    let start = if opts.resume {
-        run.latest_checkpoint()?.map_or(0, |c| c.step)
-    } else {
-        0
-    };
+    let start = latest.filter(|_| opts.resume).map_or(0, |c| c.step);
     let mut status = crate::run_dir::RunStatus::starting(start, previous.as_ref());
     status.target = Some(exp.train.steps);
     run.write_status(&status)?;
@@ -192,29 +189,9 @@ pub fn train_experiment(
 pub(crate) fn input_hashes(exp: &Experiment) -> Result<BTreeMap<String, String>, TrainError> {
     let mut out = BTreeMap::new();
     if let Some(p) = exp.data.source.path() {
-        out.insert(p.display().to_string(), hash_file(p)?);
+        out.insert(p.display().to_string(), crate::run_dir::hash_file(p)?);
     }
     Ok(out)
-}
-
-/// The XXH3-128 of a file's contents (32 hex digits), read in pieces.
-pub fn hash_file(path: &Path) -> Result<String, TrainError> {
-    use std::io::Read;
-    let io = |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = twox_hash::XxHash3_128::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.write(&buf[..n]);
-    }
-    Ok(format!("{:032x}", hasher.finish_128()))
 }
 
 /// Builds the family's trainer and runs the loop.
@@ -239,9 +216,31 @@ fn train_in(
 }
 
 /// The dotted keys (`model.upsample`, `train.lr`) whose values differ between two experiments.
-pub(crate) fn differing_keys(a: &crate::Experiment, b: &crate::Experiment) -> Vec<String> {
-    fn walk(prefix: &str, a: Option<&toml::Value>, b: Option<&toml::Value>, out: &mut Vec<String>) {
+fn differing_keys(a: &crate::Experiment, b: &crate::Experiment) -> Vec<String> {
+    let mut out = key_differences(a, b, false);
+    if out.is_empty() {
+        out.push("its settings".into());
+    }
+    out
+}
+
+/// The dotted keys whose values differ between `a` and `b`. With `only_given`, keys `b` leaves
+/// out do not count (defaults only the data settle, e.g. a recording's window, which a freshly
+/// resolved experiment lacks and a run's stored one has).
+pub(crate) fn key_differences(
+    a: &crate::Experiment,
+    b: &crate::Experiment,
+    only_given: bool,
+) -> Vec<String> {
+    fn walk(
+        prefix: &str,
+        a: Option<&toml::Value>,
+        b: Option<&toml::Value>,
+        only_given: bool,
+        out: &mut Vec<String>,
+    ) {
         match (a, b) {
+            (_, None) if only_given => {}
             (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
                 let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
                 for k in keys {
@@ -250,7 +249,7 @@ pub(crate) fn differing_keys(a: &crate::Experiment, b: &crate::Experiment) -> Ve
                     } else {
                         format!("{prefix}.{k}")
                     };
-                    walk(&p, x.get(k), y.get(k), out);
+                    walk(&p, x.get(k), y.get(k), only_given, out);
                 }
             }
             (x, y) if x != y => out.push(prefix.to_string()),
@@ -259,9 +258,6 @@ pub(crate) fn differing_keys(a: &crate::Experiment, b: &crate::Experiment) -> Ve
     }
     let (a, b) = (toml::Value::try_from(a).ok(), toml::Value::try_from(b).ok());
     let mut out = Vec::new();
-    walk("", a.as_ref(), b.as_ref(), &mut out);
-    if out.is_empty() {
-        out.push("its settings".into());
-    }
+    walk("", a.as_ref(), b.as_ref(), only_given, &mut out);
     out
 }

@@ -376,8 +376,8 @@ impl Sweep {
     }
 
     /// Writes `root/sweep.toml`, `root/points.json` and one resolved experiment per point
-    /// (`root/<index>/experiment.toml` and `point.json`). A directory that already holds this
-    /// sweep keeps its runs; one that holds a different sweep is refused.
+    /// (`root/<index>/experiment.toml` and `point.json`). Points that have trained keep their
+    /// runs and take only what `--resume` may change; any other change to one is refused.
     pub fn write(&self, root: &Path) -> Result<Vec<PathBuf>, TrainError> {
         let points = self.experiments()?;
         let listed: Vec<&Point> = points.iter().map(|(p, _)| p).collect();
@@ -395,7 +395,8 @@ impl Sweep {
                 continue;
             }
             let stored = run.read_experiment()?;
-            let changed = changed_keys(&stored.resume_key(), &exp.resume_key());
+            let changed =
+                crate::runs::key_differences(&stored.resume_key(), &exp.resume_key(), true);
             if !changed.is_empty() {
                 return Err(TrainError::RunDir {
                     path: dir,
@@ -432,32 +433,6 @@ impl Sweep {
         }
         Ok(dirs)
     }
-}
-
-/// The dotted keys that `new` gives a value different from `stored`'s; keys `new` leaves out
-/// (defaults the data settle, e.g. a recording's window) do not count.
-fn changed_keys(stored: &Experiment, new: &Experiment) -> Vec<String> {
-    fn walk(prefix: &str, a: Option<&toml::Value>, b: &toml::Value, out: &mut Vec<String>) {
-        match (a, b) {
-            (Some(toml::Value::Table(x)), toml::Value::Table(y)) => {
-                for (k, v) in y {
-                    let p = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&p, x.get(k), v, out);
-                }
-            }
-            (Some(x), y) if x == y => {}
-            _ => out.push(prefix.to_string()),
-        }
-    }
-    let mut out = Vec::new();
-    if let (Ok(a), Ok(b)) = (toml::Value::try_from(stored), toml::Value::try_from(new)) {
-        walk("", Some(&a), &b, &mut out);
-    }
-    out
 }
 
 /// At most this many points: a sweep is many single runs, each a directory.

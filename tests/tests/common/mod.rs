@@ -48,6 +48,17 @@ pub fn neurogen_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Reads `child`'s piped stderr until the fault-injection hook says it stalled inside a
+/// checkpoint write (`NEUROGEN_FAULT_STALL_CHECKPOINT`); false if it ended without stalling.
+pub fn stalled(child: &mut std::process::Child) -> bool {
+    use std::io::BufRead;
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+    stderr
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("stalled inside the checkpoint write"))
+}
+
 /// Runs and asserts exit `code` with `needle` in stderr, returning the run.
 pub fn fails(cwd: &Path, args: &[&str], code: i32, needle: &str) -> Run {
     let r = neurogen(cwd, args);
