@@ -176,6 +176,7 @@ fn parity_holds_between_ndarray_and_flex_for_every_family() {
         "diffusion-lorenz",
         "wavenet-kuramoto",
         "wavenet-lorenz",
+        "vae-gan-kuramoto",
     ] {
         let out = tmp.path().join(format!("{config}.json"));
         let args = parity_args(config, "ndarray,flex", &out);

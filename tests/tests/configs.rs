@@ -130,6 +130,15 @@ const BAD: &[(&str, &[&str])] = &[
         ],
     ),
     ("zero_flow_layers", &["model.n_layers", "at least 1"]),
+    ("flow_dropout_one", &["model.dropout", "[0, 1), got 1"]),
+    (
+        "adversarial_on_counts",
+        &["model.adversarial", "Gaussian likelihood", "Poisson counts"],
+    ),
+    (
+        "adversarial_negative_weight",
+        &["model.adversarial.weight", "≥ 0, got -1"],
+    ),
     ("extrapolate_everything", &["model.extrapolate", "[0, 1)"]),
     (
         "unknown_solver",

@@ -1,5 +1,6 @@
-//! GAN, RealNVP and latent ODE through the real binary: every shipped config trains (shrunk)
-//! and samples, the GAN resumes exactly, and `score` ranks artefact windows below clean ones.
+//! GAN, VAE-GAN, RealNVP and latent ODE through the real binary: every shipped config trains
+//! (shrunk) and samples, the two-player and dropout runs resume exactly, and `score` ranks
+//! artefact windows below clean ones.
 
 use std::path::Path;
 
@@ -58,6 +59,18 @@ fn every_family_config_trains_and_samples_through_the_binary() {
             &["nll", "kl", "forecast_nll", "forecast_mse", "nfe"],
             &["forecast_mse"],
         ),
+        (
+            "vae-gan-kuramoto",
+            &[
+                "loss_elbo",
+                "neg_elbo",
+                "loss_adversarial",
+                "loss_critic",
+                "d_real",
+                "d_fake",
+            ],
+            &["neg_elbo"],
+        ),
         ("diffusion-kuramoto", &["mse"], &["mse"]),
         ("diffusion-lorenz", &["mse"], &["mse"]),
         (
@@ -93,7 +106,7 @@ fn every_family_config_trains_and_samples_through_the_binary() {
             // RK4 / midpoint with one step per sample: 4 or 2 evaluations per interval.
             assert!(t["nfe"].as_f64().unwrap() >= 19.0, "{config}: {t}");
         }
-        if config.starts_with("gan") {
+        if config.starts_with("gan") || config.starts_with("vae-gan") {
             assert!(run.join("checkpoints/20/critic.bpk").is_file());
             assert!(run.join("checkpoints/20/optim_critic.bpk").is_file());
         }
@@ -143,7 +156,7 @@ fn std_dev(v: &[f32]) -> f64 {
 }
 
 #[test]
-fn resumed_gan_and_diffusion_runs_equal_the_uninterrupted_ones() {
+fn resumed_two_player_diffusion_and_dropout_runs_equal_the_uninterrupted_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let gan: &[&str] = &[
         "model.n_critic=2",
@@ -156,6 +169,9 @@ fn resumed_gan_and_diffusion_runs_equal_the_uninterrupted_ones() {
         ("gan-kuramoto", gan),
         ("diffusion-kuramoto", diffusion),
         ("wavenet-kuramoto", &[] as &[&str]),
+        ("vae-gan-kuramoto", &[]),
+        // Dropout masks are training noise: they too must come back on resume.
+        ("realnvp-kuramoto", &["model.dropout=0.2"]),
     ] {
         let (full, part) = (
             tmp.path().join(format!("{config}-full")),

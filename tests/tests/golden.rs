@@ -74,6 +74,28 @@ fn wavenet_trajectory_is_pinned() {
     check("wavenet-kuramoto", &WAVENET.0, WAVENET.1);
 }
 
+#[test]
+fn vae_gan_trajectory_is_pinned() {
+    check("vae-gan-kuramoto", &VAE_GAN.0, VAE_GAN.1);
+}
+
+// Pinned when the VAE-GAN landed (AR(1) residuals, hinge critic with spectral norm).
+const VAE_GAN: ([f64; 10], f64) = (
+    [
+        1.418009e+02,
+        1.461761e+02,
+        1.396373e+02,
+        1.383335e+02,
+        1.370078e+02,
+        1.423462e+02,
+        1.393850e+02,
+        1.430201e+02,
+        1.404283e+02,
+        1.368210e+02,
+    ],
+    1.360409e+02,
+);
+
 // Pinned when the family landed (teacher forcing, Gaussian steps; the loss is per value).
 const WAVENET: ([f64; 10], f64) = (
     [

@@ -1064,7 +1064,10 @@ mod tests {
         let before = bound(&m0);
         let mut m = m0;
         let mut optim = AdamConfig::new().init();
-        let ctx = LossContext { kl_warmup: 1.0 };
+        let ctx = LossContext {
+            kl_warmup: 1.0,
+            training: false,
+        };
         for _ in 0..300 {
             // Host normals: the test must not depend on a device RNG other tests share.
             let noise = Tensor::<2>::from_data(
@@ -1171,7 +1174,10 @@ mod tests {
             let x = Tensor::<3>::random([8, 2, 16], Distribution::Normal(0.0, 1.0), &ad);
             let noise_t =
                 Tensor::<2>::random([8, m.loss_noise_dim()], Distribution::Normal(0.0, 1.0), &ad);
-            let ctx = LossContext { kl_warmup: 1.0 };
+            let ctx = LossContext {
+                kl_warmup: 1.0,
+                training: false,
+            };
             let first = m
                 .loss(x.clone(), None, noise_t.clone(), &ctx)
                 .total

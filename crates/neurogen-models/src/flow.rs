@@ -58,6 +58,14 @@ pub struct RealNvpConfig {
     pub conditional: bool,
     /// Size of the learned label embedding.
     pub embed_dim: usize,
+    /// Dropout probability on the conditioners' hidden units in training steps (the flow
+    /// overfits small data sets); 0 = none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for RealNvpConfig {
@@ -69,6 +77,7 @@ impl Default for RealNvpConfig {
             scale_bound: 1.0,
             conditional: false,
             embed_dim: crate::condition::default_embed_dim(),
+            dropout: 0.0,
         }
     }
 }
@@ -91,6 +100,12 @@ impl FamilyConfig for RealNvpConfig {
             return bad(
                 "scale_bound",
                 format!("must be positive, got {}", self.scale_bound),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(
+                "dropout",
+                format!("must lie in [0, 1), got {}", self.dropout),
             );
         }
         crate::condition::check(self.conditional, self.embed_dim)
@@ -136,6 +151,8 @@ impl RealNvpConfig {
             time: shape.time,
             counts: kind == SignalKind::Counts,
             embed: condition::init(self.conditional, shape.classes, self.embed_dim, device),
+            dropout: self.dropout as f32,
+            hidden: self.hidden.clone(),
         }
     }
 }
@@ -264,27 +281,49 @@ impl AffineCoupling {
         }
     }
 
-    /// Log-scale and shift for the transformed part, each `[batch, d_trans]`.
-    fn scale_shift(&self, cond: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<2>) {
+    /// Log-scale and shift for the transformed part, each `[batch, d_trans]`, with each
+    /// hidden layer's units multiplied by its mask in `masks` (dropout) when given.
+    fn scale_shift(
+        &self,
+        cond: Tensor<2>,
+        context: Option<&Tensor<2>>,
+        masks: Option<&[Tensor<2>]>,
+    ) -> (Tensor<2>, Tensor<2>) {
         let cond = condition::with(cond, context.cloned()); // [batch, d_cond + context]
-        let h = self.out.forward(self.net.forward(cond)); // [batch, 2 * d_trans]
+        let hidden = match masks {
+            Some(m) => self.net.forward_masked(cond, m),
+            None => self.net.forward(cond),
+        };
+        let h = self.out.forward(hidden); // [batch, 2 * d_trans]
         let d = h.dims()[1] / 2;
         let s = h.clone().narrow(1, 0, d).tanh().mul_scalar(self.bound);
         (s, h.narrow(1, d, d))
     }
 }
 
-impl Transform for AffineCoupling {
-    fn forward(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
+impl AffineCoupling {
+    /// [`Transform::forward`] with dropout masks on the conditioner's hidden layers.
+    fn forward_masked(
+        &self,
+        x: Tensor<2>,
+        context: Option<&Tensor<2>>,
+        masks: Option<&[Tensor<2>]>,
+    ) -> (Tensor<2>, Tensor<1>) {
         let (cond, b) = self.split(x);
-        let (s, t) = self.scale_shift(cond.clone(), context);
+        let (s, t) = self.scale_shift(cond.clone(), context, masks);
         let z_b = (b - t) * s.clone().neg().exp(); // [batch, d_trans]
         (self.join(cond, z_b), s.sum_dim(1).squeeze_dim(1).neg())
+    }
+}
+
+impl Transform for AffineCoupling {
+    fn forward(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
+        self.forward_masked(x, context, None)
     }
 
     fn inverse(&self, z: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
         let (cond, z_b) = self.split(z);
-        let (s, t) = self.scale_shift(cond.clone(), context);
+        let (s, t) = self.scale_shift(cond.clone(), context, None);
         let b = z_b * s.clone().exp() + t;
         (self.join(cond, b), s.sum_dim(1).squeeze_dim(1))
     }
@@ -300,11 +339,20 @@ pub struct RealNvp {
     counts: bool,
     /// The label embedding of a conditional flow.
     embed: Option<LabelEmbedding>,
+    /// Dropout probability of the conditioners' hidden units in training.
+    dropout: f32,
+    /// The conditioners' hidden sizes (the widths of their dropout masks).
+    hidden: Vec<usize>,
 }
 
-/// The whole flow; its context is the (embedded) label, handed to every coupling.
-impl Transform for RealNvp {
-    fn forward(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
+impl RealNvp {
+    /// [`Transform::forward`] with `masks[k]` on coupling `k`'s conditioner when given.
+    fn forward_masked(
+        &self,
+        x: Tensor<2>,
+        context: Option<&Tensor<2>>,
+        masks: Option<&[Vec<Tensor<2>>]>,
+    ) -> (Tensor<2>, Tensor<1>) {
         let b = x.dims()[0];
         let mut logdet = Tensor::zeros([b], &x.device());
         let mut h = x;
@@ -313,10 +361,42 @@ impl Transform for RealNvp {
                 let (y, ld) = n.forward(h, context);
                 (h, logdet) = (y, logdet + ld);
             }
-            let (y, ld) = c.forward(h, context);
+            let m = masks.and_then(|m| m.get(k)).map(Vec::as_slice);
+            let (y, ld) = c.forward_masked(h, context, m);
             (h, logdet) = (y, logdet + ld);
         }
         (h, logdet)
+    }
+
+    /// Inverted-dropout masks (0, or 1 / (1 − p)) per coupling and hidden layer from the
+    /// training noise after the first `dim` columns: a unit is kept when Φ(noise) ≥ p.
+    ///
+    /// # Shapes
+    /// - `noise`: `[batch, dim + n_layers · Σ hidden]` → `n_layers` × `[batch, hidden[i]]`
+    fn dropout_masks(&self, noise: Tensor<2>) -> Vec<Vec<Tensor<2>>> {
+        let (p, mut at) = (self.dropout, self.dim());
+        let keep = crate::likelihood::normal_cdf(noise)
+            .greater_equal_elem(p)
+            .float()
+            .div_scalar(1.0 - p); // [batch, noise]
+        (0..self.couplings.len())
+            .map(|_| {
+                self.hidden
+                    .iter()
+                    .map(|&h| {
+                        at += h;
+                        keep.clone().narrow(1, at - h, h)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The whole flow; its context is the (embedded) label, handed to every coupling.
+impl Transform for RealNvp {
+    fn forward(&self, x: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
+        self.forward_masked(x, context, None)
     }
 
     fn inverse(&self, z: Tensor<2>, context: Option<&Tensor<2>>) -> (Tensor<2>, Tensor<1>) {
@@ -373,11 +453,12 @@ impl RealNvp {
         condition::embed(&self.embed, y, batch, device)
     }
 
+    /// A window as a vector (counts dequantised by the first `dim` columns of `noise`).
     fn flatten(&self, x: Tensor<3>, noise: Tensor<2>) -> Tensor<2> {
         let [b, c, t] = x.dims();
         let x = x.reshape([b, c * t]); // [batch, dim]
         if self.counts {
-            x + crate::likelihood::normal_cdf(noise)
+            x + crate::likelihood::normal_cdf(noise.narrow(1, 0, c * t))
         } else {
             x
         }
@@ -387,14 +468,27 @@ impl RealNvp {
 impl GenerativeModel for RealNvp {
     const INIT_FROM_DATA: bool = true;
 
+    fn loss_noise_dim(&self) -> usize {
+        let masks = if self.dropout > 0.0 {
+            self.couplings.len() * self.hidden.iter().sum::<usize>()
+        } else {
+            0
+        };
+        self.dim() + masks
+    }
+
     fn loss(
         &self,
         x: Tensor<3>,
         y: Option<Tensor<2>>,
         noise: Tensor<2>,
-        _ctx: &LossContext,
+        ctx: &LossContext,
     ) -> Loss {
-        let nll = self.log_prob(x, y, noise).neg(); // [batch]
+        let context = self.context(y, x.dims()[0], &x.device());
+        let masks = (ctx.training && self.dropout > 0.0).then(|| self.dropout_masks(noise.clone()));
+        let (z, logdet) =
+            self.forward_masked(self.flatten(x, noise), context.as_ref(), masks.as_deref());
+        let nll = (std_normal_log_prob(z) + logdet).neg(); // [batch]
         let per_dim = (self.dim() as f32) * std::f32::consts::LN_2;
         let nll = nll.mean();
         Loss {
@@ -527,6 +621,7 @@ mod tests {
             scale_bound: 1.0,
             conditional: classes > 0,
             embed_dim: 4,
+            dropout: 0.0,
         };
         cfg.init(
             WindowShape {
@@ -551,6 +646,66 @@ mod tests {
         for (f, i) in host(ld_f).iter().zip(host(ld_i)) {
             assert!((f + i).abs() < 1e-4 * (1.0 + f.abs()), "{name}: {f} + {i}");
         }
+    }
+
+    #[test]
+    fn dropout_acts_in_training_steps_only_and_keeps_one_minus_p_of_the_units_scaled_up() {
+        let device = Device::flex();
+        let (dim, batch) = (6, 400);
+        let mut f = flow(dim, 2, false, 9);
+        f.dropout = 0.25;
+        assert_eq!(
+            f.loss_noise_dim(),
+            dim + 2 * 32,
+            "two layers of 16 units per coupling"
+        );
+        let noise = Tensor::<2>::random(
+            [batch, f.loss_noise_dim()],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let x = Tensor::<3>::random([batch, 1, dim], Distribution::Normal(0.0, 1.0), &device);
+        // The masks: 0 or 1/(1 − p), with 1 − p of the units kept (400 × 64 draws: ±1.5 %).
+        let masks = f.dropout_masks(noise.clone());
+        assert_eq!(masks.len(), 2);
+        let m: Vec<f64> = masks
+            .iter()
+            .flatten()
+            .flat_map(|t| host(t.clone()))
+            .collect();
+        assert!(m.iter().all(|v| *v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+        let kept = m.iter().filter(|v| **v > 0.0).count() as f64 / m.len() as f64;
+        assert!((kept - 0.75).abs() < 0.015, "kept {kept}");
+        // Outside training the loss is the exact NLL of the same weights without dropout.
+        let nll = |f: &RealNvp, training| {
+            let ctx = LossContext {
+                kl_warmup: 1.0,
+                training,
+            };
+            f.loss(x.clone(), None, noise.clone(), &ctx)
+                .total
+                .into_scalar::<f32>()
+        };
+        let mut plain = flow(dim, 2, false, 9);
+        plain.dropout = 0.0;
+        let exact = -host(plain.log_prob(x.clone(), None, noise.clone()))
+            .iter()
+            .sum::<f64>()
+            / batch as f64;
+        assert!((nll(&f, false) as f64 - exact).abs() < 1e-4 * exact.abs());
+        assert_eq!(nll(&f, false), nll(&plain, true), "p = 0: no masks at all");
+        assert_ne!(
+            nll(&f, true),
+            nll(&f, false),
+            "dropout changes a training step"
+        );
+        let e = RealNvpConfig {
+            dropout: 1.0,
+            ..Default::default()
+        }
+        .check(SignalKind::Continuous)
+        .unwrap_err();
+        assert!(e.to_string().contains("dropout"), "{e}");
     }
 
     #[test]
@@ -706,7 +861,10 @@ mod tests {
             None,
             noise.clone(),
         );
-        let ctx = LossContext { kl_warmup: 1.0 };
+        let ctx = LossContext {
+            kl_warmup: 1.0,
+            training: false,
+        };
         let first = model
             .loss(x.clone(), None, noise.clone(), &ctx)
             .total

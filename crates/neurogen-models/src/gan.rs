@@ -343,6 +343,102 @@ impl Critic {
     }
 }
 
+/// `[model] adversarial = { … }` of a VAE: a critic on the VAE's samples beside the ELBO (the
+/// VAE-GAN of Larsen et al. 2016), trained by neurogen-train's `vae_gan.rs`.
+///
+/// The decoder minimises `ELBO + weight · channels · time · L_G`: `weight` is per element of a
+/// window, so one value serves windows of any size against an ELBO summed over them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdversarialConfig {
+    /// Weight of the adversarial term per window element, in nats (0: the plain ELBO, with a
+    /// critic trained beside it).
+    pub weight: f64,
+    /// `conv`: the critic's channels, mirrored as a GAN's (`[128, 64, 32]` → a critic of 32, 64,
+    /// 128 channels); `mlp`: its hidden sizes, mirrored.
+    pub hidden: Vec<usize>,
+    /// `conv` or `mlp`.
+    pub arch: Arch,
+    /// `non_saturating`, `hinge` or `wgan_clip`.
+    pub loss: GanLoss,
+    /// Spectral normalisation of every critic layer.
+    pub spectral_norm: bool,
+    /// Learning rate of the critic; default: `[train] lr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critic_lr: Option<f64>,
+    /// `wgan_clip`: critic weights are clamped to `[-clip, clip]` after each update.
+    pub clip: f64,
+}
+
+impl Default for AdversarialConfig {
+    fn default() -> Self {
+        AdversarialConfig {
+            weight: 0.05,
+            hidden: vec![64, 32, 16],
+            arch: Arch::Conv,
+            loss: GanLoss::Hinge,
+            spectral_norm: true,
+            critic_lr: None,
+            clip: 0.01,
+        }
+    }
+}
+
+impl AdversarialConfig {
+    /// Refuses settings the critic cannot train with; keys are named `adversarial.<key>`.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let bad = |key, message: String| Err(ModelError::Invalid { key, message });
+        if !(self.weight.is_finite() && self.weight >= 0.0) {
+            return bad(
+                "adversarial.weight",
+                format!("must be ≥ 0, got {}", self.weight),
+            );
+        }
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return bad(
+                "adversarial.hidden",
+                format!("needs at least one layer, each ≥ 1, got {:?}", self.hidden),
+            );
+        }
+        if self.loss == GanLoss::WganGp {
+            return bad(
+                "adversarial.loss",
+                "\"wgan_gp\" is not available (burn 0.22 has no double backward); use \"hinge\", \
+                 \"non_saturating\" or \"wgan_clip\""
+                    .into(),
+            );
+        }
+        if let Some(lr) = self.critic_lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(
+                    "adversarial.critic_lr",
+                    format!("must be positive, got {lr}"),
+                );
+            }
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return bad(
+                "adversarial.clip",
+                format!("must be positive, got {}", self.clip),
+            );
+        }
+        Ok(())
+    }
+
+    /// The critic of these settings, for windows of `shape` (a projection critic when the VAE
+    /// is conditional on `shape.classes` labels).
+    pub fn init_critic(&self, shape: WindowShape, conditional: bool, device: &Device) -> Critic {
+        GanConfig {
+            arch: self.arch,
+            hidden: self.hidden.clone(),
+            spectral_norm: self.spectral_norm,
+            conditional,
+            ..GanConfig::default()
+        }
+        .init_critic(shape, device)
+    }
+}
+
 impl GanLoss {
     /// The critic's loss from its scores on real and generated windows (both `[batch]`).
     pub fn critic(self, real: Tensor<1>, fake: Tensor<1>) -> Tensor<1> {

@@ -906,7 +906,10 @@ mod tests {
         let x = waves(8, 20, &ad);
         let noise =
             Tensor::<2>::random([8, model.noise_dim()], Distribution::Normal(0.0, 1.0), &ad);
-        let ctx = LossContext { kl_warmup: 0.1 };
+        let ctx = LossContext {
+            kl_warmup: 0.1,
+            training: false,
+        };
         let first = model
             .loss(x.clone(), None, noise.clone(), &ctx)
             .total

@@ -53,7 +53,7 @@ mod test_util {
 
 pub use diffusion::{Diffusion, DiffusionConfig};
 pub use flow::{RealNvp, RealNvpConfig, Transform};
-pub use gan::{Critic, GanConfig, GanLoss, Generator};
+pub use gan::{AdversarialConfig, Critic, GanConfig, GanLoss, Generator};
 pub use latent_ode::{LatentOde, LatentOdeConfig};
 pub use likelihood::{LearnedPrior, Likelihood, ObservationHead, Prior};
 pub use mlp::{Mlp, MlpHead};
@@ -152,6 +152,9 @@ pub struct Loss {
 pub struct LossContext {
     /// KL warm-up factor in [0, 1]; the model multiplies it by its own β.
     pub kl_warmup: f32,
+    /// A training step, not a validation or scoring pass: regularisers that only act in
+    /// training (a flow's conditioner dropout) are on.
+    pub training: bool,
 }
 
 /// The observation distribution a model decodes to; the caller draws from it on the host.

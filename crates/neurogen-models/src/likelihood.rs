@@ -164,6 +164,27 @@ impl ObservationHead {
         }
     }
 
+    /// A draw from the distribution decoder output `out` parametrises, differentiable in `out`,
+    /// σ (when learned) and φ: `out + σ·eps` (Gaussian), `out` plus the AR(1) filter of `eps`
+    /// (r_0 = σ ε_0, r_t = φ r_{t−1} + σ √(1 − φ²) ε_t), or the rates (Poisson: no such draw).
+    ///
+    /// # Shapes
+    /// - `out`, `eps`: `[batch, channels, time]` → `[batch, channels, time]`
+    pub fn rsample(
+        &self,
+        out: Tensor<3>,
+        log_sigma: &Param<Tensor<1>>,
+        ar: Option<&Param<Tensor<1>>>,
+        eps: Tensor<3>,
+    ) -> Tensor<3> {
+        let sigma = self.log_sigma(log_sigma).exp(); // [1, channels, 1]
+        match (self.poisson, ar) {
+            (true, _) => out.exp(),
+            (false, Some(a)) => out + ar1_filter(eps, ar_phi(a.val()), sigma),
+            (false, None) => out + eps * sigma,
+        }
+    }
+
     /// The distribution decoder output `out` parametrises, for sampling.
     ///
     /// # Shapes
@@ -235,6 +256,42 @@ pub fn gaussian_nll_elements(x: Tensor<3>, mean: Tensor<3>, log_sigma: Tensor<3>
 /// φ = 0.99·tanh(a): |φ| < 0.99 keeps the innovation variance σ²(1 − φ²) away from zero.
 fn ar_phi(a: Tensor<1>) -> Tensor<1> {
     a.tanh().mul_scalar(0.99)
+}
+
+/// The stationary AR(1) residuals of white noise `eps`, as one lower-triangular filter per
+/// channel (a batched matmul rather than `time` sequential steps on the autodiff tape):
+/// r_t = Σ_{s≤t} φ^{t−s} g_s ε_s with g_0 = σ and g_s = σ √(1 − φ²).
+///
+/// # Shapes
+/// - `eps`: `[batch, channels, time]`; `phi`: `[channels]`; `sigma`: `[1, channels, 1]` →
+///   `[batch, channels, time]`
+fn ar1_filter(eps: Tensor<3>, phi: Tensor<1>, sigma: Tensor<3>) -> Tensor<3> {
+    let [_, c, t] = eps.dims();
+    let device = eps.device();
+    let host = |f: &dyn Fn(usize, usize) -> f32| {
+        let v: Vec<f32> = (0..t * t).map(|i| f(i / t, i % t)).collect();
+        Tensor::<2>::from_data(burn::tensor::TensorData::new(v, [t, t]), &device).reshape([1, t, t])
+    };
+    let lag = host(&|i, j| if j <= i { (i - j) as f32 } else { 0.0 }); // [1, time, time]
+    let lower = host(&|i, j| if j <= i { 1.0 } else { 0.0 });
+    let odd = host(&|i, j| if j <= i { ((i - j) % 2) as f32 } else { 0.0 });
+    // |φ|^k through exp(k ln|φ|); the floor keeps ln finite at φ = 0 (where φ^0 = 1 still).
+    let ln_abs = phi.clone().abs().clamp_min(1e-12).log().reshape([c, 1, 1]);
+    let sign = phi.clone().detach().sign().reshape([c, 1, 1]); // [channels, 1, 1]
+    let signs = (odd.clone() * sign.neg().add_scalar(1.0))
+        .neg()
+        .add_scalar(1.0); // 1 or (−1)^k
+    let powers = (lag * ln_abs).exp() * signs * lower; // [channels, time, time]
+    let innovation = phi.square().neg().add_scalar(1.0).sqrt(); // [channels]
+    let first: Vec<f32> = (0..t).map(|s| if s == 0 { 1.0 } else { 0.0 }).collect();
+    let first = Tensor::<1>::from_data(burn::tensor::TensorData::new(first, [t]), &device)
+        .reshape([1, 1, t]); // [1, 1, time]
+    let gain = (first.clone() + (first.neg().add_scalar(1.0)) * innovation.reshape([c, 1, 1]))
+        * sigma.reshape([c, 1, 1]); // [channels, 1, time]: g_s per column
+    let filter = powers * gain; // [channels, time, time]
+    eps.swap_dims(0, 1) // [channels, batch, time]
+        .matmul(filter.swap_dims(1, 2))
+        .swap_dims(0, 1)
 }
 
 /// Negative log-likelihood of each element under a stationary AR(1) residual process per
@@ -617,6 +674,76 @@ mod tests {
             acc += w * q * (lq - lp);
         }
         acc * h
+    }
+
+    #[test]
+    fn the_reparameterised_ar1_draw_is_the_recursion_with_gradients_to_sigma_and_phi() {
+        let d = Device::flex().autodiff();
+        // Three channels: φ > 0, φ < 0 and φ = 0 (white), σ = 1.5, 0.7, 1.
+        let (phis, sigmas) = ([0.8f32, -0.5, 0.0], [1.5f32, 0.7, 1.0]);
+        let a: Vec<f32> = phis.iter().map(|p| (p / 0.99).atanh()).collect();
+        let head = ObservationHead::new(Some(Likelihood::GaussianAr1), true, 3);
+        let ar = Param::from_tensor(Tensor::<1>::from_data(TensorData::new(a, [3]), &d));
+        let ls: Vec<f32> = sigmas.iter().map(|s| s.ln()).collect();
+        let log_sigma = Param::from_tensor(Tensor::<1>::from_data(TensorData::new(ls, [3]), &d));
+        let (b, t) = (2, 7);
+        let eps: Vec<f32> = (0..b * 3 * t)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 6.0)
+            .collect();
+        let mean = Tensor::<3>::zeros([b, 3, t], &d).require_grad();
+        let eps_t = Tensor::<3>::from_data(TensorData::new(eps.clone(), [b, 3, t]), &d);
+        let r = head.rsample(mean.clone(), &log_sigma, Some(&ar), eps_t);
+        let got: Vec<f32> = r.clone().into_data().try_to_vec().unwrap();
+        for w in 0..b {
+            for c in 0..3 {
+                let (phi, sigma) = (0.99 * (phis[c] / 0.99), sigmas[c]);
+                let mut prev = 0.0f32;
+                for s in 0..t {
+                    let e = eps[(w * 3 + c) * t + s];
+                    let want = if s == 0 {
+                        sigma * e
+                    } else {
+                        phi * prev + sigma * (1.0 - phi * phi).sqrt() * e
+                    };
+                    let g = got[(w * 3 + c) * t + s];
+                    assert!(
+                        (g - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{w} {c} {s}: {g} vs {want}"
+                    );
+                    prev = want;
+                }
+            }
+        }
+        // Gradients reach σ and φ (the critic of a VAE-GAN trains both through the draw).
+        let grads = r.sum().backward();
+        let g_ar: Vec<f32> = ar
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let g_ls: Vec<f32> = log_sigma
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert!(g_ar.iter().chain(&g_ls).all(|g| g.is_finite()));
+        assert!(g_ar[0].abs() > 0.0 && g_ls.iter().all(|g| g.abs() > 0.0));
+        // A Gaussian head draws mean + σ·ε.
+        let white = ObservationHead::new(Some(Likelihood::Gaussian), true, 3);
+        let eps_t = Tensor::<3>::from_data(TensorData::new(eps.clone(), [b, 3, t]), &d);
+        let w: Vec<f32> = white
+            .rsample(mean.ones_like(), &log_sigma, None, eps_t)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        for (i, v) in w.iter().enumerate() {
+            let want = 1.0 + sigmas[(i / t) % 3] * eps[i];
+            assert!((v - want).abs() < 1e-5, "{v} vs {want}");
+        }
     }
 
     #[test]

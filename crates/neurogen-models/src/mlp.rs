@@ -26,6 +26,17 @@ impl Mlp {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.layers.iter().fold(x, |h, l| relu(l.forward(h)))
     }
+
+    /// [`forward`](Self::forward) with each layer's output multiplied by its mask (dropout).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, sizes[0]]`; `masks[i]`: `[batch, sizes[i + 1]]` → `[batch, sizes.last()]`
+    pub fn forward_masked(&self, x: Tensor<2>, masks: &[Tensor<2>]) -> Tensor<2> {
+        self.layers
+            .iter()
+            .zip(masks)
+            .fold(x, |h, (l, m)| relu(l.forward(h)) * m.clone())
+    }
 }
 
 /// An [`Mlp`] followed by a linear output layer (no activation on the output).

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
 use crate::conv::{ConvDown, ConvUp, Upsample};
-use crate::gan::Arch;
+use crate::gan::{AdversarialConfig, Arch};
 use crate::likelihood::{
     bounds, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws, LearnedPrior,
     Likelihood, ObservationHead, Prior,
@@ -52,6 +52,9 @@ pub struct VaeConfig {
     /// ODE's).
     #[serde(skip_serializing_if = "Prior::is_standard")]
     pub prior: Prior,
+    /// A critic on the VAE's samples beside the ELBO (VAE-GAN); absent: the ELBO alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<AdversarialConfig>,
 }
 
 impl Default for VaeConfig {
@@ -67,6 +70,7 @@ impl Default for VaeConfig {
             conditional: false,
             embed_dim: crate::condition::default_embed_dim(),
             prior: Prior::Standard,
+            adversarial: None,
         }
     }
 }
@@ -102,7 +106,19 @@ impl FamilyConfig for VaeConfig {
             return bad("beta", format!("must be ≥ 0, got {}", self.beta));
         }
         crate::condition::check(self.conditional, self.embed_dim)?;
-        Likelihood::check(self.likelihood, kind)
+        Likelihood::check(self.likelihood, kind)?;
+        if let Some(adv) = &self.adversarial {
+            if Likelihood::resolve(self.likelihood, kind) == Likelihood::Poisson {
+                return bad(
+                    "adversarial",
+                    "needs a Gaussian likelihood (continuous data): the critic learns through a \
+                     reparameterised draw, and Poisson counts have none"
+                        .into(),
+                );
+            }
+            adv.check()?;
+        }
+        Ok(())
     }
 
     fn conditional(&self) -> bool {
@@ -258,6 +274,20 @@ impl Vae {
     pub fn nll(&self, x: Tensor<3>, out: Tensor<3>) -> Tensor<1> {
         self.obs.nll(x, out, &self.log_sigma, self.ar.as_ref())
     }
+
+    /// Windows drawn from the model with a path for gradients: latent noise `z` through the
+    /// prior and the decoder, observation noise `eps` through the (Gaussian or AR(1)) residual
+    /// (what a VAE-GAN's critic judges). A Poisson VAE returns its rates: counts have no
+    /// reparameterised draw.
+    ///
+    /// # Shapes
+    /// - `z`: `[batch, latent]`; `y`: `[batch, classes]`; `eps`: `[batch, channels, time]` →
+    ///   `[batch, channels, time]`
+    pub fn draw(&self, z: Tensor<2>, y: Option<Tensor<2>>, eps: Tensor<3>) -> Tensor<3> {
+        let z = prior_draw(self.prior.as_ref(), z); // [batch, latent]
+        self.obs
+            .rsample(self.decode(z, y), &self.log_sigma, self.ar.as_ref(), eps)
+    }
 }
 
 impl Vae {
@@ -385,7 +415,10 @@ mod tests {
         );
         let mut optim = AdamConfig::new().init();
         let noise = Tensor::<2>::random([b, 3], Distribution::Normal(0.0, 1.0), &device);
-        let ctx = LossContext { kl_warmup: 1.0 };
+        let ctx = LossContext {
+            kl_warmup: 1.0,
+            training: false,
+        };
         let first = model
             .loss(x.clone(), None, noise.clone(), &ctx)
             .total
@@ -495,7 +528,10 @@ mod tests {
         // The Monte Carlo ELBO over many draws matches the loss's analytic-KL ELBO, window by
         // window (the loss's neg_elbo is the batch mean, so compare the means).
         let mean_elbo = elbo.iter().sum::<f32>() / 4.0;
-        let ctx = LossContext { kl_warmup: 1.0 };
+        let ctx = LossContext {
+            kl_warmup: 1.0,
+            training: false,
+        };
         let mut neg = 0.0;
         for i in 0..50 {
             device.seed(100 + i);
@@ -519,7 +555,10 @@ mod tests {
         let _rng_lock = crate::test_util::seed(&device, 4);
         let x = Tensor::<3>::random([8, 3, 7], Distribution::Normal(0.0, 3.0), &device);
         let noise = Tensor::<2>::random([8, 16], Distribution::Normal(0.0, 1.0), &device);
-        let ctx = LossContext { kl_warmup: 1.0 };
+        let ctx = LossContext {
+            kl_warmup: 1.0,
+            training: false,
+        };
         // Train with σ fixed at 0.5 and with σ learned from 0.5: only the second moves it
         // (data with sd 3 pull σ up).
         let trained_sigma = |learn_sigma: bool| {

@@ -944,7 +944,10 @@ mod tests {
             .collect();
         let x = Tensor::<3>::from_data(TensorData::new(v, [4, 2, 32]), &ad);
         let noise = Tensor::zeros([4, 1], &ad);
-        let ctx = LossContext { kl_warmup: 1.0 };
+        let ctx = LossContext {
+            kl_warmup: 1.0,
+            training: false,
+        };
         let mut optim = AdamConfig::new().init();
         let first = host(m.loss(x.clone(), None, noise.clone(), &ctx).total)[0];
         for _ in 0..60 {

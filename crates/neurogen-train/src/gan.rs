@@ -33,12 +33,12 @@ pub(crate) struct Players {
 }
 
 /// File of the critic's weights in a checkpoint.
-fn critic_file(c: &Checkpoint) -> PathBuf {
+pub(crate) fn critic_file(c: &Checkpoint) -> PathBuf {
     c.dir.join("critic.bpk")
 }
 
 /// File of the critic's optimiser state in a checkpoint.
-fn critic_optim_file(c: &Checkpoint) -> PathBuf {
+pub(crate) fn critic_optim_file(c: &Checkpoint) -> PathBuf {
     c.dir.join("optim_critic.bpk")
 }
 
@@ -372,7 +372,7 @@ fn gan_step(
     (p, out)
 }
 
-fn prefixed(p: &str, v: Vec<(String, Vec<f32>)>) -> Vec<(String, Vec<f32>)> {
+pub(crate) fn prefixed(p: &str, v: Vec<(String, Vec<f32>)>) -> Vec<(String, Vec<f32>)> {
     v.into_iter()
         .map(|(k, g)| (format!("{p}.{k}"), g))
         .collect()

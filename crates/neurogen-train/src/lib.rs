@@ -27,6 +27,7 @@ pub mod run_dir;
 mod runs;
 pub mod sweep;
 pub mod trainer;
+mod vae_gan;
 
 pub use error::{ConfigError, TrainError};
 pub use experiment::{Backend, Experiment, KeepBest, Provenance, TrainConfig};

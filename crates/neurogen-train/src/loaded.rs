@@ -859,7 +859,10 @@ mod tests {
         };
         let x = Tensor::<3>::random([6, 3, 8], Distribution::Normal(0.0, 1.0), &device);
         let eps = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
-        let ctx = LossContext { kl_warmup: 1.0 };
+        let ctx = LossContext {
+            kl_warmup: 1.0,
+            training: false,
+        };
 
         // A few steps so every parameter (σ included) has moved away from its initial value.
         let mut model = cfg.init(shape, &ad);

@@ -23,6 +23,7 @@ use crate::gan::Adversarial;
 use crate::rng::{normals, rng, Stream};
 use crate::run_dir::Checkpoint;
 use crate::trainer::{host_tensor, ModelTrainer, Trainer};
+use crate::vae_gan::Variational;
 use crate::{TrainConfig, TrainError};
 
 /// Declares [`ModelConfig`]: one variant per family, and the dispatch to each.
@@ -109,8 +110,9 @@ macro_rules! families {
 }
 
 families! {
-    /// Variational autoencoder (`vae.rs`).
-    Vae(neurogen_models::VaeConfig) => Single,
+    /// Variational autoencoder (`vae.rs`; with `adversarial`, trained by this crate's
+    /// `vae_gan.rs`).
+    Vae(neurogen_models::VaeConfig) => Variational,
     /// Generative adversarial network (`gan.rs`; trained by this crate's `gan.rs`).
     Gan(neurogen_models::GanConfig) => Adversarial,
     /// RealNVP normalising flow (`flow.rs`).

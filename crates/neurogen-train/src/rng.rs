@@ -16,6 +16,7 @@ pub(crate) enum Stream {
     Init = 5,
     Score = 6,
     Discriminate = 7,
+    Adversarial = 8,
 }
 
 /// SplitMix64 finaliser: decorrelates nearby keys.

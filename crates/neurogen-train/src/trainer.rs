@@ -215,7 +215,7 @@ impl<M: GenerativeModel> ModelTrainer<M> {
         }
     }
 
-    fn model(&self) -> &M {
+    pub(crate) fn model(&self) -> &M {
         self.model
             .as_ref()
             .expect("the model is put back after every step")
@@ -225,24 +225,31 @@ impl<M: GenerativeModel> ModelTrainer<M> {
     fn sampling_model(&self) -> M {
         self.ema.clone().unwrap_or_else(|| self.model().valid())
     }
+}
 
-    /// One-hot labels of the windows at `idx` of `data` when the model is conditional.
-    fn labels(&self, data: &Signals, idx: &[usize], device: &Device) -> Option<Tensor<2>> {
-        let classes = self.model().classes();
-        (classes > 0)
-            .then(|| data.label_batch(idx, classes, device))
-            .flatten()
+/// The windows of `step` for a one-update step, on `device`'s autodiff twin, with their one-hot
+/// labels when the model has `classes` > 0; `key` is (seed, batch size, classes).
+pub(crate) fn single_batch(
+    (seed, batch, classes): (u64, usize, usize),
+    data: &Signals,
+    step: u64,
+    device: &Device,
+) -> Batch {
+    let ad = device.clone().autodiff();
+    let idx = batch_indices(seed, step.max(1), data.n, batch);
+    let labels = (classes > 0)
+        .then(|| data.label_batch(&idx, classes, &ad))
+        .flatten(); // [batch, classes]
+    Batch {
+        windows: vec![data.batch(&idx, &ad)], // [batch, channels, time]
+        labels: labels.into_iter().collect(),
     }
 }
 
 impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
     fn batch(&self, data: &Signals, step: u64) -> Batch {
-        let ad = self.device.clone().autodiff();
-        let idx = batch_indices(self.seed, step.max(1), data.n, self.train.batch_size);
-        Batch {
-            windows: vec![data.batch(&idx, &ad)], // [batch, channels, time]
-            labels: self.labels(data, &idx, &ad).into_iter().collect(), // [batch, classes]
-        }
+        let key = (self.seed, self.train.batch_size, self.model().classes());
+        single_batch(key, data, step, &self.device)
     }
 
     fn step(&mut self, batch: Batch, args: StepArgs) -> StepOut {
@@ -260,6 +267,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
         let eps = host_tensor(eps, [b, d], &x.device()); // [batch, noise_dim]
         let ctx = LossContext {
             kl_warmup: kl_weight(&self.train, args.step) as f32,
+            training: true,
         };
         let loss = model.loss(x, y, eps, &ctx);
         let (losses, mut stats) = loss_values(&loss);
@@ -287,6 +295,7 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
     fn validate(&self, valid: &Signals, step: u64) -> Option<Validation> {
         let ctx = LossContext {
             kl_warmup: kl_weight(&self.train, step) as f32,
+            training: false,
         };
         let line = validation_losses(
             &self.sampling_model(),
@@ -352,16 +361,16 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
 
 /// The loss terms of one step read to the host (the total as `loss`, then each named term),
 /// and its statistics.
-type HostLoss = (Vec<(&'static str, f64)>, Vec<(&'static str, f64)>);
+pub(crate) type HostLoss = (Vec<(&'static str, f64)>, Vec<(&'static str, f64)>);
 
-fn loss_values(loss: &Loss) -> HostLoss {
+pub(crate) fn loss_values(loss: &Loss) -> HostLoss {
     let mut named = vec![("loss", scalar(&loss.total))];
     named.extend(loss.terms.iter().map(|(k, v)| (*k, scalar(v))));
     (named, loss.stats.clone())
 }
 
 /// Mean of every loss term over `split`, in batches, with fixed noise.
-fn validation_losses<M: GenerativeModel>(
+pub(crate) fn validation_losses<M: GenerativeModel>(
     model: &M,
     split: &Signals,
     seed: u64,

@@ -169,6 +169,11 @@ const TINY_TRAIN: &[&str] = &[
 fn tiny_model(family: &str) -> &'static [&'static str] {
     match family {
         "gan" => &["model.hidden=[8, 4]", "model.noise_dim=8"],
+        "vae-gan" => &[
+            "model.hidden=[16]",
+            "model.latent_dim=4",
+            "model.adversarial.hidden=[8, 4]",
+        ],
         "realnvp" => &["model.n_layers=2", "model.hidden=[16]"],
         "latent-ode" => &[
             "model.latent_dim=3",
