@@ -136,6 +136,10 @@ const BAD: &[(&str, &[&str])] = &[
         &["model.adversarial", "Gaussian likelihood", "Poisson counts"],
     ),
     (
+        "adversarial_unknown_key",
+        &["model", "unknown field `n_critic`", "weight"],
+    ),
+    (
         "adversarial_negative_weight",
         &["model.adversarial.weight", "≥ 0, got -1"],
     ),

@@ -369,16 +369,18 @@ impl RealNvp {
     }
 
     /// Inverted-dropout masks (0, or 1 / (1 − p)) per coupling and hidden layer from the
-    /// training noise after the first `dim` columns: a unit is kept when Φ(noise) ≥ p.
+    /// training noise after its dequantisation draws ([`split_noise`](Self::split_noise)): a
+    /// unit is kept when Φ(noise) ≥ p.
     ///
     /// # Shapes
-    /// - `noise`: `[batch, dim + n_layers · Σ hidden]` → `n_layers` × `[batch, hidden[i]]`
+    /// - `noise`: `[batch, dim + n_layers · Σ hidden]` → `n_layers` × `len(hidden)` ×
+    ///   `[batch, hidden[i]]`
     fn dropout_masks(&self, noise: Tensor<2>) -> Vec<Vec<Tensor<2>>> {
-        let (p, mut at) = (self.dropout, self.dim());
-        let keep = crate::likelihood::normal_cdf(noise)
+        let (p, mut at) = (self.dropout, 0);
+        let keep = crate::likelihood::normal_cdf(self.split_noise(noise).1)
             .greater_equal_elem(p)
             .float()
-            .div_scalar(1.0 - p); // [batch, noise]
+            .div_scalar(1.0 - p); // [batch, masks]
         (0..self.couplings.len())
             .map(|_| {
                 self.hidden
@@ -453,15 +455,31 @@ impl RealNvp {
         condition::embed(&self.embed, y, batch, device)
     }
 
-    /// A window as a vector (counts dequantised by the first `dim` columns of `noise`).
+    /// A window as a vector (counts dequantised by the first part of [`split_noise`](Self::split_noise)).
     fn flatten(&self, x: Tensor<3>, noise: Tensor<2>) -> Tensor<2> {
         let [b, c, t] = x.dims();
         let x = x.reshape([b, c * t]); // [batch, dim]
         if self.counts {
-            x + crate::likelihood::normal_cdf(noise.narrow(1, 0, c * t))
+            x + crate::likelihood::normal_cdf(self.split_noise(noise).0)
         } else {
             x
         }
+    }
+}
+
+impl RealNvp {
+    /// Training noise `[batch, dim + m]` as dequantisation draws `[batch, dim]` and `m` more per
+    /// window for the dropout masks, split in the order the host drew them: the first
+    /// `batch · dim` values dequantise, so the counts of a run with dropout get the same
+    /// dequantisation as without.
+    fn split_noise(&self, noise: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let [b, d] = noise.dims();
+        let (dim, m) = (self.dim(), d.saturating_sub(self.dim()));
+        let flat = noise.reshape([b * d]);
+        (
+            flat.clone().narrow(0, 0, b * dim).reshape([b, dim]),
+            flat.narrow(0, b * dim, b * m).reshape([b, m]),
+        )
     }
 }
 

@@ -2,8 +2,8 @@
 //! windows, as 1-D convolution stacks (DCGAN-style) or MLPs.
 //!
 //! The two players are separate modules with separate optimisers; the trainer that alternates
-//! them is neurogen-train's `gan.rs` (the one family with a trainer of its own). This file holds
-//! the networks and the losses, so each loss's sign and which player it differentiates can be
+//! them is neurogen-train's `gan.rs` (its `vae_gan.rs` trains the same critic against a VAE,
+//! [`AdversarialConfig`]). This file holds the networks and the losses, so each loss's sign and which player it differentiates can be
 //! tested on its own.
 
 use burn::module::Module;

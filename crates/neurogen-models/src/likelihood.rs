@@ -281,7 +281,11 @@ fn ar1_filter(eps: Tensor<3>, phi: Tensor<1>, sigma: Tensor<3>) -> Tensor<3> {
     let signs = (odd.clone() * sign.neg().add_scalar(1.0))
         .neg()
         .add_scalar(1.0); // 1 or (−1)^k
-    let powers = (lag * ln_abs).exp() * signs * lower; // [channels, time, time]
+                          // Lag 1 takes φ itself: through exp(ln|φ|) no gradient would reach φ at φ = 0, where
+                          // every run starts (a = 0), although ∂r_t/∂φ = σ ε_{t−1} there.
+    let sub = host(&|i, j| if i == j + 1 { 1.0 } else { 0.0 });
+    let powers = (lag * ln_abs).exp() * signs * lower * sub.clone().neg().add_scalar(1.0)
+        + sub * phi.clone().reshape([c, 1, 1]); // [channels, time, time]
     let innovation = phi.square().neg().add_scalar(1.0).sqrt(); // [channels]
     let first: Vec<f32> = (0..t).map(|s| if s == 0 { 1.0 } else { 0.0 }).collect();
     let first = Tensor::<1>::from_data(burn::tensor::TensorData::new(first, [t]), &device)
@@ -696,7 +700,7 @@ mod tests {
         let got: Vec<f32> = r.clone().into_data().try_to_vec().unwrap();
         for w in 0..b {
             for c in 0..3 {
-                let (phi, sigma) = (0.99 * (phis[c] / 0.99), sigmas[c]);
+                let (phi, sigma) = (phis[c], sigmas[c]);
                 let mut prev = 0.0f32;
                 for s in 0..t {
                     let e = eps[(w * 3 + c) * t + s];
@@ -714,24 +718,73 @@ mod tests {
                 }
             }
         }
-        // Gradients reach σ and φ (the critic of a VAE-GAN trains both through the draw).
-        let grads = r.sum().backward();
-        let g_ar: Vec<f32> = ar
-            .val()
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let g_ls: Vec<f32> = log_sigma
-            .val()
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        assert!(g_ar.iter().chain(&g_ls).all(|g| g.is_finite()));
-        assert!(g_ar[0].abs() > 0.0 && g_ls.iter().all(|g| g.abs() > 0.0));
+        // Gradients of Σ w·r against central differences of the same recursion in f64, for
+        // φ > 0, φ < 0 and φ = 0 (where every run starts): the critic of a VAE-GAN trains σ
+        // and φ through this draw.
+        let weight = |i: usize| ((i % 5) as f64 - 2.0) / 2.0;
+        let host_f = |a: [f64; 3], ls: [f64; 3]| {
+            let mut f = 0.0;
+            for w in 0..b {
+                for c in 0..3 {
+                    let (phi, sigma) = (0.99 * a[c].tanh(), ls[c].exp());
+                    let mut prev = 0.0f64;
+                    for s in 0..t {
+                        let i = (w * 3 + c) * t + s;
+                        let e = eps[i] as f64;
+                        prev = if s == 0 {
+                            sigma * e
+                        } else {
+                            phi * prev + sigma * (1.0 - phi * phi).sqrt() * e
+                        };
+                        f += weight(i) * prev;
+                    }
+                }
+            }
+            f
+        };
+        let wt: Vec<f32> = (0..b * 3 * t).map(|i| weight(i) as f32).collect();
+        let wt = Tensor::<3>::from_data(TensorData::new(wt, [b, 3, t]), &d);
+        let grads = (r * wt).sum().backward();
+        let grad = |p: &Param<Tensor<1>>| -> Vec<f32> {
+            p.val()
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap()
+        };
+        let (g_ar, g_ls) = (grad(&ar), grad(&log_sigma));
+        let a0: Vec<f64> = phis.iter().map(|p| ((p / 0.99) as f64).atanh()).collect();
+        let l0: Vec<f64> = sigmas.iter().map(|s| (*s as f64).ln()).collect();
+        let (a0, l0): ([f64; 3], [f64; 3]) = (a0.try_into().unwrap(), l0.try_into().unwrap());
+        let h = 1e-5;
+        for c in 0..3 {
+            let bump = |v: [f64; 3], by: f64| {
+                let mut v = v;
+                v[c] += by;
+                v
+            };
+            let fd_a = (host_f(bump(a0, h), l0) - host_f(bump(a0, -h), l0)) / (2.0 * h);
+            let fd_l = (host_f(a0, bump(l0, h)) - host_f(a0, bump(l0, -h))) / (2.0 * h);
+            for (name, got, want) in [("a", g_ar[c], fd_a), ("ln σ", g_ls[c], fd_l)] {
+                assert!(
+                    (got as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "channel {c}: ∂/∂{name} {got} vs {want}"
+                );
+            }
+            assert!(
+                fd_a.abs() > 0.01,
+                "channel {c}: a gradient to check ({fd_a})"
+            );
+        }
+        // A fixed σ (learn_sigma = false) takes no gradient through the draw.
+        let fixed = ObservationHead::new(Some(Likelihood::GaussianAr1), false, 3);
+        let eps_t = Tensor::<3>::from_data(TensorData::new(eps.clone(), [b, 3, t]), &d);
+        let grads = fixed
+            .rsample(mean.clone(), &log_sigma, Some(&ar), eps_t)
+            .sum()
+            .backward();
+        assert!(log_sigma.val().grad(&grads).is_none());
         // A Gaussian head draws mean + σ·ε.
         let white = ObservationHead::new(Some(Likelihood::Gaussian), true, 3);
         let eps_t = Tensor::<3>::from_data(TensorData::new(eps.clone(), [b, 3, t]), &d);

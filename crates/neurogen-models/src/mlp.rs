@@ -32,6 +32,7 @@ impl Mlp {
     /// # Shapes
     /// - `x`: `[batch, sizes[0]]`; `masks[i]`: `[batch, sizes[i + 1]]` → `[batch, sizes.last()]`
     pub fn forward_masked(&self, x: Tensor<2>, masks: &[Tensor<2>]) -> Tensor<2> {
+        debug_assert_eq!(masks.len(), self.layers.len(), "one mask per layer");
         self.layers
             .iter()
             .zip(masks)

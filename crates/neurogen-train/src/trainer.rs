@@ -1,6 +1,7 @@
 //! The `Trainer` trait — what the one training loop ([`crate::fit`]), `neurogen parity` and
 //! `neurogen bench` need of a family — and its implementation for every single-optimiser
-//! [`GenerativeModel`]. The GAN's two players have the other implementation, in `gan.rs`.
+//! [`GenerativeModel`]. Two-player families have their own: the GAN's in `gan.rs`, the VAE-GAN's
+//! in `vae_gan.rs`.
 
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};

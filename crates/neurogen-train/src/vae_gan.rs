@@ -105,7 +105,7 @@ impl Trainer for VaeGanTrainer {
             .take()
             .expect("the players are put back after every step");
         let [b, c, t] = x.dims();
-        let (l, ad) = (vae.noise_dim(), x.device());
+        let (l, ad) = (vae.loss_noise_dim(), x.device());
         // The ELBO's draws are the plain VAE's (same stream, same key); the prior and
         // observation draws the critic judges come from a stream of their own.
         let eps = normals(&mut rng(self.seed, Stream::TrainNoise, args.step), b * l);
@@ -117,13 +117,15 @@ impl Trainer for VaeGanTrainer {
         let lr = self.train.lr * args.lr_scale;
         let lr_c = self.adv.critic_lr.unwrap_or(self.train.lr) * args.lr_scale;
 
-        // The critic, on samples detached from the VAE.
+        // The critic, on the samples detached from the VAE (the VAE step below reuses them
+        // attached: the VAE has not changed in between).
         let mut critic = if self.adv.spectral_norm {
             critic.power_iteration()
         } else {
             critic
         };
-        let fake = vae.draw(z.clone(), y.clone(), obs.clone()).detach(); // [batch, channels, time]
+        let sample = vae.draw(z, y.clone(), obs); // [batch, channels, time]
+        let fake = sample.clone().detach();
         let (d_real, d_fake) = (
             critic.forward(x.clone(), y.clone()),
             critic.forward(fake, y.clone()),
@@ -146,9 +148,15 @@ impl Trainer for VaeGanTrainer {
             training: true,
         };
         let elbo = vae.loss(x, y.clone(), eps, &ctx);
-        let lg = loss.generator(critic.forward(vae.draw(z, y.clone(), obs), y));
+        let lg = loss.generator(critic.forward(sample, y));
         let weight = self.adv.weight * (c * t) as f64;
-        let total = elbo.total.clone() + lg.clone().mul_scalar(weight);
+        // Weight 0 leaves the term out rather than multiplying it by 0: a diverged critic's
+        // NaN times 0 would still reach the VAE's gradients.
+        let total = if weight > 0.0 {
+            elbo.total.clone() + lg.clone().mul_scalar(weight)
+        } else {
+            elbo.total.clone()
+        };
         let (terms, mut stats) = loss_values(&elbo);
         let grads = GradientsParams::from_grads(total.backward(), &vae);
         if let Some(out) = grads_out.as_mut() {
