@@ -374,24 +374,23 @@ impl RealNvp {
     ///
     /// # Shapes
     /// - `noise`: `[batch, dim + n_layers · Σ hidden]` → `n_layers` × `len(hidden)` ×
-    ///   `[batch, hidden[i]]`
-    fn dropout_masks(&self, noise: Tensor<2>) -> Vec<Vec<Tensor<2>>> {
+    ///   `[batch, hidden[i]]`; `None` for noise without mask columns
+    fn dropout_masks(&self, noise: Tensor<2>) -> Option<Vec<Vec<Tensor<2>>>> {
         let (p, mut at) = (self.dropout, 0);
-        let keep = crate::likelihood::normal_cdf(self.split_noise(noise).1)
+        let keep = crate::likelihood::normal_cdf(self.split_noise(noise).1?)
             .greater_equal_elem(p)
             .float()
             .div_scalar(1.0 - p); // [batch, masks]
-        (0..self.couplings.len())
-            .map(|_| {
-                self.hidden
-                    .iter()
-                    .map(|&h| {
-                        at += h;
-                        keep.clone().narrow(1, at - h, h)
-                    })
-                    .collect()
-            })
-            .collect()
+        let per_coupling = (0..self.couplings.len()).map(|_| {
+            self.hidden
+                .iter()
+                .map(|&h| {
+                    at += h;
+                    keep.clone().narrow(1, at - h, h)
+                })
+                .collect()
+        });
+        Some(per_coupling.collect())
     }
 }
 
@@ -469,16 +468,19 @@ impl RealNvp {
 
 impl RealNvp {
     /// Training noise `[batch, dim + m]` as dequantisation draws `[batch, dim]` and `m` more per
-    /// window for the dropout masks, split in the order the host drew them: the first
-    /// `batch · dim` values dequantise, so the counts of a run with dropout get the same
-    /// dequantisation as without.
-    fn split_noise(&self, noise: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    /// window for the dropout masks (`None` when m = 0), split in the order the host drew them:
+    /// the first `batch · dim` values dequantise, so the counts of a run with dropout get the
+    /// same dequantisation as without.
+    fn split_noise(&self, noise: Tensor<2>) -> (Tensor<2>, Option<Tensor<2>>) {
         let [b, d] = noise.dims();
-        let (dim, m) = (self.dim(), d.saturating_sub(self.dim()));
+        let dim = self.dim();
+        if d <= dim {
+            return (noise, None);
+        }
         let flat = noise.reshape([b * d]);
         (
             flat.clone().narrow(0, 0, b * dim).reshape([b, dim]),
-            flat.narrow(0, b * dim, b * m).reshape([b, m]),
+            Some(flat.narrow(0, b * dim, b * (d - dim)).reshape([b, d - dim])),
         )
     }
 }
@@ -503,7 +505,9 @@ impl GenerativeModel for RealNvp {
         ctx: &LossContext,
     ) -> Loss {
         let context = self.context(y, x.dims()[0], &x.device());
-        let masks = (ctx.training && self.dropout > 0.0).then(|| self.dropout_masks(noise.clone()));
+        let masks = (ctx.training && self.dropout > 0.0)
+            .then(|| self.dropout_masks(noise.clone()))
+            .flatten();
         let (z, logdet) =
             self.forward_masked(self.flatten(x, noise), context.as_ref(), masks.as_deref());
         let nll = (std_normal_log_prob(z) + logdet).neg(); // [batch]
@@ -684,7 +688,7 @@ mod tests {
         );
         let x = Tensor::<3>::random([batch, 1, dim], Distribution::Normal(0.0, 1.0), &device);
         // The masks: 0 or 1/(1 − p), with 1 − p of the units kept (400 × 64 draws: ±1.5 %).
-        let masks = f.dropout_masks(noise.clone());
+        let masks = f.dropout_masks(noise.clone()).unwrap();
         assert_eq!(masks.len(), 2);
         let m: Vec<f64> = masks
             .iter()
