@@ -645,6 +645,9 @@ mod tests {
             embed_dim: 4,
             dropout: 0.0,
         };
+        // `init` draws from the device's generator, which tests that seed it share; the weights
+        // are replaced below, so only the lock matters here.
+        let _rng_lock = crate::test_util::seed(&device, seed);
         cfg.init(
             WindowShape {
                 inputs: 0,
@@ -676,6 +679,9 @@ mod tests {
         let (dim, batch) = (6, 400);
         let mut f = flow(dim, 2, false, 9);
         f.dropout = 0.25;
+        let plain = flow(dim, 2, false, 9); // the same weights without dropout
+                                            // The draws below come from the device's generator, shared with tests that seed it.
+        let _rng_lock = crate::test_util::seed(&device, 12);
         assert_eq!(
             f.loss_noise_dim(),
             dim + 2 * 32,
@@ -708,8 +714,6 @@ mod tests {
                 .total
                 .into_scalar::<f32>()
         };
-        let mut plain = flow(dim, 2, false, 9);
-        plain.dropout = 0.0;
         let exact = -host(plain.log_prob(x.clone(), None, noise.clone()))
             .iter()
             .sum::<f64>()
