@@ -294,33 +294,19 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
     }
 
     fn validate(&self, valid: &Signals, step: u64) -> Option<Validation> {
-        let ctx = LossContext {
-            kl_warmup: kl_weight(&self.train, step) as f32,
-            training: false,
-        };
-        let line = validation_losses(
-            &self.sampling_model(),
+        let (seed, device) = (self.seed, &self.device);
+        let model = self.sampling_model();
+        Some(validate_model(
+            &model,
             valid,
-            self.seed,
-            self.train.batch_size,
-            ctx,
-            &self.device,
-        );
-        let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
-        Some(Validation {
-            line,
-            loss: Some(loss),
-            summary: format!("valid loss {loss:.4}"),
-        })
+            step,
+            (&self.train, seed),
+            device,
+        ))
     }
 
     fn kl_warmup(&self, step: u64) -> f64 {
-        // Step 0 is the initial checkpoint, before any KL term was weighted.
-        if step == 0 {
-            0.0
-        } else {
-            kl_weight(&self.train, step)
-        }
+        checkpoint_kl_warmup(&self.train, step)
     }
 
     fn save(&self, ckpt: &Checkpoint) -> Result<(), TrainError> {
@@ -360,6 +346,38 @@ impl<M: GenerativeModel> Trainer for ModelTrainer<M> {
     }
 }
 
+/// The validation of a single-loss model after `step`: the mean of every loss term over `valid`
+/// with the KL weight of that step; `key` is the run's (train settings, seed).
+pub(crate) fn validate_model<M: GenerativeModel>(
+    model: &M,
+    valid: &Signals,
+    step: u64,
+    (train, seed): (&TrainConfig, u64),
+    device: &Device,
+) -> Validation {
+    let ctx = LossContext {
+        kl_warmup: kl_weight(train, step) as f32,
+        training: false,
+    };
+    let line = validation_losses(model, valid, seed, train.batch_size, ctx, device);
+    let loss = line.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
+    Validation {
+        line,
+        loss: Some(loss),
+        summary: format!("valid loss {loss:.4}"),
+    }
+}
+
+/// The KL warm-up factor a checkpoint of `step` records: 0 at step 0, the initial checkpoint
+/// (before any KL term was weighted), the schedule's after.
+pub(crate) fn checkpoint_kl_warmup(train: &TrainConfig, step: u64) -> f64 {
+    if step == 0 {
+        0.0
+    } else {
+        kl_weight(train, step)
+    }
+}
+
 /// The loss terms of one step read to the host (the total as `loss`, then each named term),
 /// and its statistics.
 pub(crate) type HostLoss = (Vec<(&'static str, f64)>, Vec<(&'static str, f64)>);
@@ -371,7 +389,7 @@ pub(crate) fn loss_values(loss: &Loss) -> HostLoss {
 }
 
 /// Mean of every loss term over `split`, in batches, with fixed noise.
-pub(crate) fn validation_losses<M: GenerativeModel>(
+fn validation_losses<M: GenerativeModel>(
     model: &M,
     split: &Signals,
     seed: u64,

@@ -22,8 +22,8 @@ use crate::registry::{Build, Family, Single};
 use crate::rng::{normals, rng, Stream};
 use crate::run_dir::Checkpoint;
 use crate::trainer::{
-    adam, host_tensor, kl_weight, load, load_optim, loss_values, save, scalar, single_batch,
-    update, validation_losses, Batch, StepArgs, StepOut, Trainer, Validation,
+    adam, checkpoint_kl_warmup, host_tensor, kl_weight, load, load_optim, loss_values, save,
+    scalar, single_batch, update, validate_model, Batch, StepArgs, StepOut, Trainer, Validation,
 };
 use crate::{TrainConfig, TrainError};
 
@@ -193,30 +193,13 @@ impl Trainer for VaeGanTrainer {
     fn validate(&self, valid: &Signals, step: u64) -> Option<Validation> {
         // The ELBO on the valid split, as the plain VAE reports it: `keep_best` ranks by the
         // likelihood bound, which the critic does not change the meaning of.
-        let ctx = LossContext {
-            kl_warmup: kl_weight(&self.train, step) as f32,
-            training: false,
-        };
         let vae = self.players().0.valid();
-        let b = self.train.batch_size;
-        let line = validation_losses(&vae, valid, self.seed, b, ctx, &self.device);
-        let loss = line
-            .get("loss")
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(f64::NAN);
-        Some(Validation {
-            line,
-            loss: Some(loss),
-            summary: format!("valid loss {loss:.4}"),
-        })
+        let key = (&self.train, self.seed);
+        Some(validate_model(&vae, valid, step, key, &self.device))
     }
 
     fn kl_warmup(&self, step: u64) -> f64 {
-        if step == 0 {
-            0.0
-        } else {
-            kl_weight(&self.train, step)
-        }
+        checkpoint_kl_warmup(&self.train, step)
     }
 
     fn save(&self, ckpt: &Checkpoint) -> Result<(), TrainError> {
