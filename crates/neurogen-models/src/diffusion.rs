@@ -30,9 +30,9 @@
 //! `label_dropout`, so the same network also learns the unconditional ε, and sampling uses
 //! classifier-free guidance (Ho & Salimans 2022): ε̃ = ε_u + guidance · (ε_c − ε_u).
 
+use crate::activation::silu;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};

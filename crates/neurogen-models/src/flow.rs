@@ -16,6 +16,7 @@ use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
+use crate::activation::tanh;
 use crate::condition::{self, LabelEmbedding};
 use crate::likelihood::std_normal_log_prob;
 use crate::{
@@ -296,7 +297,7 @@ impl AffineCoupling {
         };
         let h = self.out.forward(hidden); // [batch, 2 * d_trans]
         let d = h.dims()[1] / 2;
-        let s = h.clone().narrow(1, 0, d).tanh().mul_scalar(self.bound);
+        let s = tanh(h.clone().narrow(1, 0, d)).mul_scalar(self.bound);
         (s, h.narrow(1, d, d))
     }
 }

@@ -16,9 +16,9 @@
 //! seed-dependent thing to learn). The encoder reads the data alone. A new stimulus of any
 //! length gives the response to it ([`Driven`]).
 
+use crate::activation::sigmoid;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bool, Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};

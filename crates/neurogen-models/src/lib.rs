@@ -12,6 +12,7 @@
 //! config, [`GenerativeModel`] and [`Sampler`] on the model, and the capabilities it has
 //! ([`Density`], [`Encode`]).
 
+pub mod activation;
 pub mod condition;
 pub mod conv;
 pub mod diffusion;

@@ -36,9 +36,10 @@
 
 use std::collections::VecDeque;
 
+use crate::activation::{sigmoid, tanh};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::{log_softmax, relu, sigmoid, softmax};
+use burn::tensor::activation::{log_softmax, relu, softmax};
 use burn::tensor::{Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
@@ -583,7 +584,7 @@ fn add_skip<const D: usize>(acc: Option<Tensor<D>>, s: Tensor<D>) -> Tensor<D> {
 
 /// `tanh(filter) ⊙ σ(gate)` of `[…, 2r]` pre-activations (filter first, last axis).
 fn gate<const D: usize>(pre: Tensor<D>, r: usize) -> Tensor<D> {
-    pre.clone().narrow(D - 1, 0, r).tanh() * sigmoid(pre.narrow(D - 1, r, r))
+    tanh(pre.clone().narrow(D - 1, 0, r)) * sigmoid(pre.narrow(D - 1, r, r))
 }
 
 /// A mixture's logits, means and log σ from `[…, 3k]` parameters (in that order).
