@@ -182,11 +182,21 @@ fn zip_in_place(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32, f32)
     }
 }
 
-/// `f(a[i], b[i], c[i])` into a new buffer.
+/// `f(a[i], b[i], c[i])` into a new buffer, in one pass.
 fn zip_new(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = c.to_vec();
-    zip_in_place(a, b, &mut out, f);
-    out
+    let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+    let g = |(i, &c): (usize, &f32)| f(at(a, i), at(b, i), c);
+    if c.len() < PARALLEL_MIN {
+        c.iter().enumerate().map(g).collect()
+    } else {
+        let mut out = Vec::with_capacity(c.len());
+        c.par_iter()
+            .enumerate()
+            .with_min_len(CHUNK)
+            .map(g)
+            .collect_into_vec(&mut out);
+        out
+    }
 }
 
 /// `f(a, b, t)` element-wise on flex, over `t`'s own buffer when it can.
@@ -201,6 +211,10 @@ fn flex_map(
         (Some(a), None) => read(a, |a| g(a, &[])),
         _ => g(&[], &[]),
     };
+    if !t.is_contiguous() {
+        // A strided view: one copy into a buffer of its own, then the pass in place.
+        t = t.to_contiguous();
+    }
     if let Some(out) = writable(&mut t) {
         with_ab(&mut |a, b| zip_in_place(a, b, out, &f));
         return t;
@@ -347,47 +361,50 @@ impl<B: Backend + Activations> Backward<B, 1> for SiluBackward {
     }
 }
 
+/// Which tensor an activation keeps for its backward.
+enum Saved {
+    Input,
+    Output,
+}
+
+/// `f` on the inner backend, recorded on the autodiff graph with `K` as its backward.
+fn record<B, C, K>(
+    backward: K,
+    saved: Saved,
+    x: FloatTensor<Autodiff<B, C>>,
+    f: impl FnOnce(FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    K: Backward<B, 1, State = FloatTensor<B>>,
+{
+    match backward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let x = x.into_primitive();
+            match saved {
+                Saved::Input => prep.finish(x.clone(), f(x)),
+                Saved::Output => {
+                    let y = f(x);
+                    prep.finish(y.clone(), y)
+                }
+            }
+        }
+        OpsKind::UnTracked(prep) => prep.finish(f(x.into_primitive())),
+    }
+}
+
 impl<B: Backend + Activations, C: CheckpointStrategy> Activations for Autodiff<B, C> {
     fn act_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match SigmoidBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::act_sigmoid(x.into_primitive());
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::act_sigmoid(x.into_primitive())),
-        }
+        record::<B, C, _>(SigmoidBackward, Saved::Output, x, B::act_sigmoid)
     }
 
     fn act_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match TanhBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::act_tanh(x.into_primitive());
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::act_tanh(x.into_primitive())),
-        }
+        record::<B, C, _>(TanhBackward, Saved::Output, x, B::act_tanh)
     }
 
     fn act_logistic_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match LogisticTanhBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let x = x.into_primitive();
-                prep.finish(x.clone(), B::act_logistic_tanh(x))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::act_logistic_tanh(x.into_primitive())),
-        }
+        record::<B, C, _>(LogisticTanhBackward, Saved::Input, x, B::act_logistic_tanh)
     }
 
     fn act_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
