@@ -681,7 +681,8 @@ mod tests {
         let mut f = flow(dim, 2, false, 9);
         f.dropout = 0.25;
         let plain = flow(dim, 2, false, 9); // the same weights without dropout
-                                            // The draws below come from the device's generator, shared with tests that seed it.
+
+        // The draws below come from the device's generator, shared with tests that seed it.
         let _rng_lock = crate::test_util::seed(&device, 12);
         assert_eq!(
             f.loss_noise_dim(),

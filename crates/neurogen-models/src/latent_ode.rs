@@ -23,12 +23,12 @@ use burn::tensor::{Bool, Device, Tensor};
 use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
+use crate::activation::logistic_tanh as tanh;
 use crate::condition::{self, LabelEmbedding};
 use crate::likelihood::{
     bounds, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws, sum_window,
     LearnedPrior, Likelihood, ObservationHead, Prior,
 };
-use crate::mlp::tanh;
 use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
 use crate::{
     Density, Driven, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError,

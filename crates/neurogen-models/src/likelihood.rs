@@ -281,8 +281,9 @@ fn ar1_filter(eps: Tensor<3>, phi: Tensor<1>, sigma: Tensor<3>) -> Tensor<3> {
     let signs = (odd.clone() * sign.neg().add_scalar(1.0))
         .neg()
         .add_scalar(1.0); // 1 or (−1)^k
-                          // Lag 1 takes φ itself: through exp(ln|φ|) no gradient would reach φ at φ = 0, where
-                          // every run starts (a = 0), although ∂r_t/∂φ = σ ε_{t−1} there.
+
+    // Lag 1 takes φ itself: through exp(ln|φ|) no gradient would reach φ at φ = 0, where every
+    // run starts (a = 0), although ∂r_t/∂φ = σ ε_{t−1} there.
     let sub = host(&|i, j| if i == j + 1 { 1.0 } else { 0.0 });
     let powers = (lag * ln_abs).exp() * signs * lower * sub.clone().neg().add_scalar(1.0)
         + sub * phi.clone().reshape([c, 1, 1]); // [channels, time, time]

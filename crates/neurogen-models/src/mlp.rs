@@ -1,6 +1,5 @@
 //! A stack of linear layers with ReLU between them.
 
-use crate::activation::logistic_tanh;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
@@ -62,41 +61,5 @@ impl MlpHead {
     /// - `x`: `[batch, sizes[0]]` → `[batch, d_out]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.out.forward(self.body.forward(x))
-    }
-}
-
-/// `tanh(x)` as `2·σ(2x) − 1`.
-///
-/// libm's `tanhf` (through `expm1f`) costs about twice `expf`, and this form of tanh was 31 % of a
-/// latent-ODE training step when burn-flex evaluated it; as one op of
-/// [`crate::activation`] it is one parallel pass each way, and the latent ODE's runs keep their numbers
-/// (absolute error below 1e-6 against tanh).
-pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    logistic_tanh(x)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::Distribution;
-
-    #[test]
-    fn tanh_and_its_gradient_match_burns() {
-        let device = Device::flex().autodiff();
-        let x =
-            Tensor::<2>::random([9, 11], Distribution::Normal(0.0, 4.0), &device).require_grad();
-        let ours = tanh(x.clone());
-        let theirs = x.clone().tanh();
-        let close = |a: Tensor<2>, b: Tensor<2>| {
-            let d = (a - b).abs().max().into_scalar::<f32>();
-            assert!(d < 1e-6, "max difference {d}");
-        };
-        close(ours.clone(), theirs.clone());
-        let (g1, g2) = (ours.sum().backward(), theirs.sum().backward());
-        close(x.grad(&g1).unwrap(), x.grad(&g2).unwrap());
-        // Saturated inputs stay finite and exact at ±1.
-        let big = Tensor::<1>::from_floats([-1e4, 1e4, 0.0], &Device::flex());
-        let v: Vec<f32> = tanh(big).into_data().try_to_vec().unwrap();
-        assert_eq!(v, [-1.0, 1.0, 0.0]);
     }
 }
