@@ -91,7 +91,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             list.first().context("one workload")?,
             bs.first().context("one backend")?,
         );
-        let t = bench::run(w, &device_for(b), protocol(w, a))?;
+        let t = bench::run(w, &device_for(b)?, protocol(w, a))?;
         println!("{}", row(w, b, threads, &t));
         return Ok(());
     }

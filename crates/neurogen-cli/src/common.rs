@@ -55,6 +55,7 @@ pub(crate) fn backends(names: &[String], flag: &str) -> Result<Vec<Backend>> {
                 ALL.map(Backend::name).join(", ")
             )));
         };
+        crate::ensure_built(b)?;
         if !out.contains(&b) {
             out.push(b);
         }
@@ -74,7 +75,7 @@ pub(crate) fn open_run(
 ) -> Result<(Device, LoadedRun)> {
     let run = RunDir::new(run_dir);
     let exp = run.read_experiment()?;
-    let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend));
+    let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend))?;
     let loaded = load_checkpoint(&run, &device, best)?;
     Ok((device, loaded))
 }

@@ -485,7 +485,7 @@ fn discriminator(
         None => {
             let (rs, rt) = halves(reference);
             let (ss, st) = halves(samples);
-            let device = burn::tensor::Device::flex();
+            let device = crate::host_device();
             let result = discriminative_score(&rs, &ss, &rt, &st, &cfg, &device)?;
             meta["protocol"] = json!(
                 "learn the first half of the reference against the first half of the samples; score the second halves"

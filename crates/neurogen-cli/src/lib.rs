@@ -22,7 +22,7 @@ mod train;
 
 use std::ffi::OsString;
 
-use burn::tensor::{Device, DeviceKind};
+use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use neurogen_train::Backend;
 
@@ -115,19 +115,69 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Exit code for bad usage, config or input.
 pub const EXIT_USAGE: i32 = 2;
 
-/// Maps a backend to its burn device.
+/// Maps a backend to its burn device, or a usage error naming the backends this build has.
 ///
 /// Also points `BURN_DEVICE` at it, so the places where burn falls back to its default device
 /// (optimiser state loaded from a checkpoint) use the same backend instead of probing for a GPU.
 #[allow(deprecated)] // burn-ndarray is deprecated upstream but is this project's default CPU backend.
-pub fn device_for(backend: Backend) -> Device {
+pub fn device_for(backend: Backend) -> anyhow::Result<Device> {
+    ensure_built(backend)?;
     std::env::set_var("BURN_DEVICE", backend.name());
-    match backend {
+    Ok(match backend {
+        #[cfg(feature = "ndarray")]
         Backend::Ndarray => Device::ndarray(),
+        #[cfg(feature = "flex")]
         Backend::Flex => Device::flex(),
-        Backend::Wgpu => Device::wgpu(DeviceKind::DefaultDevice),
-    }
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        // `ensure_built` turned away the backends this build lacks.
+        #[allow(unreachable_patterns)]
+        _ => Device::default(),
+    })
 }
+
+/// The backends compiled into this binary (the cargo features `flex`, `ndarray`, `wgpu`).
+pub const BUILT_BACKENDS: &[&str] = &[
+    #[cfg(feature = "ndarray")]
+    "ndarray",
+    #[cfg(feature = "flex")]
+    "flex",
+    #[cfg(feature = "wgpu")]
+    "wgpu",
+];
+
+/// A usage error unless `backend` is compiled into this binary.
+pub(crate) fn ensure_built(backend: Backend) -> anyhow::Result<()> {
+    built_in(backend, BUILT_BACKENDS)
+}
+
+fn built_in(backend: Backend, built: &[&str]) -> anyhow::Result<()> {
+    if built.contains(&backend.name()) {
+        return Ok(());
+    }
+    Err(common::UsageError(format!(
+        "backend {}: not in this build of neurogen, which has {} (pass `--backend {}` or set \
+         `backend` in the experiment file; or rebuild with the default features)",
+        backend.name(),
+        built.join(", "),
+        built.first().unwrap_or(&"flex"),
+    ))
+    .into())
+}
+
+/// A CPU device for host-side work (eval's discriminator): flex where built in, else ndarray,
+/// else burn's default device.
+#[allow(deprecated, unreachable_code)]
+pub fn host_device() -> Device {
+    #[cfg(feature = "flex")]
+    return Device::flex();
+    #[cfg(feature = "ndarray")]
+    return Device::ndarray();
+    Device::default()
+}
+
+#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu")))]
+compile_error!("neurogen needs at least one backend: build with a feature flex, ndarray or wgpu");
 
 /// Runs the command line `args` (program name first) and returns the exit code.
 pub fn run<I, T>(args: I) -> i32
@@ -216,4 +266,26 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_left_out_of_the_build_is_a_usage_error_naming_those_built_in() {
+        let e = built_in(Backend::Ndarray, &["flex"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "backend ndarray: not in this build of neurogen, which has flex (pass `--backend \
+             flex` or set `backend` in the experiment file; or rebuild with the default features)"
+        );
+        assert_eq!(common::exit_code(&e), EXIT_USAGE);
+        assert!(built_in(Backend::Flex, &["flex"]).is_ok());
+        // The default build has every backend.
+        #[cfg(all(feature = "flex", feature = "ndarray", feature = "wgpu"))]
+        for b in [Backend::Ndarray, Backend::Flex, Backend::Wgpu] {
+            assert!(ensure_built(b).is_ok(), "{} missing", b.name());
+        }
+    }
 }

@@ -56,8 +56,8 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     exp.check_against(&a.config, &data.train)?;
     let devices: Vec<_> = bs
         .iter()
-        .map(|b| (b.name().to_string(), device_for(*b)))
-        .collect();
+        .map(|b| Ok((b.name().to_string(), device_for(*b)?)))
+        .collect::<Result<_>>()?;
     // Test hook: weights loaded on this backend are nudged, so the check must fail.
     #[cfg(feature = "fault-injection")]
     let perturb = std::env::var("NEUROGEN_FAULT_PERTURB_BACKEND").ok();

@@ -142,7 +142,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             out.display()
         ),
     );
-    let device = device_for(backend);
+    let device = device_for(backend)?;
     let reproduction = RunDir::new(&out);
     let opts = FitOptions {
         resume: false,

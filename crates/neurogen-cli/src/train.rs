@@ -42,7 +42,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             .unwrap_or_else(|| Path::new("runs").join(&exp.name)),
     );
     tracing::info!(run = %run.root().display(), backend = exp.backend.name(), "training");
-    let device = device_for(exp.backend);
+    let device = device_for(exp.backend)?;
     let opts = FitOptions {
         resume: a.resume,
         verbosity,

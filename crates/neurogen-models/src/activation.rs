@@ -25,12 +25,10 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Cube, Dispatch, Flex, NdArray};
-use burn::tensor::{DType, Tensor, TensorData};
-use rayon::prelude::*;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch};
+use burn::tensor::Tensor;
 
 /// `σ(x) = 1 / (1 + e^(−x))`, element-wise.
 pub fn sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -60,7 +58,12 @@ pub fn logistic_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// The activations as backend ops. The default bodies are burn's own ops, composed as
 /// `burn::tensor::activation` and burn's autodiff compose them; flex overrides them.
-#[backend_extension(Flex, NdArray, Cube, Autodiff)]
+#[backend_extension(
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    Cube: cfg(feature = "wgpu"),
+    Autodiff
+)]
 pub trait Activations: Backend {
     /// `σ(x)`.
     fn act_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -150,200 +153,229 @@ mod composed {
     }
 }
 
-impl Activations for NdArray {}
-impl Activations for Cube {}
+#[cfg(feature = "ndarray")]
+impl Activations for burn::backend::NdArray {}
+#[cfg(feature = "wgpu")]
+impl Activations for burn::backend::Cube {}
 
-/// burn-flex's `sigmoid_f32` (`burn-flex/src/ops/activation.rs`), the same branches.
-#[inline]
-fn sigmoid_f32(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
+/// The flex kernels (built with the `flex` feature).
+#[cfg(feature = "flex")]
+mod flex {
+    use super::*;
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::Flex;
+    use burn::tensor::{DType, TensorData};
+    use rayon::prelude::*;
 
-/// Below this many elements a pass runs on the calling thread: handing it to the pool costs
-/// more than it saves.
-const PARALLEL_MIN: usize = 1 << 15;
-const CHUNK: usize = 1 << 13;
-
-/// A flex f32 tensor's values, read where they lie (copied only from a strided view).
-fn read<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
-    match t.as_slice::<f32>() {
-        Some(s) => f(s),
-        None => {
-            let c = t.to_contiguous();
-            f(&c.storage::<f32>()[..c.layout().num_elements()])
+    /// burn-flex's `sigmoid_f32` (`burn-flex/src/ops/activation.rs`), the same branches.
+    #[inline]
+    fn sigmoid_f32(x: f32) -> f32 {
+        if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            let e = x.exp();
+            e / (1.0 + e)
         }
     }
-}
 
-/// A flex f32 tensor's own buffer, when nothing else holds it and it is laid out plainly.
-fn writable(t: &mut FlexTensor) -> Option<&mut [f32]> {
-    let n = t.layout().num_elements();
-    if !(t.is_contiguous() && t.layout().start_offset() == 0) {
-        return None;
-    }
-    t.try_storage_mut::<f32>().filter(|s| s.len() == n)
-}
+    /// Below this many elements a pass runs on the calling thread: handing it to the pool costs
+    /// more than it saves.
+    pub(super) const PARALLEL_MIN: usize = 1 << 15;
+    const CHUNK: usize = 1 << 13;
 
-/// Whether the kernels take these tensors: all f32, of one shape.
-fn kernel_takes(ts: &[&FlexTensor]) -> bool {
-    let shape = ts[0].layout().shape();
-    ts.iter()
-        .all(|t| t.dtype() == DType::F32 && t.layout().shape() == shape)
-}
-
-/// `out[i] = f(a[i], b[i], out[i])`, over the pool for large tensors. Callers pass `a` and `b`
-/// of `out`'s length, or empty (then `f` sees zeros).
-fn zip_in_place(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) {
-    let run = |base: usize, o: &mut [f32]| {
-        let r = base..base + o.len();
-        match (a.get(r.clone()), b.get(r)) {
-            (Some(a), Some(b)) => {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(a, b, *o);
-                }
+    /// A flex f32 tensor's values, read where they lie (copied only from a strided view).
+    fn read<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+        match t.as_slice::<f32>() {
+            Some(s) => f(s),
+            None => {
+                let c = t.to_contiguous();
+                f(&c.storage::<f32>()[..c.layout().num_elements()])
             }
-            (Some(a), None) => {
-                for (o, &a) in o.iter_mut().zip(a) {
-                    *o = f(a, 0.0, *o);
+        }
+    }
+
+    /// A flex f32 tensor's own buffer, when nothing else holds it and it is laid out plainly.
+    fn writable(t: &mut FlexTensor) -> Option<&mut [f32]> {
+        let n = t.layout().num_elements();
+        if !(t.is_contiguous() && t.layout().start_offset() == 0) {
+            return None;
+        }
+        t.try_storage_mut::<f32>().filter(|s| s.len() == n)
+    }
+
+    /// Whether the kernels take these tensors: all f32, of one shape.
+    fn kernel_takes(ts: &[&FlexTensor]) -> bool {
+        let shape = ts[0].layout().shape();
+        ts.iter()
+            .all(|t| t.dtype() == DType::F32 && t.layout().shape() == shape)
+    }
+
+    /// `out[i] = f(a[i], b[i], out[i])`, over the pool for large tensors. Callers pass `a` and `b`
+    /// of `out`'s length, or empty (then `f` sees zeros).
+    fn zip_in_place(
+        a: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        f: impl Fn(f32, f32, f32) -> f32 + Sync,
+    ) {
+        let run = |base: usize, o: &mut [f32]| {
+            let r = base..base + o.len();
+            match (a.get(r.clone()), b.get(r)) {
+                (Some(a), Some(b)) => {
+                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                        *o = f(a, b, *o);
+                    }
                 }
+                (Some(a), None) => {
+                    for (o, &a) in o.iter_mut().zip(a) {
+                        *o = f(a, 0.0, *o);
+                    }
+                }
+                _ => o.iter_mut().for_each(|o| *o = f(0.0, 0.0, *o)),
             }
-            _ => o.iter_mut().for_each(|o| *o = f(0.0, 0.0, *o)),
+        };
+        if out.len() < PARALLEL_MIN {
+            run(0, out);
+        } else {
+            out.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(k, o)| run(k * CHUNK, o));
         }
-    };
-    if out.len() < PARALLEL_MIN {
-        run(0, out);
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(k, o)| run(k * CHUNK, o));
     }
-}
 
-/// `f(a[i], b[i], c[i])` into a new buffer, in one pass.
-fn zip_new(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
-    let g = |(i, &c): (usize, &f32)| f(at(a, i), at(b, i), c);
-    if c.len() < PARALLEL_MIN {
-        c.iter().enumerate().map(g).collect()
-    } else {
-        let mut out = Vec::with_capacity(c.len());
-        c.par_iter()
-            .enumerate()
-            .with_min_len(CHUNK)
-            .map(g)
-            .collect_into_vec(&mut out);
-        out
-    }
-}
-
-/// `f(a, b, t)` element-wise on flex, over `t`'s own buffer when it can.
-fn flex_map(
-    a: Option<&FlexTensor>,
-    b: Option<&FlexTensor>,
-    mut t: FlexTensor,
-    f: impl Fn(f32, f32, f32) -> f32 + Sync,
-) -> FlexTensor {
-    let with_ab = |g: &mut dyn FnMut(&[f32], &[f32])| match (a, b) {
-        (Some(a), Some(b)) => read(a, |a| read(b, |b| g(a, b))),
-        (Some(a), None) => read(a, |a| g(a, &[])),
-        _ => g(&[], &[]),
-    };
-    if !t.is_contiguous() {
-        // A strided view: one copy into a buffer of its own, then the pass in place.
-        t = t.to_contiguous();
-    }
-    if let Some(out) = writable(&mut t) {
-        with_ab(&mut |a, b| zip_in_place(a, b, out, &f));
-        return t;
-    }
-    let shape = t.layout().shape().clone();
-    let mut values = Vec::new();
-    read(&t, |c| with_ab(&mut |a, b| values = zip_new(a, b, c, &f)));
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-/// `f(x)` element-wise on flex.
-fn flex_unary(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
-    flex_map(None, None, x, |_, _, x| f(x))
-}
-
-/// `f(a, grad)` element-wise on flex.
-fn flex_binary(a: FlexTensor, grad: FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> FlexTensor {
-    flex_map(Some(&a), None, grad, |a, _, g| f(a, g))
-}
-
-impl Activations for Flex {
-    fn act_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        if !kernel_takes(&[&x]) {
-            return Self::sigmoid(x);
+    /// `f(a[i], b[i], c[i])` into a new buffer, in one pass.
+    fn zip_new(
+        a: &[f32],
+        b: &[f32],
+        c: &[f32],
+        f: impl Fn(f32, f32, f32) -> f32 + Sync,
+    ) -> Vec<f32> {
+        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+        let g = |(i, &c): (usize, &f32)| f(at(a, i), at(b, i), c);
+        if c.len() < PARALLEL_MIN {
+            c.iter().enumerate().map(g).collect()
+        } else {
+            let mut out = Vec::with_capacity(c.len());
+            c.par_iter()
+                .enumerate()
+                .with_min_len(CHUNK)
+                .map(g)
+                .collect_into_vec(&mut out);
+            out
         }
-        flex_unary(x, sigmoid_f32)
     }
 
-    fn act_sigmoid_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        if !kernel_takes(&[&y, &grad]) {
-            return Self::sigmoid_backward(y, grad);
+    /// `f(a, b, t)` element-wise on flex, over `t`'s own buffer when it can.
+    fn flex_map(
+        a: Option<&FlexTensor>,
+        b: Option<&FlexTensor>,
+        mut t: FlexTensor,
+        f: impl Fn(f32, f32, f32) -> f32 + Sync,
+    ) -> FlexTensor {
+        let with_ab = |g: &mut dyn FnMut(&[f32], &[f32])| match (a, b) {
+            (Some(a), Some(b)) => read(a, |a| read(b, |b| g(a, b))),
+            (Some(a), None) => read(a, |a| g(a, &[])),
+            _ => g(&[], &[]),
+        };
+        if !t.is_contiguous() {
+            // A strided view: one copy into a buffer of its own, then the pass in place.
+            t = t.to_contiguous();
         }
-        flex_binary(y, grad, |s, g| g * s * (1.0 - s))
+        if let Some(out) = writable(&mut t) {
+            with_ab(&mut |a, b| zip_in_place(a, b, out, &f));
+            return t;
+        }
+        let shape = t.layout().shape().clone();
+        let mut values = Vec::new();
+        read(&t, |c| with_ab(&mut |a, b| values = zip_new(a, b, c, &f)));
+        FlexTensor::from_data(TensorData::new(values, shape))
     }
 
-    fn act_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        if !kernel_takes(&[&x]) {
-            return Self::float_tanh(x);
-        }
-        flex_unary(x, f32::tanh)
+    /// `f(x)` element-wise on flex.
+    fn flex_unary(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
+        flex_map(None, None, x, |_, _, x| f(x))
     }
 
-    fn act_tanh_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        if !kernel_takes(&[&y, &grad]) {
-            return composed::tanh_backward::<Self>(y, grad);
-        }
-        flex_binary(y, grad, |y, g| g * (-(y * y) + 1.0))
+    /// `f(a, grad)` element-wise on flex.
+    fn flex_binary(
+        a: FlexTensor,
+        grad: FlexTensor,
+        f: impl Fn(f32, f32) -> f32 + Sync,
+    ) -> FlexTensor {
+        flex_map(Some(&a), None, grad, |a, _, g| f(a, g))
     }
 
-    fn act_logistic_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        if !kernel_takes(&[&x]) {
-            return composed::logistic_tanh::<Self>(x);
+    impl Activations for Flex {
+        fn act_sigmoid(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            if !kernel_takes(&[&x]) {
+                return Self::sigmoid(x);
+            }
+            flex_unary(x, sigmoid_f32)
         }
-        flex_unary(x, |x| sigmoid_f32(x * 2.0) * 2.0 - 1.0)
-    }
 
-    fn act_logistic_tanh_backward(
-        x: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        if !kernel_takes(&[&x, &grad]) {
-            return composed::logistic_tanh_backward::<Self>(x, grad);
+        fn act_sigmoid_backward(
+            y: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+        ) -> FloatTensor<Self> {
+            if !kernel_takes(&[&y, &grad]) {
+                return Self::sigmoid_backward(y, grad);
+            }
+            flex_binary(y, grad, |s, g| g * s * (1.0 - s))
         }
-        flex_binary(x, grad, |x, g| {
-            let s = sigmoid_f32(x * 2.0);
-            (g * 2.0) * s * (1.0 - s) * 2.0
-        })
-    }
 
-    fn act_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        if !kernel_takes(&[&x]) {
-            return composed::silu::<Self>(x);
+        fn act_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            if !kernel_takes(&[&x]) {
+                return Self::float_tanh(x);
+            }
+            flex_unary(x, f32::tanh)
         }
-        flex_unary(x, |x| x * sigmoid_f32(x))
-    }
 
-    fn act_silu_backward(
-        x: FloatTensor<Self>,
-        s: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        if !kernel_takes(&[&x, &s, &grad]) {
-            return composed::silu_backward::<Self>(x, s, grad);
+        fn act_tanh_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+            if !kernel_takes(&[&y, &grad]) {
+                return composed::tanh_backward::<Self>(y, grad);
+            }
+            flex_binary(y, grad, |y, g| g * (-(y * y) + 1.0))
         }
-        flex_map(Some(&x), Some(&s), grad, |x, s, g| {
-            g * s + (g * x) * s * (1.0 - s)
-        })
+
+        fn act_logistic_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            if !kernel_takes(&[&x]) {
+                return composed::logistic_tanh::<Self>(x);
+            }
+            flex_unary(x, |x| sigmoid_f32(x * 2.0) * 2.0 - 1.0)
+        }
+
+        fn act_logistic_tanh_backward(
+            x: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+        ) -> FloatTensor<Self> {
+            if !kernel_takes(&[&x, &grad]) {
+                return composed::logistic_tanh_backward::<Self>(x, grad);
+            }
+            flex_binary(x, grad, |x, g| {
+                let s = sigmoid_f32(x * 2.0);
+                (g * 2.0) * s * (1.0 - s) * 2.0
+            })
+        }
+
+        fn act_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            if !kernel_takes(&[&x]) {
+                return composed::silu::<Self>(x);
+            }
+            flex_unary(x, |x| x * sigmoid_f32(x))
+        }
+
+        fn act_silu_backward(
+            x: FloatTensor<Self>,
+            s: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+        ) -> FloatTensor<Self> {
+            if !kernel_takes(&[&x, &s, &grad]) {
+                return composed::silu_backward::<Self>(x, s, grad);
+            }
+            flex_map(Some(&x), Some(&s), grad, |x, s, g| {
+                g * s + (g * x) * s * (1.0 - s)
+            })
+        }
     }
 }
 
@@ -456,9 +488,10 @@ impl<B: Backend + Activations, C: CheckpointStrategy> Activations for Autodiff<B
 
 #[cfg(test)]
 mod tests {
+    use super::flex::PARALLEL_MIN;
     use super::*;
     use burn::tensor::activation as burn_act;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, TensorData};
 
     type Act = fn(Tensor<2>) -> Tensor<2>;
     type Exact = fn(f64) -> f64;

@@ -93,7 +93,12 @@ impl Optimizer for Adam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let device = tensor.device();
-        if device.identity().is_some() {
+        // A GPU device (one that names its part) keeps the step on the device.
+        #[cfg(feature = "wgpu")]
+        let on_gpu = device.identity().is_some();
+        #[cfg(not(feature = "wgpu"))]
+        let on_gpu = false;
+        if on_gpu {
             let (tensor, state) = self.step_tensors(lr, tensor, grad, state);
             return (tensor, Some(state));
         }
