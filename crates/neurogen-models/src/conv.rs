@@ -426,6 +426,7 @@ mod tests {
     #[test]
     fn leaky_relu_and_its_gradient_match_burns() {
         let device = Device::flex().autodiff();
+        let _rng_lock = crate::test_util::seed(&device, 3);
         let x = Tensor::<2>::random([7, 9], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let ours = leaky_relu(x.clone(), SLOPE);
         let theirs = burn::tensor::activation::leaky_relu(x.clone(), SLOPE);

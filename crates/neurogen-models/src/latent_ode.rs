@@ -968,6 +968,9 @@ mod tests {
         }
         .resolved(SignalKind::Continuous);
         let d = Device::flex();
+        // The device's generator is shared: every test that draws from it holds the lock, or
+        // another test's seeded draws (and its loss trajectory) would change under it.
+        let _rng_lock = crate::test_util::seed(&d, 10);
         let model = cfg.init(shape(20), &d);
         assert_eq!(model.noise_dim(), 4 + 20);
         assert_eq!(model.seen, 15);
