@@ -55,7 +55,13 @@ pub(crate) fn backends(names: &[String], flag: &str) -> Result<Vec<Backend>> {
                 ALL.map(Backend::name).join(", ")
             )));
         };
-        crate::ensure_built(b)?;
+        if !crate::BUILT_BACKENDS.contains(&name) {
+            bail!(UsageError(format!(
+                "{flag} {name}: not in this build of neurogen, which has {} (rebuild with the \
+                 default features to have all three)",
+                crate::BUILT_BACKENDS.join(", ")
+            )));
+        }
         if !out.contains(&b) {
             out.push(b);
         }
