@@ -40,7 +40,7 @@ for c, r in reports.items():
         print(f"| `{c}` | {m} | " + " | ".join(cells) + f" | {r[f'false_positive_rate_{m}']:.4f} (n = {n}) |")
 loc = {c: r for c, r in reports.items() if any(k.startswith("localisation_") for k in r)}
 if loc:
-    print("\nLocalisation (autoregressive runs): the fraction of injected windows whose peak per-step score falls inside the injected stretch:\n")
+    print("\nLocalisation: the fraction of injected windows whose peak per-step score falls inside the injected stretch:\n")
     print("| run | method | " + " | ".join(f"`{t}`" for t in types) + " |")
     print("|---|---|" + "---|" * len(types))
     for c, r in loc.items():

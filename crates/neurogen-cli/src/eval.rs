@@ -61,7 +61,7 @@ pub(crate) struct Args {
     best: bool,
     /// Instead of judging samples: the artefact benchmark. Injects each EEG artefact type into
     /// (at most -n) held-out test windows and reports, per type and scoring method, AUROC and
-    /// AUPRC against the clean windows, the localisation accuracy (autoregressive runs) and
+    /// AUPRC against the clean windows, the localisation accuracy and
     /// the false-positive rate at --alpha; default OUT_DIR = RUN_DIR/eval-anomalies.
     #[arg(long)]
     anomalies: bool,

@@ -79,8 +79,10 @@ pub(crate) struct Args {
     /// adds a `flag` column; "anomalous at 1 %" with 0.01.
     #[arg(long, value_name = "ALPHA")]
     alpha: Option<f64>,
-    /// Autoregressive runs: write every element's anomaly score under `--method` to this .npy,
-    /// `[windows, channels, time]`: where, and in which channel, a window is anomalous.
+    /// Write every element's anomaly score under `--method` to this .npy, `[windows, channels,
+    /// time]`: where, and in which channel, a window is anomalous (autoregressive runs: from
+    /// each element's likelihood given the past; the other families: from each element's
+    /// share of the window's likelihood or bound).
     #[arg(long, value_name = "NPY")]
     localise: Option<PathBuf>,
     /// With an EDF/BDF recording as DATA: write it to this file as EDF+/BDF+ with an
@@ -186,9 +188,10 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         ),
         None => None,
     };
-    if a.localise.is_some() && !factorises {
+    let splits = loaded.density().is_some_and(|d| d.splits_bound());
+    if a.localise.is_some() && !factorises && !splits {
         bail!(UsageError(format!(
-            "--localise: a `{}` run has no per-element likelihood; only autoregressive runs (`kind = \"autoregressive\"`) factorise over time and channel",
+            "--localise: a `{}` run's likelihood neither factorises nor splits over elements, so it has no per-element scores",
             loaded.exp.model.kind()
         )));
     }
@@ -263,7 +266,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
                 None if factorises => {
                     Some(score_elements(&loaded, &windows, &device).map_err(in_context)?)
                 }
-                None => None,
+                None => Raw::shares(&loaded, &windows, a.k, a.seed, &device).map_err(in_context)?,
             };
             // A bound estimated from random draws is re-estimated with the draws the
             // reference used, shared by every window, so scores rank windows, not draws.

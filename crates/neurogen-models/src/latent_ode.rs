@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::activation::logistic_tanh as tanh;
 use crate::condition::{self, LabelEmbedding};
 use crate::likelihood::{
-    bounds, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws, sum_window,
-    LearnedPrior, Likelihood, ObservationHead, Prior,
+    bounds, elbo_elements, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws,
+    sum_window, LearnedPrior, Likelihood, ObservationHead, Prior,
 };
 use crate::ode::{odeint, OdeError, OdeOptions, OdeStats, Solver, VectorField};
 use crate::{
@@ -656,6 +656,23 @@ impl LatentOde {
         eps: Tensor<3>,
     ) -> Result<Tensor<2>, OdeError> {
         let [k, b, _] = eps.dims();
+        let (elems, log_p_over_q) = self.draws_nll(x, y, eps)?;
+        Ok((log_p_over_q - sum_window(elems)).reshape([k, b]))
+    }
+
+    /// For `k` posterior draws per window: each observed element's −log p(x_ct | z) (0 where
+    /// missing) and `ln p(z) − ln q(z | x)`, draw-major.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels (+ inputs), time]`; `y`: `[batch, classes]`; `eps`: `[k, batch,
+    ///   latent]` → (`[k·batch, channels, time]`, `[k·batch]`)
+    fn draws_nll(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        eps: Tensor<3>,
+    ) -> Result<(Tensor<3>, Tensor<1>), OdeError> {
+        let [k, b, _] = eps.dims();
         let (x, u) = self.split(x);
         let [_, c, t] = x.dims();
         let e = self.context(y, b, &x.device());
@@ -667,7 +684,7 @@ impl LatentOde {
         let (out, _) = self.decode(z, e.as_ref(), u.as_ref())?;
         let m3 = mask.reshape([b, 1, t]).expand([b, c, t]);
         let elems = self.nll_elements(repeat_draws(xo, k), out) * repeat_draws(m3, k);
-        Ok((log_p_over_q - sum_window(elems)).reshape([k, b]))
+        Ok((elems, log_p_over_q))
     }
 }
 
@@ -759,6 +776,24 @@ impl Density for LatentOde {
     ) -> Result<(Tensor<1>, Option<Tensor<1>>), ModelError> {
         let (elbo, iwae) = bounds(self.log_weights(x, y, noise)?);
         Ok((iwae, Some(elbo)))
+    }
+
+    fn bound_elements(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        noise: Tensor<3>,
+    ) -> Option<Result<Tensor<3>, ModelError>> {
+        let k = noise.dims()[0];
+        Some(
+            self.draws_nll(x, y, noise)
+                .map(|(nll, lpq)| elbo_elements(nll.neg(), lpq, k))
+                .map_err(ModelError::from),
+        )
+    }
+
+    fn splits_bound(&self) -> bool {
+        true
     }
 }
 
@@ -1069,7 +1104,7 @@ mod tests {
     }
 
     #[test]
-    fn iwae_bound_is_at_least_the_elbo() {
+    fn iwae_bound_is_at_least_the_elbo_which_splits_over_elements() {
         let cfg = LatentOdeConfig {
             latent_dim: 3,
             rnn_hidden: 8,
@@ -1082,8 +1117,9 @@ mod tests {
         let model = cfg.init(shape(12), &d);
         let x = waves(4, 12, &d);
         let eps = Tensor::<3>::random([32, 4, 3], Distribution::Normal(0.0, 1.0), &d);
-        let lw = model.log_weights(x, None, eps).unwrap();
+        let lw = model.log_weights(x.clone(), None, eps.clone()).unwrap();
         let (elbo, iwae) = crate::likelihood::bounds(lw);
+        crate::test_util::check_bound_elements(&model, x, eps, elbo.clone(), true);
         let e: Vec<f32> = elbo.into_data().try_to_vec().unwrap();
         let i: Vec<f32> = iwae.into_data().try_to_vec().unwrap();
         for (e, i) in e.iter().zip(&i) {

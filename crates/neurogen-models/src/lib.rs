@@ -50,6 +50,47 @@ mod test_util {
             .map(f64::from)
             .collect()
     }
+
+    /// Checks `m`'s [`Density::bound_elements`](crate::Density::bound_elements) on windows `x`
+    /// (`[batch, channels, time]`) with score noise `noise`: the shares sum per window to
+    /// `bound` (what the family's own bound computes with the same noise), and, with `spike`,
+    /// a 12 sd spike added to one element of window 1 is where that window loses the most.
+    pub(crate) fn check_bound_elements(
+        m: &dyn crate::Density,
+        x: Tensor<3>,
+        noise: Tensor<3>,
+        bound: Tensor<1>,
+        spike: bool,
+    ) {
+        let [b, c, t] = x.dims();
+        let shares = m
+            .bound_elements(x.clone(), None, noise.clone())
+            .expect("the bound splits")
+            .unwrap();
+        assert_eq!(shares.dims(), [b, c, t]);
+        let (shares, bound) = (host(shares), host(bound));
+        for (w, whole) in bound.iter().enumerate() {
+            let sum: f64 = shares[w * c * t..(w + 1) * c * t].iter().sum();
+            assert!(
+                (sum - whole).abs() < 1e-4 * whole.abs().max(1.0),
+                "window {w}: shares sum to {sum}, the bound is {whole}"
+            );
+        }
+        if !spike {
+            return;
+        }
+        let at = c * t - t / 2 - 1; // the last channel, mid-window
+        let mut v = host(x.clone());
+        v[c * t + at] += 12.0;
+        let spiked = Tensor::<3>::from_data(
+            burn::tensor::TensorData::new(v.iter().map(|v| *v as f32).collect(), [b, c, t]),
+            &x.device(),
+        );
+        let shares = host(m.bound_elements(spiked, None, noise).unwrap().unwrap());
+        let w1 = &shares[c * t..2 * c * t];
+        let lowest = (0..c * t).min_by(|&i, &j| w1[i].total_cmp(&w1[j])).unwrap();
+        assert_eq!(lowest, at, "the spike's share is the lowest of its window");
+    }
 }
 
 pub use diffusion::{Diffusion, DiffusionConfig};
@@ -349,6 +390,34 @@ pub trait Density {
     /// Whether [`log_likelihood_elements`](Self::log_likelihood_elements) gives the elements
     /// (so callers can ask before scoring anything).
     fn factorises(&self) -> bool {
+        false
+    }
+
+    /// For a model that scores whole windows: its log-likelihood or bound split over the
+    /// window's elements, estimated with `noise` as [`log_likelihood`](Self::log_likelihood)
+    /// is. A latent-variable model gives each element's `log p(x_ct | z)` (averaged over the
+    /// draws) plus an equal share of the window-level terms (KL, constants), summing to the
+    /// ELBO; the diffusion its per-element denoising terms, summing to its bound; RealNVP each
+    /// element's `ln N(z_e)` plus the log-scales that acted on it, summing to log p(x) exactly.
+    /// Not a factorisation of p(x): it says where in the window and in which channel the
+    /// likelihood is lost, which is what localising an anomaly needs. `None` where the model
+    /// has no such split or [`factorises`](Self::factorises) exactly.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `noise`: `[draws, batch,
+    ///   dim]` as [`score_noise`](Self::score_noise) says → `[batch, channels, time]`
+    fn bound_elements(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        noise: Tensor<3>,
+    ) -> Option<Result<Tensor<3>, ModelError>> {
+        let _ = (x, y, noise);
+        None
+    }
+
+    /// Whether [`bound_elements`](Self::bound_elements) gives the split.
+    fn splits_bound(&self) -> bool {
         false
     }
 }

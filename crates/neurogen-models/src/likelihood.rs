@@ -527,6 +527,24 @@ pub fn bounds(log_w: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
     (elbo, lse.squeeze_dim(0).sub_scalar(k.ln()))
 }
 
+/// The ELBO split over elements (see [`Density::bound_elements`](crate::Density::bound_elements)):
+/// each element's `log p(x_ct | z)` plus an equal share of `ln p(z) − ln q(z | x)`, averaged
+/// over the `k` draws; summed over a window it is the ELBO of [`bounds`].
+///
+/// # Shapes
+/// - `log_lik`: `[k·batch, channels, time]`, `log_p_over_q`: `[k·batch]`, both draw-major as
+///   [`posterior_draws`] gives them → `[batch, channels, time]`
+pub fn elbo_elements(log_lik: Tensor<3>, log_p_over_q: Tensor<1>, k: usize) -> Tensor<3> {
+    let [kb, c, t] = log_lik.dims();
+    let b = kb / k.max(1);
+    let share = log_p_over_q
+        .reshape([k, b, 1, 1])
+        .div_scalar((c * t) as f32); // [k, batch, 1, 1]
+    (log_lik.reshape([k, b, c, t]) + share)
+        .mean_dim(0)
+        .reshape([b, c, t])
+}
+
 /// Sums `[batch, channels, time]` to `[batch]`.
 pub fn sum_window(x: Tensor<3>) -> Tensor<1> {
     let [b, c, t] = x.dims();

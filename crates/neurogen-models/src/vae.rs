@@ -15,8 +15,8 @@ use crate::condition::{self, LabelEmbedding};
 use crate::conv::{ConvDown, ConvUp, Upsample};
 use crate::gan::{AdversarialConfig, Arch};
 use crate::likelihood::{
-    bounds, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws, LearnedPrior,
-    Likelihood, ObservationHead, Prior,
+    bounds, elbo_elements, elbo_loss, posterior_draws, prior_draw, prior_kl, repeat_draws,
+    LearnedPrior, Likelihood, ObservationHead, Prior,
 };
 use crate::{
     Density, Encode, FamilyConfig, GenerativeModel, Loss, LossContext, Mlp, MlpHead, ModelError,
@@ -365,6 +365,29 @@ impl Density for Vae {
         let (elbo, iwae) = bounds(self.log_weights(x, y, noise));
         Ok((iwae, Some(elbo)))
     }
+
+    fn bound_elements(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        noise: Tensor<3>,
+    ) -> Option<Result<Tensor<3>, ModelError>> {
+        let k = noise.dims()[0];
+        let (mu, logvar) = self.encode(x.clone(), y.clone());
+        let (z, log_p_over_q) = posterior_draws(mu, logvar, noise, self.prior.as_ref()); // [k * batch, latent], [k * batch]
+        let y = y.map(|y| condition::repeat_rows(y, k)); // [k * batch, classes]
+        let nll = self.obs.nll_elements(
+            repeat_draws(x, k),
+            self.decode(z, y),
+            &self.log_sigma,
+            self.ar.as_ref(),
+        ); // [k * batch, channels, time]
+        Some(Ok(elbo_elements(nll.neg(), log_p_over_q, k)))
+    }
+
+    fn splits_bound(&self) -> bool {
+        true
+    }
 }
 
 impl Encode for Vae {
@@ -546,6 +569,33 @@ mod tests {
         );
         for (e, i) in elbo.iter().zip(&iwae) {
             assert!(i >= e, "iwae {i} < elbo {e}");
+        }
+    }
+
+    #[test]
+    fn the_elbo_splits_over_elements_and_a_spike_is_lost_where_it_is() {
+        let device = Device::flex();
+        let _rng_lock = crate::test_util::seed(&device, 9);
+        let shape = WindowShape {
+            inputs: 0,
+            channels: 3,
+            time: 16,
+            sfreq: 10.0,
+            classes: 0,
+        };
+        for likelihood in [Likelihood::Gaussian, Likelihood::GaussianAr1] {
+            let cfg = VaeConfig {
+                latent_dim: 3,
+                hidden: vec![16],
+                likelihood: Some(likelihood),
+                ..Default::default()
+            }
+            .resolved(SignalKind::Continuous);
+            let model = cfg.init(shape, &device);
+            let x = Tensor::<3>::random([4, 3, 16], Distribution::Normal(0.0, 1.0), &device);
+            let eps = Tensor::<3>::random([8, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+            let (_, elbo) = model.log_likelihood(x.clone(), None, eps.clone()).unwrap();
+            crate::test_util::check_bound_elements(&model, x, eps, elbo.unwrap(), true);
         }
     }
 

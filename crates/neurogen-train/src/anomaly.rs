@@ -13,7 +13,7 @@ use neurogen_eval::anomaly::{p_values, ArBackground, Artefact};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::loaded::{score_elements, score_signals_common, LoadedRun};
+use crate::loaded::{score_bound_elements, score_elements, score_signals_common, LoadedRun};
 use crate::TrainError;
 
 /// The background autoregression's order.
@@ -29,8 +29,8 @@ pub enum Method {
     /// −log p(x): unlikely windows.
     Likelihood,
     /// |−log p(x) − E_train[−log p]| / sd_train: windows outside the typical set, too likely
-    /// as well as too unlikely; where the model factorises, the largest such distance over
-    /// channels and their [`stretches`].
+    /// as well as too unlikely; where the model factorises or its bound splits over elements,
+    /// the largest such distance over the whole window, its channels and their [`stretches`].
     Typicality,
     /// −(log p_model(x) − log p_background(x)): what the model finds unlikely beyond the
     /// background's low-level statistics.
@@ -56,12 +56,16 @@ impl Method {
 pub struct Raw {
     /// Per window: the model's log-likelihood (or its bound), nats, normalised units.
     pub ll: Vec<f64>,
-    /// Per window, `[channels × time]`: the model's `log p(x_ct | x_{<t})`, where it factorises.
+    /// Per window, `[channels × time]`: the model's `log p(x_ct | x_{<t})` where it factorises,
+    /// else its bound's share per element where the bound splits
+    /// ([`Density::bound_elements`](neurogen_models::Density::bound_elements)).
     pub elements: Option<Vec<Vec<f64>>>,
     /// Per window, `[channels × time]`: the background's per-element log-density.
     pub background: Vec<Vec<f64>>,
     /// Channels and steps of a window.
     pub shape: (usize, usize),
+    /// The [`stretches`] of a channel that typicality compares.
+    spans: Vec<(usize, usize)>,
 }
 
 impl Raw {
@@ -81,9 +85,27 @@ impl Raw {
             let e = score_elements(run, s, device)?;
             (e.iter().map(|w| w.iter().sum()).collect(), Some(e))
         } else {
-            (score_signals_common(run, s, k, seed, device)?, None)
+            let ll = score_signals_common(run, s, k, seed, device)?;
+            (ll, Raw::shares(run, s, k, seed, device)?)
         };
         Ok(Raw::with(ll, elements, run, s, background))
+    }
+
+    /// The bound's share per element (common draws) for a model that scores whole windows and
+    /// whose bound splits; `None` for the others.
+    pub fn shares(
+        run: &LoadedRun,
+        s: &Signals,
+        k: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Option<Vec<Vec<f64>>>, TrainError> {
+        let splits = run
+            .density()
+            .is_some_and(|d| !d.factorises() && d.splits_bound());
+        splits
+            .then(|| score_bound_elements(run, s, k, seed, device))
+            .transpose()
     }
 
     /// A `Raw` from log-likelihoods already computed (e.g. a conditional run's marginal).
@@ -100,26 +122,31 @@ impl Raw {
         let background = (0..norm.n)
             .map(|i| background.elements(norm.window(i), c, t))
             .collect();
+        // Exact elements are sharp enough for sixteenths; a bound's shares are noisier, and
+        // their sixteenths' c × 31 more statistics raise clean windows' maxima more than they
+        // find (measured on the VAE and latent ODE runs, see the README).
+        let exact = run.density().is_some_and(|d| d.factorises());
         Raw {
             ll,
             elements,
             background,
             shape: (c, t),
+            spans: stretches(t, if exact { 16 } else { 4 }),
         }
     }
 
-    /// Per window, `[channel × stretch]` (see [`stretches`]): the model's −Σ log p(x_ct | x_{<t})
-    /// over each stretch of each channel, where it factorises.
+    /// Per window, `[channel × stretch]` (see [`stretches`]): the elements' summed surprise
+    /// over each stretch of each channel, where the model gives elements.
     fn stretch_nll(&self) -> Option<Vec<Vec<f64>>> {
         let (c, t) = self.shape;
-        let spans = stretches(t);
+        let spans = &self.spans;
         self.elements.as_ref().map(|e| {
             e.iter()
                 .map(|w| {
                     let mut out = Vec::with_capacity(c * spans.len());
                     for ch in 0..c {
                         let row = &w[ch * t..(ch + 1) * t];
-                        for &(s, len) in &spans {
+                        for &(s, len) in spans {
                             out.push(-row[s..s + len].iter().sum::<f64>());
                         }
                     }
@@ -131,14 +158,14 @@ impl Raw {
 }
 
 /// The stretches of a `t`-step window typicality compares, as `(start, len)`: the whole window,
-/// then half-overlapping quarter and sixteenth windows (of at least 2 steps). An artefact that
-/// fills a quarter of one channel is diluted 4 × channels-fold in the window's total −log p;
-/// in the stretch that holds it, it is not. (Single steps as well would find a spike at its
-/// step, but the maximum over c × t more statistics hides flat quarters: on `wavenet-kuramoto`
-/// the flat channel's AUROC fell from 0.904 to 0.865.)
-pub fn stretches(t: usize) -> Vec<(usize, usize)> {
+/// then half-overlapping quarter windows and, with `finest = 16`, sixteenth windows (of at
+/// least 2 steps). An artefact that fills a quarter of one channel is diluted 4 × channels-fold
+/// in the window's total −log p; in the stretch that holds it, it is not. (Single steps as well
+/// would find a spike at its step, but the maximum over c × t more statistics hides flat
+/// quarters: on `wavenet-kuramoto` the flat channel's AUROC fell from 0.904 to 0.865.)
+pub fn stretches(t: usize, finest: usize) -> Vec<(usize, usize)> {
     let mut out = vec![(0, t)];
-    for parts in [4, 16] {
+    for parts in [4, 16].into_iter().filter(|&p| p <= finest) {
         let len = t / parts;
         if len < 2 {
             break;
@@ -162,8 +189,10 @@ pub struct Reference {
     /// Mean and sd of the training windows' −log p(x).
     typical: (f64, f64),
     /// Per channel and stretch (`[channel × stretch]`, see [`stretches`]): mean and sd of the
-    /// training windows' −Σ log p(x_ct | ·) over it, where the model factorises.
+    /// training windows' summed surprise over it, where the model gives elements.
     typical_stretches: Option<Vec<(f64, f64)>>,
+    /// Mean and sd of the training windows' scan: the largest distance over their stretches.
+    typical_scan: (f64, f64),
     /// The validation windows' raw scores; `None` without a validation split.
     calibration: Option<Raw>,
     /// Training windows the typical set was estimated on.
@@ -198,13 +227,19 @@ impl Reference {
         let typ = neurogen_eval::subsample(train, TYPICAL_WINDOWS, seed);
         let raw = Raw::of(run, &typ, &background, k, seed, device)?;
         let nll: Vec<f64> = raw.ll.iter().map(|v| -v).collect();
-        let (c, t) = raw.shape;
-        let per_channel = stretches(t).len();
-        let typical_stretches = raw.stretch_nll().map(|per| {
+        let c = raw.shape.0;
+        let per_channel = raw.spans.len();
+        let typical_stretches: Option<Vec<(f64, f64)>> = raw.stretch_nll().map(|per| {
             (0..c * per_channel)
                 .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
                 .collect()
         });
+        let typical_scan = match (raw.stretch_nll(), &typical_stretches) {
+            (Some(per), Some(typ)) => {
+                mean_sd(&per.iter().map(|w| scan(w, typ)).collect::<Vec<_>>())
+            }
+            _ => (0.0, 1.0),
+        };
         let calibration = if valid.n > 0 {
             let v = neurogen_eval::subsample(valid, CALIBRATION_WINDOWS, seed);
             Some(Raw::of(run, &v, &background, k, seed, device)?)
@@ -215,6 +250,7 @@ impl Reference {
             background,
             typical: mean_sd(&nll),
             typical_stretches,
+            typical_scan,
             calibration,
             typical_windows: typ.n,
         })
@@ -235,30 +271,31 @@ impl Reference {
                 .zip(&raw.background)
                 .map(|(l, b)| -(l - b.iter().sum::<f64>()))
                 .collect(),
-            Method::Typicality => match (raw.stretch_nll(), &self.typical_stretches) {
-                (Some(per), Some(typ)) => per
-                    .iter()
-                    .map(|w| {
-                        w.iter()
-                            .zip(typ)
-                            .map(|(v, (m, s))| ((v - m) / s).abs())
-                            .fold(0.0, f64::max)
-                    })
-                    .collect(),
-                _ => {
-                    let (m, s) = self.typical;
-                    raw.ll.iter().map(|v| ((-v - m) / s).abs()).collect()
+            Method::Typicality => {
+                let (m, s) = self.typical;
+                let whole = raw.ll.iter().map(|v| ((-v - m) / s).abs());
+                // The scan's maximum over c × stretches statistics runs high on clean windows
+                // too; standardised by its own training mean and sd it is weighed fairly
+                // against the whole window's distance.
+                let (sm, ss) = self.typical_scan;
+                match (raw.stretch_nll(), &self.typical_stretches) {
+                    (Some(per), Some(typ)) => per
+                        .iter()
+                        .zip(whole)
+                        .map(|(w, whole)| whole.max((scan(w, typ) - sm) / ss))
+                        .collect(),
+                    _ => whole.collect(),
                 }
-            },
+            }
         }
     }
 
     /// Per window and channel: the anomaly score of `method` restricted to that channel, where
-    /// the model factorises over channels.
+    /// the model gives elements.
     pub fn channel_scores(&self, method: Method, raw: &Raw) -> Option<Vec<Vec<f64>>> {
         let per = raw.stretch_nll()?;
         let (c, t) = raw.shape;
-        let k = stretches(t).len();
+        let k = raw.spans.len();
         Some(match method {
             Method::Likelihood => per
                 .iter()
@@ -291,8 +328,8 @@ impl Reference {
     }
 
     /// Per window, `[channels × time]`: each element's anomaly score under `method`, where
-    /// the model factorises — localisation in time and channel. Likelihood: the surprise
-    /// −log p(x_ct | x_{<t}); ratio: the surprise beyond the background's; typicality: the
+    /// the model gives elements — localisation in time and channel. Likelihood: the surprise
+    /// (−log p(x_ct | x_{<t}), or the element's share of −log p or of the bound); ratio: the surprise beyond the background's; typicality: the
     /// surprise's distance from the channel's typical surprise per element. (The largest
     /// typicality of the stretches holding an element localises no better — a one-sample
     /// spike is anywhere in its sixteenth — and worse on every type measured.)
@@ -313,7 +350,7 @@ impl Reference {
                 let typ = self.typical_stretches.as_ref()?;
                 // The whole window leads each channel's block: its mean over t steps is the
                 // typical surprise of one element.
-                let k = stretches(t).len();
+                let k = raw.spans.len();
                 elements
                     .iter()
                     .map(|w| {
@@ -333,6 +370,14 @@ impl Reference {
         let cal = self.calibration.as_ref()?;
         Some(p_values(scores, &self.score(method, cal)))
     }
+}
+
+/// The largest distance of a window's stretch surprises `w` from their typical values `typ`.
+fn scan(w: &[f64], typ: &[(f64, f64)]) -> f64 {
+    w.iter()
+        .zip(typ)
+        .map(|(v, (m, s))| ((v - m) / s).abs())
+        .fold(0.0, f64::max)
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -539,7 +584,7 @@ mod tests {
 
     #[test]
     fn stretches_are_the_window_then_half_overlapping_quarters_and_sixteenths() {
-        let s = stretches(32);
+        let s = stretches(32, 16);
         assert_eq!(s[0], (0, 32));
         assert_eq!(
             &s[1..8],
@@ -549,12 +594,14 @@ mod tests {
         assert!(s[8..].iter().all(|&(_, len)| len == 2));
         assert_eq!(s.last(), Some(&(30, 2)));
         // Too short for sixteenths: the window and its quarters.
-        assert_eq!(stretches(16).len(), 1 + 7);
-        assert_eq!(stretches(1), vec![(0, 1)]);
+        assert_eq!(stretches(16, 16).len(), 1 + 7);
+        assert_eq!(stretches(1, 16), vec![(0, 1)]);
+        // A bound's shares: the window and its quarters only.
+        assert_eq!(stretches(32, 4), s[..8].to_vec());
     }
 
     #[test]
-    fn a_window_s_typicality_is_its_largest_channel_score() {
+    fn a_window_s_typicality_is_the_largest_of_its_whole_and_channel_scores() {
         use rand::Rng;
         let (c, t) = (3, 32);
         let mut rng = StdRng::seed_from_u64(3);
@@ -567,29 +614,40 @@ mod tests {
                 elements: Some(elements),
                 background: vec![vec![-1.0; c * t]; n],
                 shape: (c, t),
+                spans: stretches(t, 16),
             }
         };
         let train = raw_of(50);
-        let k = stretches(t).len();
+        let k = stretches(t, 16).len();
         let per = train.stretch_nll().unwrap();
+        let typ: Vec<(f64, f64)> = (0..c * k)
+            .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
+            .collect();
+        let scans: Vec<f64> = per.iter().map(|w| scan(w, &typ)).collect();
         let reference = Reference {
             background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
             typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
-            typical_stretches: Some(
-                (0..c * k)
-                    .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
-                    .collect(),
-            ),
+            typical_stretches: Some(typ),
+            typical_scan: mean_sd(&scans),
             calibration: None,
             typical_windows: 50,
         };
         let test = raw_of(5);
         let scores = reference.score(Method::Typicality, &test);
         let channels = reference.channel_scores(Method::Typicality, &test).unwrap();
-        for (s, ch) in scores.iter().zip(&channels) {
-            assert!(*s > 0.0);
-            assert_eq!(*s, ch.iter().copied().fold(0.0, f64::max));
+        let (m, sd) = reference.typical;
+        let (sm, ss) = reference.typical_scan;
+        for ((s, ch), ll) in scores.iter().zip(&channels).zip(&test.ll) {
+            // The whole window's distance, or the largest channel's standardised by the
+            // training windows' largest.
+            let whole = ((-ll - m) / sd).abs();
+            let largest = ch.iter().copied().fold(0.0, f64::max);
+            assert_eq!(*s, whole.max((largest - sm) / ss));
         }
+        // A window typical channel by channel but not as a whole is told by the whole.
+        let mut shifted = test.clone();
+        shifted.ll[0] -= 100.0 * sd;
+        assert!(reference.score(Method::Typicality, &shifted)[0] > 90.0);
         // Elements: each one's distance from its channel's typical surprise per step.
         let elements = reference.element_scores(Method::Typicality, &test).unwrap();
         let typical = reference.typical_stretches.as_ref().unwrap()[k].0 / t as f64;

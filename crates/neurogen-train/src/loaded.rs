@@ -592,6 +592,46 @@ pub fn score_elements(
     Ok(out)
 }
 
+/// Every element's share of the bound of a model that scores whole windows
+/// ([`Density::bound_elements`]; nats, the run's normalised units), `[n][channels × time]`,
+/// every window estimated from the same draws as [`score_signals_common`]: where in a window,
+/// and in which channel, the bound is lost. Refused for a family whose bound does not split.
+pub fn score_bound_elements(
+    run: &LoadedRun,
+    s: &Signals,
+    k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<Vec<f64>>, TrainError> {
+    let (density, s) = scorable(run, s)?;
+    let labels = run.labels_of(&s)?;
+    let len = s.meta.channels * s.meta.time;
+    let mut out = Vec::with_capacity(s.n);
+    let kind = run.exp.model.kind();
+    for_each_chunk(
+        run,
+        density,
+        &s,
+        labels.as_deref(),
+        (k, seed, true),
+        device,
+        |x, y, eps| {
+            let elements = density
+                .bound_elements(x, y, eps)
+                .ok_or_else(|| {
+                    TrainError::Input(format!(
+                        "a `{kind}` run's likelihood does not split over elements"
+                    ))
+                })?
+                .map_err(|e| TrainError::Input(e.to_string()))?;
+            let v = host_f64(elements.into_data(), "scores")?; // [chunk · channels · time]
+            out.extend(v.chunks(len).map(<[f64]>::to_vec));
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
 /// A conditional run used as a generative classifier: every window scored under every label.
 #[derive(Debug, Clone)]
 pub struct Classified {
@@ -758,11 +798,44 @@ fn score_with(
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
     let read = |t: Tensor<1>| host_f64(t.into_data(), "scores");
+    let (mut ll, mut elbo) = (Vec::with_capacity(s.n), Vec::new());
+    for_each_chunk(
+        run,
+        density,
+        s,
+        labels,
+        (k, seed, common),
+        device,
+        |x, y, eps| {
+            let (l, e) = density
+                .log_likelihood(x, y, eps)
+                .map_err(|e| TrainError::Input(e.to_string()))?;
+            ll.extend(read(l)?);
+            if let Some(e) = e {
+                elbo.extend(read(e)?);
+            }
+            Ok(())
+        },
+    )?;
+    Ok((ll, elbo))
+}
+
+/// Calls `f` on every chunk of `s` (normalised) with its labels' one-hot rows and the score
+/// noise [`Density::score_noise`] asks for: the same draws for every window when `common`,
+/// else fresh ones per chunk, keyed by `seed`.
+fn for_each_chunk(
+    run: &LoadedRun,
+    density: &dyn Density,
+    s: &Signals,
+    labels: Option<&[u32]>,
+    (k, seed, common): (usize, u64, bool),
+    device: &Device,
+    mut f: impl FnMut(Tensor<3>, Option<Tensor<2>>, Tensor<3>) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
     let (draws, d) = density.score_noise(k);
     // With common draws, one window's worth, repeated for every window of every chunk.
     let one = common.then(|| normals(&mut rng(seed, Stream::Score, 0), draws * d)); // [draws, dim]
     let classes = run.model.classes();
-    let (mut ll, mut elbo) = (Vec::with_capacity(s.n), Vec::new());
     let indices: Vec<usize> = (0..s.n).collect();
     for (i, idx) in indices.chunks(density.score_batch(k)).enumerate() {
         let x = s.batch(idx, device); // [chunk, channels, time]
@@ -775,16 +848,9 @@ fn score_with(
                 .collect(),
             None => normals(&mut rng(seed, Stream::Score, i as u64), draws * b * d),
         };
-        let eps = host_tensor(eps, [draws, b, d], device); // [draws, chunk, dim]
-        let (l, e) = density
-            .log_likelihood(x, y, eps)
-            .map_err(|e| TrainError::Input(e.to_string()))?;
-        ll.extend(read(l)?);
-        if let Some(e) = e {
-            elbo.extend(read(e)?);
-        }
+        f(x, y, host_tensor(eps, [draws, b, d], device))?; // eps: [draws, chunk, dim]
     }
-    Ok((ll, elbo))
+    Ok(())
 }
 
 #[cfg(test)]
