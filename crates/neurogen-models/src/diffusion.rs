@@ -701,8 +701,8 @@ impl Diffusion {
     }
 
     /// The bound's terms, each squared whitened error reduced by `reduce` to rank `D`: per
-    /// window (`D = 1`) or per element (`D = 3`). `shapes` are the result's shape and the
-    /// shape a per-window factor broadcasts as; constants are divided by `per` (the elements
+    /// window (`D = 1`) or per element (`D = 3`). `full` is the result's shape and `window`
+    /// the shape a per-window factor broadcasts as; constants are divided by `per` (the elements
     /// that share them).
     fn bound_terms<const D: usize>(
         &self,

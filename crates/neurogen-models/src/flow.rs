@@ -814,6 +814,32 @@ mod tests {
             let whole = f.log_prob(x.clone(), None, noise.clone().reshape([3, 16]));
             crate::test_util::check_bound_elements(&f, x, noise, whole, false);
         }
+        // Where each term lands: with one coupling and no ActNorm, the conditioning half
+        // passes through unscaled, so its elements are exactly ln N(x_e); the scales fall on
+        // the other half.
+        for seed in [23u64, 24] {
+            let mut f = flow(16, 1, false, seed);
+            let _rng_lock = crate::test_util::seed(&device, seed);
+            for first in [true, false] {
+                f.couplings[0].first_conditions = first;
+                let x = Tensor::<3>::random([2, 1, 16], Distribution::Normal(0.0, 1.0), &device);
+                let noise = Tensor::<2>::zeros([2, 16], &device);
+                let el = host(f.log_prob_elements(x.clone(), None, noise));
+                let xs = host(x);
+                let cond = if first { 0..8 } else { 8..16 };
+                for w in 0..2 {
+                    for e in 0..16 {
+                        let exact = -0.5 * xs[w * 16 + e].powi(2) - 0.918_938_5;
+                        let got = el[w * 16 + e];
+                        if cond.contains(&e) {
+                            assert!((got - exact).abs() < 1e-5, "{first} {e}: {got} vs {exact}");
+                        } else {
+                            assert!((got - exact).abs() > 1e-4, "{first} {e}: not scaled");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

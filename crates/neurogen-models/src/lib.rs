@@ -404,8 +404,9 @@ pub trait Density {
     /// has no such split or [`factorises`](Self::factorises) exactly.
     ///
     /// # Shapes
-    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `noise`: `[draws, batch,
-    ///   dim]` as [`score_noise`](Self::score_noise) says → `[batch, channels, time]`
+    /// - `x`: `[batch, channels (+ inputs), time]`; `y`: `[batch, classes]`; `noise`:
+    ///   `[draws, batch, dim]` as [`score_noise`](Self::score_noise) says → `[batch, channels,
+    ///   time]`, the modelled channels only (a driven model's inputs have no share)
     fn bound_elements(
         &self,
         x: Tensor<3>,

@@ -29,8 +29,9 @@ pub enum Method {
     /// −log p(x): unlikely windows.
     Likelihood,
     /// |−log p(x) − E_train[−log p]| / sd_train: windows outside the typical set, too likely
-    /// as well as too unlikely; where the model factorises or its bound splits over elements,
-    /// the largest such distance over the whole window, its channels and their [`stretches`].
+    /// as well as too unlikely; where the model gives elements, the larger of that and the
+    /// scan (the largest such distance over each channel's [`stretches`]) standardised by
+    /// the training windows' scans.
     Typicality,
     /// −(log p_model(x) − log p_background(x)): what the model finds unlikely beyond the
     /// background's low-level statistics.
@@ -58,7 +59,9 @@ pub struct Raw {
     pub ll: Vec<f64>,
     /// Per window, `[channels × time]`: the model's `log p(x_ct | x_{<t})` where it factorises,
     /// else its bound's share per element where the bound splits
-    /// ([`Density::bound_elements`](neurogen_models::Density::bound_elements)).
+    /// ([`Density::bound_elements`](neurogen_models::Density::bound_elements)). A VAE's or
+    /// latent ODE's shares sum to the ELBO, not to `ll` (the IWAE bound), so per-channel and
+    /// per-element scores need not add up to the window's.
     pub elements: Option<Vec<Vec<f64>>>,
     /// Per window, `[channels × time]`: the background's per-element log-density.
     pub background: Vec<Vec<f64>>,
@@ -425,7 +428,7 @@ pub struct Benchmark {
     /// `[method][artefact]`: average precision.
     pub auprc: Vec<Vec<f64>>,
     /// `[method][artefact]`: fraction of injected windows whose peak per-step score falls inside
-    /// the injected stretch; `None` where the model does not factorise over time.
+    /// the injected stretch; `None` where the model gives no per-element scores.
     pub localisation: Option<Vec<Vec<f64>>>,
     /// `[method]`: the fraction of clean test windows (all of them, up to
     /// [`CALIBRATION_WINDOWS`]) flagged at `alpha`.

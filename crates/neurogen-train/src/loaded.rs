@@ -616,15 +616,22 @@ pub fn score_bound_elements(
         (k, seed, true),
         device,
         |x, y, eps| {
+            let b = x.dims()[0];
             let elements = density
                 .bound_elements(x, y, eps)
                 .ok_or_else(|| {
                     TrainError::Input(format!(
-                        "a `{kind}` run's likelihood does not split over elements"
+                        "a `{kind}` run's likelihood does not split over elements (a model that factorises gives its elements through `score_elements`)"
                     ))
                 })?
                 .map_err(|e| TrainError::Input(e.to_string()))?;
             let v = host_f64(elements.into_data(), "scores")?; // [chunk · channels · time]
+            if v.len() != b * len {
+                return Err(TrainError::Input(format!(
+                    "a `{kind}` run split {b} windows into {} values, not {b} × {len}",
+                    v.len()
+                )));
+            }
             out.extend(v.chunks(len).map(<[f64]>::to_vec));
             Ok(())
         },
