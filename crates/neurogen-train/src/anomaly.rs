@@ -232,16 +232,15 @@ impl Reference {
         let nll: Vec<f64> = raw.ll.iter().map(|v| -v).collect();
         let c = raw.shape.0;
         let per_channel = raw.spans.len();
-        let typical_stretches: Option<Vec<(f64, f64)>> = raw.stretch_nll().map(|per| {
-            (0..c * per_channel)
-                .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
-                .collect()
-        });
-        let typical_scan = match (raw.stretch_nll(), &typical_stretches) {
-            (Some(per), Some(typ)) => {
-                mean_sd(&per.iter().map(|w| scan(w, typ)).collect::<Vec<_>>())
+        let (typical_stretches, typical_scan) = match raw.stretch_nll() {
+            Some(per) => {
+                let typ: Vec<(f64, f64)> = (0..c * per_channel)
+                    .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
+                    .collect();
+                let scans: Vec<f64> = per.iter().map(|w| scan(w, &typ)).collect();
+                (Some(typ), mean_sd(&scans))
             }
-            _ => (0.0, 1.0),
+            None => (None, (0.0, 1.0)),
         };
         let calibration = if valid.n > 0 {
             let v = neurogen_eval::subsample(valid, CALIBRATION_WINDOWS, seed);
@@ -318,11 +317,7 @@ impl Reference {
                 per.iter()
                     .map(|w| {
                         (0..c)
-                            .map(|ch| {
-                                (ch * k..(ch + 1) * k)
-                                    .map(|i| ((w[i] - typ[i].0) / typ[i].1).abs())
-                                    .fold(0.0, f64::max)
-                            })
+                            .map(|ch| scan(&w[ch * k..(ch + 1) * k], &typ[ch * k..(ch + 1) * k]))
                             .collect()
                     })
                     .collect()
@@ -332,8 +327,9 @@ impl Reference {
 
     /// Per window, `[channels × time]`: each element's anomaly score under `method`, where
     /// the model gives elements — localisation in time and channel. Likelihood: the surprise
-    /// (−log p(x_ct | x_{<t}), or the element's share of −log p or of the bound); ratio: the surprise beyond the background's; typicality: the
-    /// surprise's distance from the channel's typical surprise per element. (The largest
+    /// (−log p(x_ct | x_{<t}), or the element's share of −log p or of the bound); ratio: the
+    /// surprise beyond the background's; typicality: the surprise's distance from the
+    /// channel's typical surprise per element. (The largest
     /// typicality of the stretches holding an element localises no better — a one-sample
     /// spike is anywhere in its sixteenth — and worse on every type measured.)
     pub fn element_scores(&self, method: Method, raw: &Raw) -> Option<Vec<Vec<f64>>> {
