@@ -8,8 +8,9 @@
 //!
 //! Here each activation is one [`backend_extension`] op: on flex, one pass split over the rayon
 //! pool, in place when the input is not shared; its backward reuses the saved output. Every
-//! element goes through the same scalar function and the same floating-point operations in the
-//! same order as burn's composition, so results are bit-identical to it on every backend (the
+//! element goes through the same floating-point operations in the same order as burn's
+//! composition, and `exp` and `tanh` give libm's bits (`vmath.rs` evaluates them a block
+//! of 256 at a time, vectorised), so results are bit-identical to it on every backend (the
 //! tests compare bits), and a run trains exactly as before, only faster. Other backends (ndarray,
 //! wgpu) take burn's own ops through the trait's default bodies, with the saved-output backward.
 //!
@@ -167,13 +168,25 @@ mod flex {
     use burn::tensor::{DType, TensorData};
     use rayon::prelude::*;
 
-    /// burn-flex's `sigmoid_f32` (`burn-flex/src/ops/activation.rs`), the same branches.
+    use crate::vmath;
+
+    /// The argument burn-flex's `sigmoid_f32` (`burn-flex/src/ops/activation.rs`) passes to
+    /// `exp`: never positive, so it cannot overflow.
     #[inline]
-    fn sigmoid_f32(x: f32) -> f32 {
+    fn sigmoid_exp_arg(x: f32) -> f32 {
         if x >= 0.0 {
-            1.0 / (1.0 + (-x).exp())
+            -x
         } else {
-            let e = x.exp();
+            x
+        }
+    }
+
+    /// burn-flex's `sigmoid_f32`, the same branches, given `e = exp(sigmoid_exp_arg(x))`.
+    #[inline]
+    fn sigmoid_with(x: f32, e: f32) -> f32 {
+        if x >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
             e / (1.0 + e)
         }
     }
@@ -182,6 +195,129 @@ mod flex {
     /// more than it saves.
     pub(super) const PARALLEL_MIN: usize = 1 << 15;
     const CHUNK: usize = 1 << 13;
+    /// Elements handed to a pass's vector function at once.
+    const BLOCK: usize = 256;
+    static ZEROS: [f32; BLOCK] = [0.0; BLOCK];
+
+    /// One element-wise pass: `f(a, b, c, v)`, where `v = vector(arg(a, b, c))` for a pass with
+    /// a `vector` function ([`vmath`]'s `exp` or `tanh`, which take a whole block at once), and
+    /// 0 for one without.
+    struct Pass<A, F> {
+        vector: Option<fn(&mut [f32])>,
+        arg: A,
+        f: F,
+    }
+
+    type NoArg = fn(f32, f32, f32) -> f32;
+
+    impl<F: Fn(f32, f32, f32, f32) -> f32 + Sync> Pass<NoArg, F> {
+        /// A pass that needs no vector function.
+        fn plain(f: F) -> Self {
+            Pass {
+                vector: None,
+                arg: |_, _, _| 0.0,
+                f,
+            }
+        }
+    }
+
+    impl<A, F> Pass<A, F>
+    where
+        A: Fn(f32, f32, f32) -> f32 + Sync,
+        F: Fn(f32, f32, f32, f32) -> f32 + Sync,
+    {
+        /// A pass whose elements need `vector(arg(a, b, c))`.
+        fn with(vector: fn(&mut [f32]), arg: A, f: F) -> Self {
+            Pass {
+                vector: Some(vector),
+                arg,
+                f,
+            }
+        }
+
+        /// The pass over `out`, which starts at element `base` of `a`, `b` and `c`. `a` and `b`
+        /// are empty (read as zeros) or as long as the whole tensor; `c = None` reads `c` from
+        /// `out` itself.
+        fn run(&self, a: &[f32], b: &[f32], c: Option<&[f32]>, base: usize, out: &mut [f32]) {
+            let mut v = [0.0f32; BLOCK];
+            let mut own = [0.0f32; BLOCK];
+            for (k, o) in out.chunks_mut(BLOCK).enumerate() {
+                let n = o.len();
+                let r = base + k * BLOCK..base + k * BLOCK + n;
+                let a = a.get(r.clone()).unwrap_or(&ZEROS[..n]);
+                let b = b.get(r.clone()).unwrap_or(&ZEROS[..n]);
+                let c = match c.and_then(|c| c.get(r)) {
+                    Some(c) => c,
+                    None => {
+                        own[..n].copy_from_slice(o);
+                        &own[..n]
+                    }
+                };
+                let v = &mut v[..n];
+                if let Some(vector) = self.vector {
+                    for (((v, &a), &b), &c) in v.iter_mut().zip(a).zip(b).zip(c) {
+                        *v = (self.arg)(a, b, c);
+                    }
+                    vector(v);
+                }
+                for ((((o, &a), &b), &c), &v) in o.iter_mut().zip(a).zip(b).zip(c).zip(&*v) {
+                    *o = (self.f)(a, b, c, v);
+                }
+            }
+        }
+
+        /// The pass over `out` in place (`c` is `out`), over the pool for large tensors.
+        fn in_place(&self, a: &[f32], b: &[f32], out: &mut [f32]) {
+            if out.len() < PARALLEL_MIN {
+                self.run(a, b, None, 0, out);
+            } else {
+                out.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(k, o)| self.run(a, b, None, k * CHUNK, o));
+            }
+        }
+
+        /// The pass into a new buffer.
+        fn new_buffer(&self, a: &[f32], b: &[f32], c: &[f32]) -> Vec<f32> {
+            let mut out = vec![0.0; c.len()];
+            if c.len() < PARALLEL_MIN {
+                self.run(a, b, Some(c), 0, &mut out);
+            } else {
+                out.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(k, o)| self.run(a, b, Some(c), k * CHUNK, o));
+            }
+            out
+        }
+
+        /// The pass on flex tensors, over `t`'s own buffer when it can.
+        fn map(
+            &self,
+            a: Option<&FlexTensor>,
+            b: Option<&FlexTensor>,
+            mut t: FlexTensor,
+        ) -> FlexTensor {
+            let with_ab = |g: &mut dyn FnMut(&[f32], &[f32])| match (a, b) {
+                (Some(a), Some(b)) => read(a, |a| read(b, |b| g(a, b))),
+                (Some(a), None) => read(a, |a| g(a, &[])),
+                _ => g(&[], &[]),
+            };
+            if !t.is_contiguous() {
+                // A strided view: one copy into a buffer of its own, then the pass in place.
+                t = t.to_contiguous();
+            }
+            if let Some(out) = writable(&mut t) {
+                with_ab(&mut |a, b| self.in_place(a, b, out));
+                return t;
+            }
+            let shape = t.layout().shape().clone();
+            let mut values = Vec::new();
+            read(&t, |c| {
+                with_ab(&mut |a, b| values = self.new_buffer(a, b, c))
+            });
+            FlexTensor::from_data(TensorData::new(values, shape))
+        }
+    }
 
     /// A flex f32 tensor's values, read where they lie (copied only from a strided view).
     fn read<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
@@ -210,90 +346,13 @@ mod flex {
             .all(|t| t.dtype() == DType::F32 && t.layout().shape() == shape)
     }
 
-    /// `out[i] = f(a[i], b[i], out[i])`, over the pool for large tensors. Callers pass `a` and `b`
-    /// of `out`'s length, or empty (then `f` sees zeros).
-    fn zip_in_place(
-        a: &[f32],
-        b: &[f32],
-        out: &mut [f32],
-        f: impl Fn(f32, f32, f32) -> f32 + Sync,
-    ) {
-        let run = |base: usize, o: &mut [f32]| {
-            let r = base..base + o.len();
-            match (a.get(r.clone()), b.get(r)) {
-                (Some(a), Some(b)) => {
-                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                        *o = f(a, b, *o);
-                    }
-                }
-                (Some(a), None) => {
-                    for (o, &a) in o.iter_mut().zip(a) {
-                        *o = f(a, 0.0, *o);
-                    }
-                }
-                _ => o.iter_mut().for_each(|o| *o = f(0.0, 0.0, *o)),
-            }
-        };
-        if out.len() < PARALLEL_MIN {
-            run(0, out);
-        } else {
-            out.par_chunks_mut(CHUNK)
-                .enumerate()
-                .for_each(|(k, o)| run(k * CHUNK, o));
-        }
-    }
-
-    /// `f(a[i], b[i], c[i])` into a new buffer, in one pass.
-    fn zip_new(
-        a: &[f32],
-        b: &[f32],
-        c: &[f32],
-        f: impl Fn(f32, f32, f32) -> f32 + Sync,
-    ) -> Vec<f32> {
-        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
-        let g = |(i, &c): (usize, &f32)| f(at(a, i), at(b, i), c);
-        if c.len() < PARALLEL_MIN {
-            c.iter().enumerate().map(g).collect()
-        } else {
-            let mut out = Vec::with_capacity(c.len());
-            c.par_iter()
-                .enumerate()
-                .with_min_len(CHUNK)
-                .map(g)
-                .collect_into_vec(&mut out);
-            out
-        }
-    }
-
-    /// `f(a, b, t)` element-wise on flex, over `t`'s own buffer when it can.
-    fn flex_map(
-        a: Option<&FlexTensor>,
-        b: Option<&FlexTensor>,
-        mut t: FlexTensor,
-        f: impl Fn(f32, f32, f32) -> f32 + Sync,
+    /// `f(x, exp(arg(x)))` element-wise on flex.
+    fn flex_unary_exp(
+        x: FlexTensor,
+        arg: impl Fn(f32) -> f32 + Sync,
+        f: impl Fn(f32, f32) -> f32 + Sync,
     ) -> FlexTensor {
-        let with_ab = |g: &mut dyn FnMut(&[f32], &[f32])| match (a, b) {
-            (Some(a), Some(b)) => read(a, |a| read(b, |b| g(a, b))),
-            (Some(a), None) => read(a, |a| g(a, &[])),
-            _ => g(&[], &[]),
-        };
-        if !t.is_contiguous() {
-            // A strided view: one copy into a buffer of its own, then the pass in place.
-            t = t.to_contiguous();
-        }
-        if let Some(out) = writable(&mut t) {
-            with_ab(&mut |a, b| zip_in_place(a, b, out, &f));
-            return t;
-        }
-        let shape = t.layout().shape().clone();
-        let mut values = Vec::new();
-        read(&t, |c| with_ab(&mut |a, b| values = zip_new(a, b, c, &f)));
-        FlexTensor::from_data(TensorData::new(values, shape))
-    }
-
-    /// `f(x)` element-wise on flex.
-    fn flex_unary(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
-        flex_map(None, None, x, |_, _, x| f(x))
+        Pass::with(vmath::exp_in_place, |_, _, x| arg(x), |_, _, x, e| f(x, e)).map(None, None, x)
     }
 
     /// `f(a, grad)` element-wise on flex.
@@ -302,7 +361,7 @@ mod flex {
         grad: FlexTensor,
         f: impl Fn(f32, f32) -> f32 + Sync,
     ) -> FlexTensor {
-        flex_map(Some(&a), None, grad, |a, _, g| f(a, g))
+        Pass::plain(|a, _, g, _| f(a, g)).map(Some(&a), None, grad)
     }
 
     impl Activations for Flex {
@@ -310,7 +369,7 @@ mod flex {
             if !kernel_takes(&[&x]) {
                 return Self::sigmoid(x);
             }
-            flex_unary(x, sigmoid_f32)
+            flex_unary_exp(x, sigmoid_exp_arg, sigmoid_with)
         }
 
         fn act_sigmoid_backward(
@@ -327,7 +386,7 @@ mod flex {
             if !kernel_takes(&[&x]) {
                 return Self::float_tanh(x);
             }
-            flex_unary(x, f32::tanh)
+            Pass::with(vmath::tanh_in_place, |_, _, x| x, |_, _, _, t| t).map(None, None, x)
         }
 
         fn act_tanh_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -341,7 +400,11 @@ mod flex {
             if !kernel_takes(&[&x]) {
                 return composed::logistic_tanh::<Self>(x);
             }
-            flex_unary(x, |x| sigmoid_f32(x * 2.0) * 2.0 - 1.0)
+            flex_unary_exp(
+                x,
+                |x| sigmoid_exp_arg(x * 2.0),
+                |x, e| sigmoid_with(x * 2.0, e) * 2.0 - 1.0,
+            )
         }
 
         fn act_logistic_tanh_backward(
@@ -351,17 +414,22 @@ mod flex {
             if !kernel_takes(&[&x, &grad]) {
                 return composed::logistic_tanh_backward::<Self>(x, grad);
             }
-            flex_binary(x, grad, |x, g| {
-                let s = sigmoid_f32(x * 2.0);
-                (g * 2.0) * s * (1.0 - s) * 2.0
-            })
+            Pass::with(
+                vmath::exp_in_place,
+                |x, _, _| sigmoid_exp_arg(x * 2.0),
+                |x, _, g, e| {
+                    let s = sigmoid_with(x * 2.0, e);
+                    (g * 2.0) * s * (1.0 - s) * 2.0
+                },
+            )
+            .map(Some(&x), None, grad)
         }
 
         fn act_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
             if !kernel_takes(&[&x]) {
                 return composed::silu::<Self>(x);
             }
-            flex_unary(x, |x| x * sigmoid_f32(x))
+            flex_unary_exp(x, sigmoid_exp_arg, |x, e| x * sigmoid_with(x, e))
         }
 
         fn act_silu_backward(
@@ -372,9 +440,7 @@ mod flex {
             if !kernel_takes(&[&x, &s, &grad]) {
                 return composed::silu_backward::<Self>(x, s, grad);
             }
-            flex_map(Some(&x), Some(&s), grad, |x, s, g| {
-                g * s + (g * x) * s * (1.0 - s)
-            })
+            Pass::plain(|x, s, g, _| g * s + (g * x) * s * (1.0 - s)).map(Some(&x), Some(&s), grad)
         }
     }
 }

@@ -24,6 +24,8 @@ mod mlp;
 pub mod ode;
 pub mod spectral;
 pub mod vae;
+#[cfg(feature = "flex")]
+mod vmath;
 pub mod wavenet;
 
 #[cfg(test)]
