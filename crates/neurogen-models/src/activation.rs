@@ -246,8 +246,8 @@ mod flex {
                 let r = base + k * BLOCK..base + k * BLOCK + n;
                 let a = a.get(r.clone()).unwrap_or(&ZEROS[..n]);
                 let b = b.get(r.clone()).unwrap_or(&ZEROS[..n]);
-                let c = match c.and_then(|c| c.get(r)) {
-                    Some(c) => c,
+                let c = match c {
+                    Some(c) => &c[r],
                     None => {
                         own[..n].copy_from_slice(o);
                         &own[..n]
@@ -602,8 +602,9 @@ mod tests {
     /// Forward values and input gradients are bit-identical to burn's, for contiguous, shared
     /// and strided inputs, below and above the size at which passes go parallel.
     fn check_bits(device: Device) {
-        for (rows, cols) in [(7, 13), (256, 160)] {
-            assert!((rows * cols < PARALLEL_MIN) == (rows == 7));
+        // One partial block; blocks and a partial one; whole chunks; chunks and a partial one.
+        for (rows, cols) in [(7, 13), (37, 29), (256, 160), (131, 257)] {
+            assert!((rows * cols < PARALLEL_MIN) == (rows < 100));
             let w = weights(rows, cols, &device);
             for (name, ours, theirs) in pairs() {
                 let x = input(rows, cols, &device);
