@@ -235,33 +235,24 @@ mod flex {
             }
         }
 
-        /// The pass over `out`, which starts at element `base` of `a`, `b` and `c`. `a` and `b`
-        /// are empty (read as zeros) or as long as the whole tensor; `c = None` reads `c` from
-        /// `out` itself.
-        fn run(&self, a: &[f32], b: &[f32], c: Option<&[f32]>, base: usize, out: &mut [f32]) {
+        /// The pass over `out` (which holds `c`), starting at element `base` of `a` and `b`:
+        /// each is empty (read as zeros) or as long as the whole tensor.
+        fn run(&self, a: &[f32], b: &[f32], base: usize, out: &mut [f32]) {
             let mut v = [0.0f32; BLOCK];
-            let mut own = [0.0f32; BLOCK];
             for (k, o) in out.chunks_mut(BLOCK).enumerate() {
                 let n = o.len();
                 let r = base + k * BLOCK..base + k * BLOCK + n;
                 let a = a.get(r.clone()).unwrap_or(&ZEROS[..n]);
-                let b = b.get(r.clone()).unwrap_or(&ZEROS[..n]);
-                let c = match c {
-                    Some(c) => &c[r],
-                    None => {
-                        own[..n].copy_from_slice(o);
-                        &own[..n]
-                    }
-                };
+                let b = b.get(r).unwrap_or(&ZEROS[..n]);
                 let v = &mut v[..n];
                 if let Some(vector) = self.vector {
-                    for (((v, &a), &b), &c) in v.iter_mut().zip(a).zip(b).zip(c) {
+                    for (((v, &a), &b), &c) in v.iter_mut().zip(a).zip(b).zip(&*o) {
                         *v = (self.arg)(a, b, c);
                     }
                     vector(v);
                 }
-                for ((((o, &a), &b), &c), &v) in o.iter_mut().zip(a).zip(b).zip(c).zip(&*v) {
-                    *o = (self.f)(a, b, c, v);
+                for (((o, &a), &b), &v) in o.iter_mut().zip(a).zip(b).zip(&*v) {
+                    *o = (self.f)(a, b, *o, v);
                 }
             }
         }
@@ -269,25 +260,12 @@ mod flex {
         /// The pass over `out` in place (`c` is `out`), over the pool for large tensors.
         fn in_place(&self, a: &[f32], b: &[f32], out: &mut [f32]) {
             if out.len() < PARALLEL_MIN {
-                self.run(a, b, None, 0, out);
+                self.run(a, b, 0, out);
             } else {
                 out.par_chunks_mut(CHUNK)
                     .enumerate()
-                    .for_each(|(k, o)| self.run(a, b, None, k * CHUNK, o));
+                    .for_each(|(k, o)| self.run(a, b, k * CHUNK, o));
             }
-        }
-
-        /// The pass into a new buffer.
-        fn new_buffer(&self, a: &[f32], b: &[f32], c: &[f32]) -> Vec<f32> {
-            let mut out = vec![0.0; c.len()];
-            if c.len() < PARALLEL_MIN {
-                self.run(a, b, Some(c), 0, &mut out);
-            } else {
-                out.par_chunks_mut(CHUNK)
-                    .enumerate()
-                    .for_each(|(k, o)| self.run(a, b, Some(c), k * CHUNK, o));
-            }
-            out
         }
 
         /// The pass on flex tensors, over `t`'s own buffer when it can.
@@ -310,11 +288,10 @@ mod flex {
                 with_ab(&mut |a, b| self.in_place(a, b, out));
                 return t;
             }
+            // Shared: the pass over a copy of its own.
             let shape = t.layout().shape().clone();
-            let mut values = Vec::new();
-            read(&t, |c| {
-                with_ab(&mut |a, b| values = self.new_buffer(a, b, c))
-            });
+            let mut values = read(&t, <[f32]>::to_vec);
+            with_ab(&mut |a, b| self.in_place(a, b, &mut values));
             FlexTensor::from_data(TensorData::new(values, shape))
         }
     }

@@ -665,18 +665,22 @@ mod tests {
     /// Replaces every parameter with uniform draws on [−0.5, 0.5] from a seeded host generator
     /// (tests run in parallel and share the device's generator), so no layer is the identity.
     struct Randomise(u64);
+    impl Randomise {
+        /// The next value of a host generator (PCG's LCG step), uniform on [0, 1).
+        fn uniform(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 40) as f32 / (1u64 << 24) as f32
+        }
+    }
     impl ModuleMapper for Randomise {
         fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
             p.map(|t| {
                 let shape = t.shape();
                 let v: Vec<f32> = (0..shape.num_elements())
-                    .map(|_| {
-                        self.0 = self
-                            .0
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-                    })
+                    .map(|_| self.uniform() - 0.5)
                     .collect();
                 Tensor::from_data(TensorData::new(v, shape), &t.device())
             })
@@ -803,12 +807,7 @@ mod tests {
         for (actnorm, seed) in [(true, 21u64), (false, 22)] {
             let f = flow(16, 4, actnorm, seed);
             let mut r = Randomise(seed + 7);
-            let v: Vec<f32> = (0..3 * 16)
-                .map(|_| {
-                    r.0 = r.0.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    ((r.0 >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-                })
-                .collect();
+            let v: Vec<f32> = (0..3 * 16).map(|_| r.uniform() * 4.0 - 2.0).collect();
             let x = Tensor::<3>::from_data(TensorData::new(v, [3, 1, 16]), &device);
             let noise = Tensor::<3>::zeros([1, 3, 16], &device);
             let whole = f.log_prob(x.clone(), None, noise.clone().reshape([3, 16]));
@@ -848,14 +847,7 @@ mod tests {
         for (seed, dim, batch) in [(1u64, 2usize, 5usize), (2, 7, 3), (3, 16, 8), (4, 33, 4)] {
             // Values spread over [−3, 3) from the same host generator.
             let mut r = Randomise(seed + 100);
-            let v: Vec<f32> = (0..batch * dim)
-                .map(|_| {
-                    r.0 =
-                        r.0.wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                    ((r.0 >> 40) as f32 / (1u64 << 24) as f32) * 6.0 - 3.0
-                })
-                .collect();
+            let v: Vec<f32> = (0..batch * dim).map(|_| r.uniform() * 6.0 - 3.0).collect();
             let x = Tensor::<2>::from_data(TensorData::new(v, [batch, dim]), &device);
             let f = flow(dim, 4, true, seed);
             check_round_trip("realnvp", &f, x.clone());

@@ -298,11 +298,29 @@ impl Vae {
     ///   `[k, batch]`
     pub fn log_weights(&self, x: Tensor<3>, y: Option<Tensor<2>>, eps: Tensor<3>) -> Tensor<2> {
         let [k, b, _] = eps.dims();
+        let (x, out, log_p_over_q) = self.posterior_decode(x, y, eps);
+        let nll = self.nll(x, out); // [k * batch]
+        (log_p_over_q - nll).reshape([k, b])
+    }
+
+    /// The decoder's output for `k` posterior draws per window, with the windows repeated to
+    /// match and `ln p(z) − ln q(z | x)`, draw-major: what the IWAE weights and the ELBO's
+    /// split over elements score.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]`; `y`: `[batch, classes]`; `eps`: `[k, batch, latent]` →
+    ///   (`[k·batch, channels, time]`, `[k·batch, channels, time]`, `[k·batch]`)
+    fn posterior_decode(
+        &self,
+        x: Tensor<3>,
+        y: Option<Tensor<2>>,
+        eps: Tensor<3>,
+    ) -> (Tensor<3>, Tensor<3>, Tensor<1>) {
+        let k = eps.dims()[0];
         let (mu, logvar) = self.encode(x.clone(), y.clone());
         let (z, log_p_over_q) = posterior_draws(mu, logvar, eps, self.prior.as_ref()); // [k * batch, latent], [k * batch]
         let y = y.map(|y| condition::repeat_rows(y, k)); // [k * batch, classes]
-        let nll = self.nll(repeat_draws(x, k), self.decode(z, y)); // [k * batch]
-        (log_p_over_q - nll).reshape([k, b])
+        (repeat_draws(x, k), self.decode(z, y), log_p_over_q)
     }
 }
 
@@ -373,15 +391,10 @@ impl Density for Vae {
         noise: Tensor<3>,
     ) -> Option<Result<Tensor<3>, ModelError>> {
         let k = noise.dims()[0];
-        let (mu, logvar) = self.encode(x.clone(), y.clone());
-        let (z, log_p_over_q) = posterior_draws(mu, logvar, noise, self.prior.as_ref()); // [k * batch, latent], [k * batch]
-        let y = y.map(|y| condition::repeat_rows(y, k)); // [k * batch, classes]
-        let nll = self.obs.nll_elements(
-            repeat_draws(x, k),
-            self.decode(z, y),
-            &self.log_sigma,
-            self.ar.as_ref(),
-        ); // [k * batch, channels, time]
+        let (x, out, log_p_over_q) = self.posterior_decode(x, y, noise);
+        let nll = self
+            .obs
+            .nll_elements(x, out, &self.log_sigma, self.ar.as_ref()); // [k * batch, channels, time]
         Some(Ok(elbo_elements(nll.neg(), log_p_over_q, k)))
     }
 

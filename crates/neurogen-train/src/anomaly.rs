@@ -234,11 +234,8 @@ impl Reference {
         let per_channel = raw.spans.len();
         let (typical_stretches, typical_scan) = match raw.stretch_nll() {
             Some(per) => {
-                let typ: Vec<(f64, f64)> = (0..c * per_channel)
-                    .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
-                    .collect();
-                let scans: Vec<f64> = per.iter().map(|w| scan(w, &typ)).collect();
-                (Some(typ), mean_sd(&scans))
+                let (typ, scan) = typical_of(&per, c * per_channel);
+                (Some(typ), scan)
             }
             None => (None, (0.0, 1.0)),
         };
@@ -369,6 +366,16 @@ impl Reference {
         let cal = self.calibration.as_ref()?;
         Some(p_values(scores, &self.score(method, cal)))
     }
+}
+
+/// Mean and sd of each of the `n` stretch surprises over the windows `per`, and mean and sd of
+/// the windows' [`scan`]s against them.
+fn typical_of(per: &[Vec<f64>], n: usize) -> (Vec<(f64, f64)>, (f64, f64)) {
+    let typ: Vec<(f64, f64)> = (0..n)
+        .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
+        .collect();
+    let scans: Vec<f64> = per.iter().map(|w| scan(w, &typ)).collect();
+    (typ, mean_sd(&scans))
 }
 
 /// The largest distance of a window's stretch surprises `w` from their typical values `typ`.
@@ -619,15 +626,12 @@ mod tests {
         let train = raw_of(50);
         let k = stretches(t, 16).len();
         let per = train.stretch_nll().unwrap();
-        let typ: Vec<(f64, f64)> = (0..c * k)
-            .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
-            .collect();
-        let scans: Vec<f64> = per.iter().map(|w| scan(w, &typ)).collect();
+        let (typ, typical_scan) = typical_of(&per, c * k);
         let reference = Reference {
             background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
             typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
             typical_stretches: Some(typ),
-            typical_scan: mean_sd(&scans),
+            typical_scan,
             calibration: None,
             typical_windows: 50,
         };
