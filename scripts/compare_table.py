@@ -1,9 +1,12 @@
-"""Comparison table (Markdown) and bar chart (SVG) from one compare-pytorch.sh run.
+"""Comparison table (Markdown) and bar chart (SVG) from a compare-pytorch.sh run.
 
-    python3 scripts/compare_table.py DIR [--svg FILE]
+    python3 scripts/compare_table.py DIR [DIR...] [--svg FILE]
 
-DIR holds pytorch.jsonl, openblas.jsonl and burn.jsonl (the reference JSON lines) and
-machine.txt. Standard library only.
+Each DIR (one round) holds pytorch.jsonl, openblas.jsonl and burn.jsonl (the reference JSON
+lines) and machine.txt. With several rounds, each cell is the median over the rounds with its
+range, and the ratio is the median of the per-round ratios (each round's PyTorch and burn ran
+within minutes of each other; the machine's speed can drift between rounds). Standard library
+only.
 """
 import argparse
 import json
@@ -22,9 +25,12 @@ def load(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("dir", type=Path)
+    ap.add_argument("dir", type=Path, nargs="+")
     ap.add_argument("--svg", type=Path)
     args = ap.parse_args()
+    if len(args.dir) > 1:
+        return rounds(args.dir, args.svg)
+    args.dir = args.dir[0]
     torch = load(args.dir / "pytorch.jsonl")
     blas = load(args.dir / "openblas.jsonl")
     burn = load(args.dir / "burn.jsonl")
@@ -73,6 +79,58 @@ def main():
         args.svg.parent.mkdir(parents=True, exist_ok=True)
         args.svg.write_text(svg(chart, frameworks))
         print(f"\nchart: {args.svg}")
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def rounds(dirs, svg_path):
+    """The table over several rounds: medians, ranges and per-round ratios."""
+    per = []  # per round: ({workload: PyTorch steps/s}, {(workload, framework): steps/s})
+    for d in dirs:
+        burn = load(d / "burn.jsonl")
+        threads = max((r["threads"] for r in burn), default=2)
+        pt = {}
+        for r in load(d / "pytorch.jsonl"):
+            if r["threads"] == threads:
+                pt[r["workload"]] = max(pt.get(r["workload"], 0.0), r["steps_per_s"])
+        per.append((pt, {(r["workload"], r["framework"]): r["steps_per_s"] for r in burn}))
+    frameworks = sorted({f for _, ours in per for _, f in ours})
+    if (dirs[0] / "machine.txt").exists():
+        print((dirs[0] / "machine.txt").read_text().strip().replace("\n", "; "))
+    print(f"rounds: {len(dirs)} ({', '.join(str(d) for d in dirs)})\n")
+    span = lambda xs: f"{median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
+    head = ["workload", "PyTorch steps/s"]
+    for f in frameworks:
+        head += [f"{f} steps/s", f"{f} × PyTorch, per round: median (range)"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    chart = []
+    for w in ORDER:
+        pts = [pt[w] for pt, _ in per if w in pt]
+        if not pts and not any((w, f) in ours for _, ours in per for f in frameworks):
+            continue
+        cells = [f"`{w}`", span(pts) if pts else "–"]
+        for f in frameworks:
+            xs = [ours[(w, f)] for _, ours in per if (w, f) in ours]
+            ratios = [ours[(w, f)] / pt[w] for pt, ours in per if (w, f) in ours and w in pt]
+            if not xs:
+                cells += [WHY_MISSING.get(w, "–"), "–"]
+                continue
+            cells.append(span(xs))
+            if ratios:
+                cells.append(f"**{median(ratios):.2f}×** ({min(ratios):.2f}–{max(ratios):.2f})")
+                chart.append((w, f, median(ratios)))
+            else:
+                cells.append("–")
+        print("| " + " | ".join(cells) + " |")
+    if svg_path:
+        svg_path.parent.mkdir(parents=True, exist_ok=True)
+        svg_path.write_text(svg(chart, frameworks))
+        print(f"\nchart: {svg_path}")
 
 
 def svg(chart, frameworks):

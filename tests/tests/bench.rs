@@ -244,3 +244,49 @@ fn parity_holds_between_flex_and_wgpu_on_a_small_config() {
     assert_eq!(rep["passed"], true, "{}", r.stderr);
     assert_eq!(rep["backends"][0]["backend"], "wgpu");
 }
+
+/// The binary runs with mimalloc's purge delay at one second (it starts itself again with the
+/// setting, same process id), and a value the user set is kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_allocator_setting_is_applied_and_a_users_value_wins() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    for (theirs, want) in [(None, "1000"), (Some("7"), "7")] {
+        let mut command = Command::new(common::binary());
+        command
+            .args([
+                "bench",
+                "--workload",
+                "vae",
+                "--backend",
+                "flex",
+                "--threads",
+                "1",
+            ])
+            .args(["--warmup", "1", "--steps", "20", "--repeats", "1"])
+            .current_dir(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match theirs {
+            Some(v) => command.env("MIMALLOC_PURGE_DELAY", v),
+            None => command.env_remove("MIMALLOC_PURGE_DELAY"),
+        };
+        let mut child = command.spawn().unwrap();
+        let environ = format!("/proc/{}/environ", child.id());
+        let mut seen = None;
+        while child.try_wait().unwrap().is_none() {
+            let vars = std::fs::read(&environ).unwrap_or_default();
+            seen = vars
+                .split(|&b| b == 0)
+                .find_map(|v| v.strip_prefix(b"MIMALLOC_PURGE_DELAY="))
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            if seen.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(child.wait().unwrap().success());
+        assert_eq!(seen.as_deref(), Some(want), "user's value {theirs:?}");
+    }
+}

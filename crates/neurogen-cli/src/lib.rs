@@ -112,6 +112,45 @@ impl Cli {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's setting for how long freed memory stays mapped before it goes back to the kernel.
+const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+/// One second: a training step frees its forward pass's buffers during the backward pass and
+/// asks for them again at the next step, 10–200 ms later. With mimalloc's default (10 ms) each
+/// step gave them back to the kernel and faulted them in again, zeroed: 1.4–1.9× slower steps
+/// for the diffusion and WaveNet workloads on the 2-core VM (README, "Round four"). A second
+/// keeps them through the loop, and memory still goes back once a phase ends.
+const PURGE_DELAY_MS: &str = "1000";
+
+/// Starts this process again as itself with [`PURGE_DELAY`] set, unless it is set already (the
+/// user's own value wins).
+///
+/// mimalloc reads its settings from the environment before `main`, and setting one from Rust
+/// takes an `unsafe` call into C (`mi_option_set`), which this workspace forbids; `exec` keeps
+/// the process id, the arguments (`argv[0]` included), the descriptors and the exit status, so
+/// callers, pipes and signals see one `neurogen`. Returns only when it could not (no
+/// `/proc/self/exe`, say): then the run goes on with mimalloc's defaults, slower, not wrong.
+#[cfg(unix)]
+pub fn reexec_with_allocator_settings() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(PURGE_DELAY).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    // `exec` returns only on failure; the error is ignored for the reason above.
+    let _ = command.args(args).env(PURGE_DELAY, PURGE_DELAY_MS).exec();
+}
+
+/// Nothing to do where there is no `exec`.
+#[cfg(not(unix))]
+pub fn reexec_with_allocator_settings() {}
+
 /// Exit code for bad usage, config or input.
 pub const EXIT_USAGE: i32 = 2;
 

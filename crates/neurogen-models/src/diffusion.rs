@@ -38,8 +38,8 @@ use neurogen_data::SignalKind;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
-use crate::conv::shift;
 use crate::likelihood::normal_cdf;
+use crate::taps::taps3;
 use crate::{
     Density, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
     Observation, Sampler, WindowShape,
@@ -364,12 +364,6 @@ struct Denoiser {
     blocks: Vec<Block>,
     output: Linear,
     time_embed: usize,
-}
-
-/// The three taps of a kernel-3 convolution at dilation `d` side by side: `[batch, time, 3c]`.
-fn taps3(x: Tensor<3>, d: usize) -> Tensor<3> {
-    let d = d as isize;
-    Tensor::cat(vec![shift(x.clone(), d), x.clone(), shift(x, -d)], 2)
 }
 
 /// `[sin(t f_k), cos(t f_k)]` with `f_k = 10000^(−k / (dim/2))`.

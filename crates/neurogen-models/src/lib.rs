@@ -23,6 +23,7 @@ pub mod likelihood;
 mod mlp;
 pub mod ode;
 pub mod spectral;
+pub mod taps;
 pub mod vae;
 #[cfg(feature = "flex")]
 mod vmath;

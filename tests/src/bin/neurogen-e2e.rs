@@ -5,5 +5,6 @@
 //! entry point the shipped `neurogen` binary's `main` calls, so the tests drive the real thing.
 
 fn main() {
+    neurogen_cli::reexec_with_allocator_settings();
     std::process::exit(neurogen_cli::run(std::env::args_os()));
 }
