@@ -161,7 +161,7 @@ impl Activations for burn::backend::Cube {}
 
 /// The flex kernels (built with the `flex` feature).
 #[cfg(feature = "flex")]
-mod flex {
+pub(crate) mod flex {
     use super::*;
     use burn::backend::flex::FlexTensor;
     use burn::backend::Flex;
@@ -193,7 +193,7 @@ mod flex {
 
     /// Below this many elements a pass runs on the calling thread: handing it to the pool costs
     /// more than it saves.
-    pub(super) const PARALLEL_MIN: usize = 1 << 15;
+    pub(crate) const PARALLEL_MIN: usize = 1 << 15;
     const CHUNK: usize = 1 << 13;
     /// Elements handed to a pass's vector function at once.
     const BLOCK: usize = 256;
@@ -297,7 +297,7 @@ mod flex {
     }
 
     /// A flex f32 tensor's values, read where they lie (copied only from a strided view).
-    fn read<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    pub(crate) fn read<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
         match t.as_slice::<f32>() {
             Some(s) => f(s),
             None => {

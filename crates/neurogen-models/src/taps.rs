@@ -152,19 +152,7 @@ mod flex {
     use burn::tensor::{DType, TensorData};
     use rayon::prelude::*;
 
-    /// Below this many output elements a pass runs on the calling thread.
-    const PARALLEL_MIN: usize = 1 << 15;
-
-    /// A flex f32 tensor's values in row-major order (copied only from a strided view).
-    fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-        match t.as_slice::<f32>() {
-            Some(s) => std::borrow::Cow::Borrowed(s),
-            None => {
-                let c = t.to_contiguous();
-                std::borrow::Cow::Owned(c.storage::<f32>()[..c.layout().num_elements()].to_vec())
-            }
-        }
-    }
+    use crate::activation::flex::{read, PARALLEL_MIN};
 
     fn dims(t: &FlexTensor) -> [usize; 3] {
         let s = t.layout().shape();
@@ -197,20 +185,21 @@ mod flex {
                 return composed::taps3::<Self>(x, d);
             }
             let [b, t, c] = dims(&x);
-            let x = values(&x);
             let mut out = vec![0f32; b * t * 3 * c];
-            per_window(&x, t * c, &mut out, t * 3 * c, |x, o| {
-                for (s, row) in o.chunks_mut(3 * c).enumerate() {
-                    let (delayed, rest) = row.split_at_mut(c);
-                    let (centre, advanced) = rest.split_at_mut(c);
-                    if s >= d {
-                        delayed.copy_from_slice(&x[(s - d) * c..(s - d + 1) * c]);
+            read(&x, |x| {
+                per_window(x, t * c, &mut out, t * 3 * c, |x, o| {
+                    for (s, row) in o.chunks_mut(3 * c).enumerate() {
+                        let (delayed, rest) = row.split_at_mut(c);
+                        let (centre, advanced) = rest.split_at_mut(c);
+                        if s >= d {
+                            delayed.copy_from_slice(&x[(s - d) * c..(s - d + 1) * c]);
+                        }
+                        centre.copy_from_slice(&x[s * c..(s + 1) * c]);
+                        if s + d < t {
+                            advanced.copy_from_slice(&x[(s + d) * c..(s + d + 1) * c]);
+                        }
                     }
-                    centre.copy_from_slice(&x[s * c..(s + 1) * c]);
-                    if s + d < t {
-                        advanced.copy_from_slice(&x[(s + d) * c..(s + d + 1) * c]);
-                    }
-                }
+                })
             });
             FlexTensor::from_data(TensorData::new(out, [b, t, 3 * c]))
         }
@@ -221,20 +210,22 @@ mod flex {
             }
             let [b, t, c3] = dims(&grad);
             let c = c3 / 3;
-            let g = values(&grad);
             let mut out = vec![0f32; b * t * c];
-            per_window(&g, t * c3, &mut out, t * c, |g, o| {
-                for (s, row) in o.chunks_mut(c).enumerate() {
-                    let centre = &g[s * c3 + c..s * c3 + 2 * c];
-                    // Rows with no gradient from a tap add a zero, as the composition does.
-                    let advanced = (s >= d).then(|| &g[(s - d) * c3 + 2 * c..(s - d) * c3 + c3]);
-                    let delayed = (s + d < t).then(|| &g[(s + d) * c3..(s + d) * c3 + c]);
-                    for (k, o) in row.iter_mut().enumerate() {
-                        let a = advanced.map_or(0.0, |a| a[k]);
-                        let l = delayed.map_or(0.0, |l| l[k]);
-                        *o = (centre[k] + a) + l;
+            read(&grad, |g| {
+                per_window(g, t * c3, &mut out, t * c, |g, o| {
+                    for (s, row) in o.chunks_mut(c).enumerate() {
+                        let centre = &g[s * c3 + c..s * c3 + 2 * c];
+                        // Rows with no gradient from a tap add a zero, as the composition does.
+                        let advanced =
+                            (s >= d).then(|| &g[(s - d) * c3 + 2 * c..(s - d) * c3 + c3]);
+                        let delayed = (s + d < t).then(|| &g[(s + d) * c3..(s + d) * c3 + c]);
+                        for (k, o) in row.iter_mut().enumerate() {
+                            let a = advanced.map_or(0.0, |a| a[k]);
+                            let l = delayed.map_or(0.0, |l| l[k]);
+                            *o = (centre[k] + a) + l;
+                        }
                     }
-                }
+                })
             });
             FlexTensor::from_data(TensorData::new(out, [b, t, c]))
         }
