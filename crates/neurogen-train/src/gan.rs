@@ -336,7 +336,10 @@ fn gan_step(
         return (p, StepOut::default());
     };
     let y = labels.last().cloned().flatten();
-    let lg = loss.generator(p.critic.forward(p.generator.forward(z, y.clone()), y));
+    // A copy of the critic whose parameters need no gradient: this step updates only the
+    // generator, and the critic's weight gradients are half of its backward pass's products.
+    let critic = p.critic.clone().no_grad();
+    let lg = loss.generator(critic.forward(p.generator.forward(z, y.clone()), y));
     // Only the generator's parameters are collected, so this step leaves the critic as it is.
     let mut grads = GradientsParams::from_grads(lg.backward(), &p.generator);
     if let Some(out) = grads_out.as_mut() {
@@ -426,6 +429,7 @@ mod tests {
     use super::*;
     use crate::params::host_params;
     use burn::tensor::Distribution;
+    use neurogen_models::gan::Arch;
     use neurogen_models::{Observation, WindowShape};
 
     #[test]
@@ -509,6 +513,66 @@ mod tests {
         assert!(grads.iter().any(|(k, _)| k.starts_with("critic.")));
         assert!(grads.iter().any(|(k, _)| k.starts_with("generator.")));
         assert!(grads.iter().all(|(_, g)| g.iter().all(|v| v.is_finite())));
+    }
+
+    #[test]
+    fn the_generator_s_gradients_through_a_frozen_copy_of_the_critic_are_the_same_bits() {
+        // The generator step scores its fakes with `critic.clone().no_grad()`: that must skip
+        // only the critic's own gradients, not change a bit of the generator's, and leave the
+        // critic it was copied from trainable.
+        let ad = Device::flex().autodiff();
+        ad.seed(5);
+        let shape = WindowShape {
+            inputs: 0,
+            channels: 3,
+            time: 32,
+            sfreq: 10.0,
+            classes: 0,
+        };
+        for arch in [Arch::Conv, Arch::Mlp] {
+            let cfg = GanConfig {
+                arch,
+                hidden: vec![8, 4],
+                noise_dim: 6,
+                ..Default::default()
+            };
+            let g = cfg.init_generator(shape, SignalKind::Continuous, &ad);
+            let critic = cfg.init_critic(shape, &ad);
+            let z = Tensor::<2>::random([7, 6], Distribution::Normal(0.0, 1.0), &ad);
+            let grads = |c: &Critic| {
+                let lg = cfg
+                    .loss
+                    .generator(c.forward(g.forward(z.clone(), None), None));
+                let mut raw = lg.backward();
+                (
+                    collect_grads(&g, &GradientsParams::from_module(&mut raw, &g)),
+                    collect_grads(c, &GradientsParams::from_module(&mut raw, c)),
+                )
+            };
+            let (through_trainable, critic_grads) = grads(&critic);
+            let (through_frozen, frozen_grads) = grads(&critic.clone().no_grad());
+            assert!(
+                !critic_grads.is_empty(),
+                "{arch:?}: the trainable critic has gradients"
+            );
+            assert!(
+                frozen_grads.is_empty(),
+                "{arch:?}: the frozen copy has none"
+            );
+            assert!(!through_trainable.is_empty());
+            let bits = |v: &[(String, Vec<f32>)]| -> Vec<(String, Vec<u32>)> {
+                v.iter()
+                    .map(|(k, g)| (k.clone(), g.iter().map(|x| x.to_bits()).collect()))
+                    .collect()
+            };
+            assert_eq!(bits(&through_frozen), bits(&through_trainable), "{arch:?}");
+            let (again, _) = grads(&critic);
+            assert_eq!(
+                bits(&again),
+                bits(&through_trainable),
+                "{arch:?}: still trainable"
+            );
+        }
     }
 
     #[test]

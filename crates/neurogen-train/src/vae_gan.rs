@@ -142,13 +142,15 @@ impl Trainer for VaeGanTrainer {
         }
 
         // The VAE, through a fresh pass of the updated critic; only its parameters are
-        // collected, so the critic keeps this step's update alone.
+        // collected, so the critic keeps this step's update alone. The pass goes through a copy
+        // of the critic whose parameters need no gradient: their weight gradients would be
+        // half of the critic's backward products, and nothing reads them.
         let ctx = LossContext {
             kl_warmup: kl_weight(&self.train, args.step) as f32,
             training: true,
         };
         let elbo = vae.loss(x, y.clone(), eps, &ctx);
-        let lg = loss.generator(critic.forward(sample, y));
+        let lg = loss.generator(critic.clone().no_grad().forward(sample, y));
         let weight = self.adv.weight * (c * t) as f64;
         // Weight 0 leaves the term out rather than multiplying it by 0: a diverged critic's
         // NaN times 0 would still reach the VAE's gradients.
