@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side by side with PyTorch on this machine: the reference workloads of
-# ../shared/bench/WORKLOADS.md through PyTorch (../shared/bench/pytorch/run_all.py), the
+# ../shared/bench/WORKLOADS.md through PyTorch (../shared/bench/pytorch/run_all.py, and
+# scripts/bench/wavenet_sample.py for W6's generation), the
 # machine's sgemm limit through NumPy/OpenBLAS (AVX2 and AVX-512 kernels), then
 # `neurogen bench` on the CPU backends, one after the other; prints the comparison table and
 # draws assets/bench/compare.svg.
@@ -51,7 +52,11 @@ one_round() {
   local dir="$1"
   mkdir -p "$dir"
   echo "== PyTorch $("$py" -c 'import torch; print(torch.__version__)') ($threads threads)" >&2
-  "$py" "$bench/pytorch/run_all.py" --threads "$threads" | tee "$dir/pytorch.jsonl" >&2
+  {
+    "$py" "$bench/pytorch/run_all.py" --threads "$threads"
+    # WaveNet generation has no script in the shared set; ours reuses W6's model and harness.
+    PYTHONPATH="$bench/pytorch" "$py" "$here/bench/wavenet_sample.py" --threads "$threads"
+  } | tee "$dir/pytorch.jsonl" >&2
   echo "== NumPy/OpenBLAS sgemm (machine limit)" >&2
   {
     "$py" "$bench/pytorch/sgemm_openblas.py" --threads "$threads"

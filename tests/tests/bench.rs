@@ -17,6 +17,7 @@ const REFERENCE: &[(&str, u64, u64)] = &[
     ("diffusion", 64, 3_435_134_976),
     ("diffusion_sample", 64, 57_252_249_600),
     ("wavenet", 16, 4_988_436_480),
+    ("wavenet_sample", 16, 1_669_332_992),
 ];
 
 #[test]

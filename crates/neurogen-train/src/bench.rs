@@ -39,6 +39,9 @@ pub enum Workload {
     DiffusionSample,
     /// W6: WaveNet training step (teacher forcing), batch 16.
     WaveNet,
+    /// W6: one call generating 16 windows of 256 steps, one step at a time with each layer's
+    /// past kept, no autograd.
+    WaveNetSample,
     /// The machine limit: a 2048 × 2048 float32 matrix product.
     Sgemm,
 }
@@ -67,7 +70,7 @@ pub struct Timing {
 
 impl Workload {
     /// Every workload, in the reference order.
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::Sgemm,
         Workload::Vae,
         Workload::RealNvp,
@@ -78,6 +81,7 @@ impl Workload {
         Workload::Diffusion,
         Workload::DiffusionSample,
         Workload::WaveNet,
+        Workload::WaveNetSample,
     ];
 
     /// The name in the reference JSON lines.
@@ -92,6 +96,7 @@ impl Workload {
             Workload::Diffusion => "diffusion",
             Workload::DiffusionSample => "diffusion_sample",
             Workload::WaveNet => "wavenet",
+            Workload::WaveNetSample => "wavenet_sample",
             Workload::Sgemm => "sgemm_2048",
         }
     }
@@ -125,7 +130,7 @@ impl Workload {
                 "configs/bench/diffusion.toml",
                 include_str!("../../../configs/bench/diffusion.toml"),
             )),
-            Workload::WaveNet => Some((
+            Workload::WaveNet | Workload::WaveNetSample => Some((
                 "configs/bench/wavenet.toml",
                 include_str!("../../../configs/bench/wavenet.toml"),
             )),
@@ -141,7 +146,7 @@ impl Workload {
             Workload::RealNvpSample | Workload::RealNvpLogProb => 10_000,
             Workload::Gan | Workload::LatentOde => 64,
             Workload::Diffusion | Workload::DiffusionSample => 64,
-            Workload::WaveNet => 16,
+            Workload::WaveNet | Workload::WaveNetSample => 16,
             Workload::Sgemm => SGEMM_N,
         }
     }
@@ -156,7 +161,7 @@ impl Workload {
                 (4, 16, 128.0)
             }
             Workload::LatentOde => (16, 100, 99.0),
-            Workload::WaveNet => (16, 256, 128.0),
+            Workload::WaveNet | Workload::WaveNetSample => (16, 256, 128.0),
             Workload::Sgemm => (1, SGEMM_N, 1.0),
         };
         WindowShape {
@@ -182,18 +187,21 @@ impl Workload {
             Workload::DiffusionSample => 57_252_249_600,
             // 3 × 16 × 103,925,760 (W6's forward FLOPs per window).
             Workload::WaveNet => 4_988_436_480,
+            // 16 × 256 × 407,552: W6's forward FLOPs per predicted position (103,925,760 / 255),
+            // for every generated step of every window.
+            Workload::WaveNetSample => 1_669_332_992,
             Workload::Sgemm => 2 * (SGEMM_N as u64).pow(3),
         }
     }
 
     /// The reference protocol: 10 warm-up steps and 5 × 50 timed for training steps; 2 and
-    /// 5 × 5 for the 10,000-point calls; 1 and 5 × 2 for DDIM sampling; 3 and 5 × 10 for
-    /// sgemm.
+    /// 5 × 5 for the 10,000-point calls; 1 and 5 × 2 for DDIM and WaveNet sampling; 3 and
+    /// 5 × 10 for sgemm.
     pub fn protocol(self) -> Protocol {
         let (warmup, steps) = match self {
             Workload::RealNvpSample | Workload::RealNvpLogProb => (2, 5),
             Workload::Sgemm => (3, 10),
-            Workload::DiffusionSample => (1, 2),
+            Workload::DiffusionSample | Workload::WaveNetSample => (1, 2),
             _ => (10, 50),
         };
         Protocol {
@@ -231,7 +239,9 @@ impl Workload {
     fn measure(self) -> Option<Measure> {
         match self {
             Workload::Sgemm => None,
-            Workload::RealNvpSample | Workload::DiffusionSample => Some(Measure::Sample),
+            Workload::RealNvpSample | Workload::DiffusionSample | Workload::WaveNetSample => {
+                Some(Measure::Sample)
+            }
             Workload::RealNvpLogProb => Some(Measure::LogProb),
             Workload::Vae
             | Workload::RealNvp
@@ -410,7 +420,7 @@ mod tests {
                 Workload::Gan => 221_521 + 225,
                 Workload::LatentOde => 24_384 + 16 + 16 * 192,
                 Workload::Diffusion | Workload::DiffusionSample => 103_440,
-                Workload::WaveNet => 205_984,
+                Workload::WaveNet | Workload::WaveNetSample => 205_984,
                 Workload::Sgemm => continue,
             };
             assert_eq!(params, expected, "{}", w.name());
