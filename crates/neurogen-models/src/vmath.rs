@@ -229,12 +229,9 @@ mod glibc {
                 // is the same on eight lanes as on one, so the others keep the vector's. (Lanes
                 // one by one, through an out-of-line scalar path, were 8 % of a DDIM sampling
                 // call of an untrained denoiser, whose activations reach |x| ≥ 88.)
+                // `expf_special` gives no value for |x| < 88, so those lanes keep the vector's too.
                 for (x, y) in x.iter_mut().zip(y) {
-                    *x = if slow_path(*x) {
-                        expf_special(*x).unwrap_or(y)
-                    } else {
-                        y
-                    };
+                    *x = expf_special(*x).unwrap_or(y);
                 }
             } else {
                 *x = y;

@@ -336,10 +336,7 @@ fn gan_step(
         return (p, StepOut::default());
     };
     let y = labels.last().cloned().flatten();
-    // A copy of the critic whose parameters need no gradient: this step updates only the
-    // generator, and the critic's weight gradients are half of its backward pass's products.
-    let critic = p.critic.clone().no_grad();
-    let lg = loss.generator(critic.forward(p.generator.forward(z, y.clone()), y));
+    let lg = loss.generator(judge(&p.critic).forward(p.generator.forward(z, y.clone()), y));
     // Only the generator's parameters are collected, so this step leaves the critic as it is.
     let mut grads = GradientsParams::from_grads(lg.backward(), &p.generator);
     if let Some(out) = grads_out.as_mut() {
@@ -373,6 +370,14 @@ fn gan_step(
         ]);
     }
     (p, out)
+}
+
+/// The critic as the generator's update sees it: a copy whose parameters take no gradient.
+/// That update changes only the generator, and the critic's weight gradients would be half of
+/// its backward pass's products, computed and dropped; the generator's gradients are the same
+/// bits either way.
+pub(crate) fn judge(critic: &Critic) -> Critic {
+    critic.clone().no_grad()
 }
 
 pub(crate) fn prefixed(p: &str, v: Vec<(String, Vec<f32>)>) -> Vec<(String, Vec<f32>)> {
@@ -517,9 +522,9 @@ mod tests {
 
     #[test]
     fn the_generator_s_gradients_through_a_frozen_copy_of_the_critic_are_the_same_bits() {
-        // The generator step scores its fakes with `critic.clone().no_grad()`: that must skip
-        // only the critic's own gradients, not change a bit of the generator's, and leave the
-        // critic it was copied from trainable.
+        // The generator step scores its fakes with `judge(&critic)`: that must skip only the
+        // critic's own gradients, not change a bit of the generator's, and leave the critic it
+        // was copied from trainable.
         let ad = Device::flex().autodiff();
         ad.seed(5);
         let shape = WindowShape {
@@ -550,7 +555,7 @@ mod tests {
                 )
             };
             let (through_trainable, critic_grads) = grads(&critic);
-            let (through_frozen, frozen_grads) = grads(&critic.clone().no_grad());
+            let (through_frozen, frozen_grads) = grads(&judge(&critic));
             assert!(
                 !critic_grads.is_empty(),
                 "{arch:?}: the trainable critic has gradients"

@@ -16,7 +16,7 @@ use neurogen_models::{
 };
 use serde_json::json;
 
-use crate::gan::{critic_file, critic_optim_file, prefixed};
+use crate::gan::{critic_file, critic_optim_file, judge, prefixed};
 use crate::params::{bumped, collect_grads, first_non_finite};
 use crate::registry::{Build, Family, Single};
 use crate::rng::{normals, rng, Stream};
@@ -142,15 +142,14 @@ impl Trainer for VaeGanTrainer {
         }
 
         // The VAE, through a fresh pass of the updated critic; only its parameters are
-        // collected, so the critic keeps this step's update alone. The pass goes through a copy
-        // of the critic whose parameters need no gradient: their weight gradients would be
-        // half of the critic's backward products, and nothing reads them.
+        // collected, so the critic keeps this step's update alone (and `judge` spares its
+        // gradients).
         let ctx = LossContext {
             kl_warmup: kl_weight(&self.train, args.step) as f32,
             training: true,
         };
         let elbo = vae.loss(x, y.clone(), eps, &ctx);
-        let lg = loss.generator(critic.clone().no_grad().forward(sample, y));
+        let lg = loss.generator(judge(&critic).forward(sample, y));
         let weight = self.adv.weight * (c * t) as f64;
         // Weight 0 leaves the term out rather than multiplying it by 0: a diverged critic's
         // NaN times 0 would still reach the VAE's gradients.
