@@ -311,6 +311,74 @@ fn the_wavenet_localises_an_artefact_in_time_and_channel() {
 }
 
 #[test]
+fn the_wavenet_s_residuals_put_a_held_stretch_s_peak_inside_it() {
+    // A held stretch's own steps are no more surprising than real ones (the jump back at its
+    // end is), but the model mispredicts them alike: their residuals are correlated, so
+    // typicality's per-step score peaks inside the stretch, and the window is flagged.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("wavenet");
+    let window = ["data.window=256", "data.stride=128"];
+    train_tiny(tmp.path(), "wavenet-kuramoto", &run, 300, &window);
+    let clean = tiny_windows(tmp.path(), "wavenet-kuramoto", &window);
+    let [n, c, t] = [clean.shape[0], clean.shape[1], clean.shape[2]];
+    // The last 8 windows (the test split), and the first of them again with channel 1 held.
+    let mut values = clean.values[(n - 8) * c * t..].to_vec();
+    let mut held = values[..c * t].to_vec();
+    let (start, len) = (t / 2, t / 4);
+    let v = held[t + start];
+    held[t + start..t + start + len].fill(v);
+    values.extend(held);
+    let probe = tmp.path().join("held.npy");
+    neurogen_data::npy::write_f32(&probe, &[9, c, t], &values).unwrap();
+    let (csv, loc) = (tmp.path().join("s.csv"), tmp.path().join("loc.npy"));
+    let args = [
+        "--method",
+        "typicality",
+        "--localise",
+        loc.to_str().unwrap(),
+    ];
+    score(tmp.path(), &run, &probe, &args, &csv);
+    let el = read_npy(&loc);
+    let per_step: Vec<f64> = (0..t)
+        .map(|s| {
+            (0..c)
+                .map(|ch| el.values[(8 * c + ch) * t + s] as f64)
+                .sum()
+        })
+        .collect();
+    let peak = argmax(&per_step);
+    assert!(
+        (start..start + len).contains(&peak),
+        "typicality's peak step {peak}, the held stretch {start}..{}: {per_step:?}",
+        start + len
+    );
+    // Not only the peak: the held steps' typical score is high — their surprise alone is
+    // ordinary, their whiteness is not.
+    let mut clean_steps: Vec<f64> = (0..8 * t)
+        .map(|i| {
+            (0..c)
+                .map(|ch| el.values[((i / t) * c + ch) * t + i % t] as f64)
+                .sum()
+        })
+        .collect();
+    clean_steps.sort_by(f64::total_cmp);
+    let mut inside = per_step[start..start + len].to_vec();
+    inside.sort_by(f64::total_cmp);
+    let p95 = clean_steps[clean_steps.len() * 95 / 100];
+    assert!(
+        inside[len / 2] > p95,
+        "median held step {} vs the clean steps' 95th percentile {p95}",
+        inside[len / 2]
+    );
+    let scores = column(&read_csv(&csv), "score");
+    assert_eq!(
+        argmax(&scores),
+        8,
+        "the held window scores highest: {scores:?}"
+    );
+}
+
+#[test]
 fn a_vae_localises_a_spike_by_its_share_of_the_bound() {
     // The VAE scores whole windows; its ELBO split over elements (the decoder's per-element
     // likelihood plus a share of the KL) still says where a window is lost, and in which channel.

@@ -277,7 +277,8 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             } else {
                 scores.log_likelihood.clone()
             };
-            let raw = Raw::with(ll, elements, &loaded, &windows, &r.background);
+            let residuals = Raw::residuals(&loaded, &windows, &device).map_err(in_context)?;
+            let raw = Raw::with(ll, elements, residuals, &loaded, &windows, &r.background);
             let score = r.score(method, &raw);
             let p = r.p_values(method, &score);
             if a.alpha.is_some() && p.is_none() {

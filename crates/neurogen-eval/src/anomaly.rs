@@ -51,24 +51,38 @@ impl ArBackground {
 
     /// Per-element log-density of one window `[channels, time]`: `log p(x_ct | x_c,<t)`, nats.
     pub fn elements(&self, window: &[f32], channels: usize, time: usize) -> Vec<f64> {
-        let mut out = Vec::with_capacity(channels * time);
-        for c in 0..channels {
+        self.conditionals(window, channels, time)
+            .map(|(r, v)| {
+                -0.5 * (r * r / v + v.ln() + std::f64::consts::LN_2 + std::f64::consts::PI.ln())
+            })
+            .collect()
+    }
+
+    /// Per-element standardised residual of one window `[channels, time]`,
+    /// `(x_ct − E[x_ct | x_c,<t]) / sd`: i.i.d. N(0, 1) under the background.
+    pub fn residuals(&self, window: &[f32], channels: usize, time: usize) -> Vec<f64> {
+        self.conditionals(window, channels, time)
+            .map(|(r, v)| r / v.sqrt())
+            .collect()
+    }
+
+    /// Per element, channel by channel: the residual from the conditional mean and the
+    /// conditional variance.
+    fn conditionals<'a>(
+        &'a self,
+        window: &'a [f32],
+        channels: usize,
+        time: usize,
+    ) -> impl Iterator<Item = (f64, f64)> + 'a {
+        (0..channels).flat_map(move |c| {
             let row = &window[c * time..(c + 1) * time];
-            for t in 0..time {
+            (0..time).map(move |t| {
                 let p = t.min(self.order);
                 let b = &self.coefs[c][p];
                 let mean = b[0] + (1..=p).map(|k| b[k] * row[t - k] as f64).sum::<f64>();
-                let v = self.var[c][p];
-                let r = row[t] as f64 - mean;
-                out.push(
-                    -0.5 * (r * r / v
-                        + v.ln()
-                        + std::f64::consts::LN_2
-                        + std::f64::consts::PI.ln()),
-                );
-            }
-        }
-        out
+                (row[t] as f64 - mean, self.var[c][p])
+            })
+        })
     }
 
     /// The log-density of one window, nats.

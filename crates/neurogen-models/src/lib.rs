@@ -396,6 +396,27 @@ pub trait Density {
         false
     }
 
+    /// Each element's standard-normal residual given the past, `Φ⁻¹(F(x_ct | x_{<t}))`, where
+    /// the model factorises and its conditionals are continuous: i.i.d. N(0, 1) under the
+    /// model, so whiteness can be tested where the likelihood alone cannot see an anomaly (a
+    /// held value is no less likely than a moving one, but the model mispredicts every held
+    /// step alike). `None` otherwise: counts, whose CDF has steps, and the families that score
+    /// whole windows (a VAE's reconstruction residuals, tried, are far from white on clean
+    /// windows, and their whiteness found no flat line the scan did not; see the README).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels (+ inputs), time]`; `y`: `[batch, classes]` → `[batch,
+    ///   channels, time]`
+    fn residual_elements(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<3>> {
+        let _ = (x, y);
+        None
+    }
+
+    /// Whether [`residual_elements`](Self::residual_elements) gives the residuals.
+    fn gives_residuals(&self) -> bool {
+        false
+    }
+
     /// For a model that scores whole windows: its log-likelihood or bound split over the
     /// window's elements, estimated with `noise` as [`log_likelihood`](Self::log_likelihood)
     /// is. A latent-variable model gives each element's `log p(x_ct | z)` (averaged over the

@@ -46,7 +46,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::{self, LabelEmbedding};
 use crate::conv::shift;
-use crate::likelihood::{gaussian_nll_elements, normal_cdf, poisson_nll_elements, Likelihood};
+use crate::likelihood::{
+    gaussian_nll_elements, normal_cdf, normal_quantile, poisson_nll_elements, Likelihood,
+};
 use crate::{
     Density, Driven, FamilyConfig, GenerativeModel, Loss, LossContext, ModelError, ModelFamily,
     Observation, Sampler, WindowShape,
@@ -366,6 +368,42 @@ impl WaveNet {
         let (x, u) = self.split(x);
         let params = self.forward(x.clone(), y, u);
         self.nll_elements(x, params).neg()
+    }
+
+    /// Every element's standard-normal residual given the past, `Φ⁻¹(F(x_ct | x_{<t}))` (the
+    /// probability integral transform): i.i.d. N(0, 1) under the model, whatever the data, so
+    /// a stretch of residuals that is not white (a held value the model keeps mispredicting
+    /// alike) is evidence against the window that the likelihood may not give. `(x − μ) / σ`
+    /// for one Gaussian; the mixture's CDF through [`normal_quantile`] for several; `None`
+    /// for counts, whose CDF has steps.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, time]` → `[batch, channels, time]`
+    pub fn residual_elements(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<3>> {
+        if self.components == 0 {
+            return None;
+        }
+        let (x, u) = self.split(x);
+        let [b, c, t] = x.dims();
+        let p = self
+            .forward(x.clone(), y, u)
+            .reshape([b, t, c, self.params_per_channel()]);
+        let x = x.swap_dims(1, 2); // [batch, time, channels]
+        let z = match self.components {
+            1 => {
+                let mean = p.clone().narrow(3, 0, 1).reshape([b, t, c]);
+                let sigma = p.narrow(3, 1, 1).reshape([b, t, c]).exp();
+                (x - mean) / sigma
+            }
+            k => {
+                let (logits, mean, log_sigma) = split_mixture(p, k); // each [b, t, c, k]
+                let w = softmax(logits, 3);
+                let xs = x.unsqueeze_dim::<4>(3); // [b, t, c, 1]
+                let cdf = (w * normal_cdf((xs - mean) / log_sigma.exp())).sum_dim(3);
+                normal_quantile(cdf.reshape([b, t, c]))
+            }
+        };
+        Some(z.swap_dims(1, 2))
     }
 
     /// Every step's log-likelihood, summed over channels: the surprise −log p(x_t | x_{<t})
@@ -717,6 +755,14 @@ impl Density for WaveNet {
     fn factorises(&self) -> bool {
         true
     }
+
+    fn residual_elements(&self, x: Tensor<3>, y: Option<Tensor<2>>) -> Option<Tensor<3>> {
+        WaveNet::residual_elements(self, x, y)
+    }
+
+    fn gives_residuals(&self) -> bool {
+        self.components > 0
+    }
 }
 
 /// Recordings of any length, continued step by step.
@@ -921,6 +967,43 @@ mod tests {
                 assert!(fast.iter().all(|v| *v >= 0.0 && v.fract() == 0.0));
             }
         }
+    }
+
+    #[test]
+    fn the_residuals_of_the_model_s_own_samples_are_the_noise_it_drew_or_white_normals() {
+        let d = Device::flex();
+        let _rng_lock = crate::test_util::seed(&d, 11);
+        let (n, c, t) = (48, 3, 64);
+        for mixture in [1, 3] {
+            let m = small(mixture).init(shape(c, t), SignalKind::Continuous, &d);
+            let k = m.noise_per_value();
+            let z = Tensor::<2>::random([n, t * c * k], Distribution::Normal(0.0, 1.0), &d);
+            let x = m.sample_cached(z.clone(), None, None, t);
+            let r = host(m.residual_elements(x, None).expect("continuous"));
+            if mixture == 1 {
+                // One Gaussian: x = μ + σ z, so the residual is the very z ([n, t, c] drawn).
+                let z = host(z.reshape([n, t, c]).swap_dims(1, 2));
+                for (a, b) in r.iter().zip(&z) {
+                    assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+                }
+            } else {
+                // A mixture's PIT of its own draws is uniform: residuals N(0, 1) and white.
+                let len = r.len() as f64;
+                let mean = r.iter().sum::<f64>() / len;
+                let var = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len;
+                let lag1 = (0..n * c)
+                    .flat_map(|row| (1..t).map(move |s| row * t + s))
+                    .map(|i| r[i] * r[i - 1])
+                    .sum::<f64>()
+                    / (n * c * (t - 1)) as f64;
+                assert!(mean.abs() < 0.05, "mean {mean}");
+                assert!((var.sqrt() - 1.0).abs() < 0.05, "sd {}", var.sqrt());
+                assert!(lag1.abs() < 0.05, "lag-1 autocovariance {lag1}");
+            }
+        }
+        let counts = small(1).init(shape(c, t), SignalKind::Counts, &d);
+        let x = Tensor::<3>::zeros([1, c, t], &d);
+        assert!(counts.residual_elements(x, None).is_none());
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! what the model knows beyond scale and spectrum.
 
 use burn::tensor::Device;
-use neurogen_data::Signals;
+use neurogen_data::{SignalKind, Signals};
 use neurogen_eval::anomaly::{p_values, ArBackground, Artefact};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::loaded::{score_bound_elements, score_elements, score_signals_common, LoadedRun};
+use crate::loaded::{
+    score_bound_elements, score_elements, score_residuals, score_signals_common, LoadedRun,
+};
 use crate::TrainError;
 
 /// The background autoregression's order.
@@ -63,6 +65,10 @@ pub struct Raw {
     /// latent ODE's shares sum to the ELBO, not to `ll` (the IWAE bound), so per-channel and
     /// per-element scores need not add up to the window's.
     pub elements: Option<Vec<Vec<f64>>>,
+    /// Per window, `[channels × time]`: the model's standard-normal residual of each element
+    /// given the past ([`Density::residual_elements`](neurogen_models::Density::residual_elements)),
+    /// where it gives them (autoregressive models of continuous data).
+    pub residuals: Option<Vec<Vec<f64>>>,
     /// Per window, `[channels × time]`: the background's per-element log-density.
     pub background: Vec<Vec<f64>>,
     /// Channels and steps of a window.
@@ -91,7 +97,18 @@ impl Raw {
             let ll = score_signals_common(run, s, k, seed, device)?;
             (ll, Raw::shares(run, s, k, seed, device)?)
         };
-        Ok(Raw::with(ll, elements, run, s, background))
+        let residuals = Raw::residuals(run, s, device)?;
+        Ok(Raw::with(ll, elements, residuals, run, s, background))
+    }
+
+    /// The residuals of a model that gives them; `None` for the others.
+    pub fn residuals(
+        run: &LoadedRun,
+        s: &Signals,
+        device: &Device,
+    ) -> Result<Option<Vec<Vec<f64>>>, TrainError> {
+        let gives = run.density().is_some_and(|d| d.gives_residuals());
+        gives.then(|| score_residuals(run, s, device)).transpose()
     }
 
     /// The bound's share per element (common draws) for a model that scores whole windows and
@@ -115,6 +132,7 @@ impl Raw {
     pub fn with(
         ll: Vec<f64>,
         elements: Option<Vec<Vec<f64>>>,
+        residuals: Option<Vec<Vec<f64>>>,
         run: &LoadedRun,
         s: &Signals,
         background: &ArBackground,
@@ -122,42 +140,85 @@ impl Raw {
         let mut norm = s.clone();
         run.info.norm.apply(&mut norm);
         let (c, t) = (s.meta.channels, s.meta.time);
+        let ar = background;
         let background = (0..norm.n)
-            .map(|i| background.elements(norm.window(i), c, t))
+            .map(|i| ar.elements(norm.window(i), c, t))
             .collect();
-        // Exact elements are sharp enough for sixteenths; a bound's shares are noisier, and
-        // their sixteenths' c × 31 more statistics raise clean windows' maxima more than they
-        // find (measured on the VAE and latent ODE runs, see the README).
+        // Exact elements without residuals are sharp enough for sixteenths; a bound's shares
+        // are noisier, and their sixteenths' c × 31 more statistics raise clean windows' maxima
+        // more than they find (measured on the VAE and latent ODE runs, see the README). With
+        // residuals, quarters' whiteness finds what sixteenths' surprise did, and more.
         let exact = run.density().is_some_and(|d| d.factorises());
+        let finest = if exact && residuals.is_none() { 16 } else { 4 };
+        // A model that scores whole windows has no residuals of its own; the background's
+        // (exact, and white under it) still show a held stretch, as the model's split cannot.
+        let residuals = residuals.or_else(|| {
+            (finest == 4 && s.meta.kind == SignalKind::Continuous).then(|| {
+                (0..norm.n)
+                    .map(|i| ar.residuals(norm.window(i), c, t))
+                    .collect()
+            })
+        });
         Raw {
             ll,
             elements,
+            residuals,
             background,
             shape: (c, t),
-            spans: stretches(t, if exact { 16 } else { 4 }),
+            spans: stretches(t, finest),
         }
     }
 
-    /// Per window, `[channel × stretch]` (see [`stretches`]): the elements' summed surprise
-    /// over each stretch of each channel, where the model gives elements.
-    fn stretch_nll(&self) -> Option<Vec<Vec<f64>>> {
+    /// Statistics per channel that typicality compares: the surprise of each of the
+    /// [`stretches`], then, with residuals, each stretch's whiteness.
+    fn per_channel(&self) -> usize {
+        self.spans.len() * if self.residuals.is_some() { 2 } else { 1 }
+    }
+
+    /// Per window, `[channel × statistic]` ([`per_channel`](Self::per_channel) of them, see
+    /// [`stretches`]), where the model gives elements: the elements' summed surprise over each
+    /// stretch of each channel; then, where it gives residuals, each stretch's lag-1
+    /// autocorrelation of the residuals scaled by √(len − 1) (≈ N(0, 1) under the model). A
+    /// held value is about as likely as a moving one — the first held steps are surprising,
+    /// the later ones too likely, and a stretch's sum hides both — but the model mispredicts
+    /// every held step alike, so its residuals are correlated.
+    fn stretch_stats(&self) -> Option<Vec<Vec<f64>>> {
         let (c, t) = self.shape;
         let spans = &self.spans;
-        self.elements.as_ref().map(|e| {
-            e.iter()
-                .map(|w| {
-                    let mut out = Vec::with_capacity(c * spans.len());
+        let elements = self.elements.as_ref()?;
+        Some(
+            elements
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let z = self.residuals.as_ref().map(|r| &r[i]);
+                    let mut out = Vec::with_capacity(c * self.per_channel());
                     for ch in 0..c {
                         let row = &w[ch * t..(ch + 1) * t];
                         for &(s, len) in spans {
                             out.push(-row[s..s + len].iter().sum::<f64>());
                         }
+                        if let Some(z) = z {
+                            let row = &z[ch * t..(ch + 1) * t];
+                            out.extend(spans.iter().map(|&(s, len)| whiteness(&row[s..s + len])));
+                        }
                     }
                     out
                 })
-                .collect()
-        })
+                .collect(),
+        )
     }
+}
+
+/// The lag-1 autocorrelation of residuals `z` scaled by √(len − 1): about N(0, 1) for white
+/// residuals, large for a run the model mispredicts alike.
+pub fn whiteness(z: &[f64]) -> f64 {
+    if z.len() < 2 {
+        return 0.0;
+    }
+    let lag: f64 = z.windows(2).map(|p| p[0] * p[1]).sum();
+    let energy: f64 = z.iter().map(|v| v * v).sum();
+    ((z.len() - 1) as f64).sqrt() * lag / energy.max(1e-12)
 }
 
 /// The stretches of a `t`-step window typicality compares, as `(start, len)`: the whole window,
@@ -191,11 +252,17 @@ pub struct Reference {
     pub background: ArBackground,
     /// Mean and sd of the training windows' −log p(x).
     typical: (f64, f64),
-    /// Per channel and stretch (`[channel × stretch]`, see [`stretches`]): mean and sd of the
-    /// training windows' summed surprise over it, where the model gives elements.
+    /// Per channel and statistic (`[channel × statistic]`, see [`Raw::stretch_stats`]): mean
+    /// and sd of the training windows' summed surprise over each stretch (and its residuals'
+    /// whiteness), where the model gives elements.
     typical_stretches: Option<Vec<(f64, f64)>>,
-    /// Mean and sd of the training windows' scan: the largest distance over their stretches.
-    typical_scan: (f64, f64),
+    /// Per element (`[channels × time]`): the training windows' mean surprise there, where the
+    /// model gives elements (a causal model's first steps, predicted from little or no past,
+    /// are typically more surprising than its later ones).
+    typical_elements: Option<Vec<f64>>,
+    /// Per kind of statistic (surprise, then whiteness where there are residuals): mean and sd
+    /// of the training windows' scan, the largest distance over their statistics of the kind.
+    typical_scan: Vec<(f64, f64)>,
     /// The validation windows' raw scores; `None` without a validation split.
     calibration: Option<Raw>,
     /// Training windows the typical set was estimated on.
@@ -230,15 +297,14 @@ impl Reference {
         let typ = neurogen_eval::subsample(train, TYPICAL_WINDOWS, seed);
         let raw = Raw::of(run, &typ, &background, k, seed, device)?;
         let nll: Vec<f64> = raw.ll.iter().map(|v| -v).collect();
-        let c = raw.shape.0;
-        let per_channel = raw.spans.len();
-        let (typical_stretches, typical_scan) = match raw.stretch_nll() {
+        let (typical_stretches, typical_scan) = match raw.stretch_stats() {
             Some(per) => {
-                let (typ, scan) = typical_of(&per, c * per_channel);
+                let (typ, scan) = typical_of(&per, &raw);
                 (Some(typ), scan)
             }
-            None => (None, (0.0, 1.0)),
+            None => (None, Vec::new()),
         };
+        let typical_elements = raw.elements.as_ref().map(|e| mean_elements(e));
         let calibration = if valid.n > 0 {
             let v = neurogen_eval::subsample(valid, CALIBRATION_WINDOWS, seed);
             Some(Raw::of(run, &v, &background, k, seed, device)?)
@@ -249,6 +315,7 @@ impl Reference {
             background,
             typical: mean_sd(&nll),
             typical_stretches,
+            typical_elements,
             typical_scan,
             calibration,
             typical_windows: typ.n,
@@ -273,15 +340,21 @@ impl Reference {
             Method::Typicality => {
                 let (m, s) = self.typical;
                 let whole = raw.ll.iter().map(|v| ((-v - m) / s).abs());
-                // The scan's maximum over c × stretches statistics runs high on clean windows
+                // A scan's maximum over c × stretches statistics runs high on clean windows
                 // too; standardised by its own training mean and sd it is weighed fairly
-                // against the whole window's distance.
-                let (sm, ss) = self.typical_scan;
-                match (raw.stretch_nll(), &self.typical_stretches) {
+                // against the whole window's distance, and each kind against the other (the
+                // surprise of a bound's shares is heavier-tailed than whiteness, and would
+                // drown it).
+                match (raw.stretch_stats(), &self.typical_stretches) {
                     (Some(per), Some(typ)) => per
                         .iter()
                         .zip(whole)
-                        .map(|(w, whole)| whole.max((scan(w, typ) - sm) / ss))
+                        .map(|(w, whole)| {
+                            scans(w, typ, raw)
+                                .zip(&self.typical_scan)
+                                .map(|(v, (sm, ss))| (v - sm) / ss)
+                                .fold(whole, f64::max)
+                        })
                         .collect(),
                     _ => whole.collect(),
                 }
@@ -292,9 +365,9 @@ impl Reference {
     /// Per window and channel: the anomaly score of `method` restricted to that channel, where
     /// the model gives elements.
     pub fn channel_scores(&self, method: Method, raw: &Raw) -> Option<Vec<Vec<f64>>> {
-        let per = raw.stretch_nll()?;
+        let per = raw.stretch_stats()?;
         let (c, t) = raw.shape;
-        let k = raw.spans.len();
+        let k = raw.per_channel();
         Some(match method {
             Method::Likelihood => per
                 .iter()
@@ -326,12 +399,16 @@ impl Reference {
     /// the model gives elements — localisation in time and channel. Likelihood: the surprise
     /// (−log p(x_ct | x_{<t}), or the element's share of −log p or of the bound); ratio: the
     /// surprise beyond the background's; typicality: the surprise's distance from the
-    /// channel's typical surprise per element. (The largest
-    /// typicality of the stretches holding an element localises no better — a one-sample
-    /// spike is anywhere in its sixteenth — and worse on every type measured.)
+    /// training windows' mean surprise at that element and, where there are residuals, the
+    /// larger of that and the surprise W²/2 of the [`whiteness`] W of the residuals in the
+    /// eighth of the window centred on the element (N(0, 1) under the model, so W²/2 is in
+    /// nats as the surprise is). A held stretch's own steps are too likely, and only its end,
+    /// where the signal jumps back, is surprising: the whiteness puts the peak inside it.
+    /// (The largest typicality of the stretches holding an element localises no better — a
+    /// one-sample spike is anywhere in its sixteenth — and worse on every type measured.)
     pub fn element_scores(&self, method: Method, raw: &Raw) -> Option<Vec<Vec<f64>>> {
         let elements = raw.elements.as_ref()?;
-        let t = raw.shape.1;
+        let (c, t) = raw.shape;
         Some(match method {
             Method::Likelihood => elements
                 .iter()
@@ -343,17 +420,26 @@ impl Reference {
                 .map(|(w, b)| w.iter().zip(b).map(|(v, g)| g - v).collect())
                 .collect(),
             Method::Typicality => {
-                let typ = self.typical_stretches.as_ref()?;
-                // The whole window leads each channel's block: its mean over t steps is the
-                // typical surprise of one element.
-                let k = raw.spans.len();
+                let typ = self.typical_elements.as_ref()?;
                 elements
                     .iter()
-                    .map(|w| {
-                        w.iter()
-                            .enumerate()
-                            .map(|(i, v)| (-v - typ[(i / t) * k].0 / t as f64).abs())
-                            .collect()
+                    .enumerate()
+                    .map(|(n, w)| {
+                        let mut out: Vec<f64> =
+                            w.iter().zip(typ).map(|(v, m)| (-v - m).abs()).collect();
+                        if let Some(z) = raw.residuals.as_ref().map(|r| &r[n]) {
+                            let span = (t / 8).max(2).min(t);
+                            for ch in 0..c {
+                                let row = &z[ch * t..(ch + 1) * t];
+                                for step in 0..t {
+                                    let start = step.saturating_sub(span / 2).min(t - span);
+                                    let w = whiteness(&row[start..start + span]);
+                                    let e = &mut out[ch * t + step];
+                                    *e = e.max(0.5 * w * w);
+                                }
+                            }
+                        }
+                        out
                     })
                     .collect()
             }
@@ -368,14 +454,34 @@ impl Reference {
     }
 }
 
-/// Mean and sd of each of the `n` stretch surprises over the windows `per`, and mean and sd of
-/// the windows' [`scan`]s against them.
-fn typical_of(per: &[Vec<f64>], n: usize) -> (Vec<(f64, f64)>, (f64, f64)) {
+/// A statistic's mean and sd over training windows.
+type MeanSd = (f64, f64);
+
+/// Mean and sd of each of the statistics `per` (of windows scored as `raw` was) over the
+/// windows, and per kind of statistic mean and sd of the windows' [`scans`] against them.
+fn typical_of(per: &[Vec<f64>], raw: &Raw) -> (Vec<MeanSd>, Vec<MeanSd>) {
+    let n = per.first().map_or(0, Vec::len);
     let typ: Vec<(f64, f64)> = (0..n)
         .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
         .collect();
-    let scans: Vec<f64> = per.iter().map(|w| scan(w, &typ)).collect();
-    (typ, mean_sd(&scans))
+    let all: Vec<Vec<f64>> = per.iter().map(|w| scans(w, &typ, raw).collect()).collect();
+    let kinds = all.first().map_or(0, Vec::len);
+    let scan = (0..kinds)
+        .map(|k| mean_sd(&all.iter().map(|s| s[k]).collect::<Vec<_>>()))
+        .collect();
+    (typ, scan)
+}
+
+/// Per kind of statistic (see [`Raw::stretch_stats`]): the largest distance of a window's
+/// statistics `w` of that kind from their typical values `typ`.
+fn scans<'a>(w: &'a [f64], typ: &'a [(f64, f64)], raw: &Raw) -> impl Iterator<Item = f64> + 'a {
+    let (per_channel, spans) = (raw.per_channel(), raw.spans.len());
+    (0..per_channel / spans.max(1)).map(move |kind| {
+        let mine = |i: &usize| (i % per_channel) / spans == kind;
+        let (w, typ): (Vec<f64>, Vec<(f64, f64)>) =
+            (0..w.len()).filter(mine).map(|i| (w[i], typ[i])).unzip();
+        scan(&w, &typ)
+    })
 }
 
 /// The largest distance of a window's stretch surprises `w` from their typical values `typ`.
@@ -384,6 +490,16 @@ fn scan(w: &[f64], typ: &[(f64, f64)]) -> f64 {
         .zip(typ)
         .map(|(v, (m, s))| ((v - m) / s).abs())
         .fold(0.0, f64::max)
+}
+
+/// The mean surprise of each element over windows `e` (log-likelihoods per element).
+fn mean_elements(e: &[Vec<f64>]) -> Vec<f64> {
+    let n = e.len().max(1) as f64;
+    let mut sum = vec![0.0; e.first().map_or(0, Vec::len)];
+    for w in e {
+        sum.iter_mut().zip(w).for_each(|(s, v)| *s -= v);
+    }
+    sum.iter().map(|s| s / n).collect()
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -618,19 +734,25 @@ mod tests {
             Raw {
                 ll: elements.iter().map(|w| w.iter().sum()).collect(),
                 elements: Some(elements),
+                residuals: None,
                 background: vec![vec![-1.0; c * t]; n],
                 shape: (c, t),
                 spans: stretches(t, 16),
             }
         };
         let train = raw_of(50);
-        let k = stretches(t, 16).len();
-        let per = train.stretch_nll().unwrap();
-        let (typ, typical_scan) = typical_of(&per, c * k);
+        let per = train.stretch_stats().unwrap();
+        let (typ, typical_scan) = typical_of(&per, &train);
+        assert_eq!(
+            typical_scan.len(),
+            1,
+            "one kind of statistic without residuals"
+        );
         let reference = Reference {
             background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
             typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
             typical_stretches: Some(typ),
+            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
             typical_scan,
             calibration: None,
             typical_windows: 50,
@@ -639,7 +761,7 @@ mod tests {
         let scores = reference.score(Method::Typicality, &test);
         let channels = reference.channel_scores(Method::Typicality, &test).unwrap();
         let (m, sd) = reference.typical;
-        let (sm, ss) = reference.typical_scan;
+        let (sm, ss) = reference.typical_scan[0];
         for ((s, ch), ll) in scores.iter().zip(&channels).zip(&test.ll) {
             // The whole window's distance, or the largest channel's standardised by the
             // training windows' largest.
@@ -651,11 +773,98 @@ mod tests {
         let mut shifted = test.clone();
         shifted.ll[0] -= 100.0 * sd;
         assert!(reference.score(Method::Typicality, &shifted)[0] > 90.0);
-        // Elements: each one's distance from its channel's typical surprise per step.
+        // Elements: each one's distance from the training windows' mean surprise there.
         let elements = reference.element_scores(Method::Typicality, &test).unwrap();
-        let typical = reference.typical_stretches.as_ref().unwrap()[k].0 / t as f64;
+        let typical = -train
+            .elements
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|w| w[t + 5])
+            .sum::<f64>()
+            / 50.0;
         let v = test.elements.as_ref().unwrap()[2][t + 5];
         assert!((elements[2][t + 5] - (-v - typical).abs()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn whiteness_is_the_scaled_lag_one_autocorrelation() {
+        // Constant: Σ z_t z_{t−1} / Σ z_t² = 4/5, times √4.
+        assert!((whiteness(&[0.3; 5]) - 2.0 * 0.8).abs() < 1e-12);
+        assert!((whiteness(&[1.0, -1.0, 1.0, -1.0, 1.0]) + 2.0 * 0.8).abs() < 1e-12);
+        assert_eq!(whiteness(&[0.0; 4]), 0.0);
+        assert_eq!(whiteness(&[2.0]), 0.0);
+    }
+
+    #[test]
+    fn correlated_residuals_raise_typicality_and_localise_where_the_surprise_does_not() {
+        use rand::Rng;
+        let (c, t) = (3, 256);
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut raw_of = |n: usize| {
+            let mut draw = |_| {
+                // Box–Muller: white N(0, 1) residuals, as under the model.
+                let (u, v): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+                (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+            };
+            let residuals: Vec<Vec<f64>> = (0..n)
+                .map(|_| (0..c * t).map(&mut draw).collect())
+                .collect();
+            let elements: Vec<Vec<f64>> = residuals
+                .iter()
+                .map(|w| w.iter().map(|z| -0.5 * z * z - 0.919).collect())
+                .collect();
+            Raw {
+                ll: elements.iter().map(|w| w.iter().sum()).collect(),
+                elements: Some(elements),
+                residuals: Some(residuals),
+                background: vec![vec![-1.0; c * t]; n],
+                shape: (c, t),
+                spans: stretches(t, 4),
+            }
+        };
+        let train = raw_of(200);
+        let per = train.stretch_stats().unwrap();
+        assert_eq!(per[0].len(), c * 2 * stretches(t, 4).len());
+        let (typ, typical_scan) = typical_of(&per, &train);
+        assert_eq!(
+            typical_scan.len(),
+            2,
+            "surprise and whiteness, each standardised"
+        );
+        let reference = Reference {
+            background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
+            typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
+            typical_stretches: Some(typ),
+            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
+            typical_scan,
+            calibration: None,
+            typical_windows: 200,
+        };
+        let clean = raw_of(40);
+        // Channel 1 held over steps 96..160: its residuals one small value, and its surprise
+        // left as it was, so only the residuals tell.
+        let mut held = clean.clone();
+        for w in held.residuals.as_mut().unwrap() {
+            w[t + 96..t + 160].iter_mut().for_each(|z| *z = 0.4);
+        }
+        let clean_scores = reference.score(Method::Typicality, &clean);
+        let held_scores = reference.score(Method::Typicality, &held);
+        let worst_clean = clean_scores.iter().copied().fold(f64::MIN, f64::max);
+        assert!(
+            held_scores.iter().all(|s| *s > worst_clean),
+            "{held_scores:?} vs clean up to {worst_clean}"
+        );
+        // The peak element, summed over channels, is inside the held stretch.
+        for w in reference.element_scores(Method::Typicality, &held).unwrap() {
+            let per_step: Vec<f64> = (0..t)
+                .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
+                .collect();
+            let peak = (0..t)
+                .max_by(|&a, &b| per_step[a].total_cmp(&per_step[b]))
+                .unwrap();
+            assert!((96..160).contains(&peak), "peak at {peak}");
+        }
     }
 
     #[test]

@@ -34,8 +34,8 @@ pub use experiment::{Backend, Experiment, KeepBest, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport, FitSpec};
 pub use loaded::{
     classify_signals, cycled_inputs, load_checkpoint, load_run, sample_driven, sample_held_out,
-    sample_recordings, sample_signals, score_bound_elements, score_elements, score_signals,
-    score_signals_common, score_steps, steps_of, Classified, LoadedRun, Scores,
+    sample_recordings, sample_signals, score_bound_elements, score_elements, score_residuals,
+    score_signals, score_signals_common, score_steps, steps_of, Classified, LoadedRun, Scores,
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;

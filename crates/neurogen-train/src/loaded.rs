@@ -569,6 +569,43 @@ pub fn score_elements(
     s: &Signals,
     device: &Device,
 ) -> Result<Vec<Vec<f64>>, TrainError> {
+    per_element(run, s, device, "scores", |d, x, y| {
+        d.log_likelihood_elements(x, y).ok_or_else(|| {
+            format!(
+                "a `{}` run has no per-step likelihood; only autoregressive runs factorise over time",
+                run.exp.model.kind()
+            )
+        })
+    })
+}
+
+/// Every element's standard-normal residual given the past, `Φ⁻¹(F(x_ct | x_{<t}))`
+/// ([`Density::residual_elements`]; i.i.d. N(0, 1) under the model), `[n][channels × time]`.
+/// Only for autoregressive runs of continuous data; others are refused with the reason.
+pub fn score_residuals(
+    run: &LoadedRun,
+    s: &Signals,
+    device: &Device,
+) -> Result<Vec<Vec<f64>>, TrainError> {
+    per_element(run, s, device, "residuals", |d, x, y| {
+        d.residual_elements(x, y).ok_or_else(|| {
+            format!(
+                "a `{}` run gives no residuals; only autoregressive runs of continuous data do",
+                run.exp.model.kind()
+            )
+        })
+    })
+}
+
+/// `[n][channels × time]` of what `each` computes per element of a chunk of windows; its
+/// `Err` is the refusal.
+fn per_element(
+    run: &LoadedRun,
+    s: &Signals,
+    device: &Device,
+    what: &str,
+    each: impl Fn(&dyn Density, Tensor<3>, Option<Tensor<2>>) -> Result<Tensor<3>, String>,
+) -> Result<Vec<Vec<f64>>, TrainError> {
     let (density, s) = scorable(run, s)?;
     let labels = run.labels_of(&s)?;
     let classes = run.model.classes();
@@ -580,13 +617,8 @@ pub fn score_elements(
         let y = labels
             .as_deref()
             .map(|l| rows_one_hot(l, idx, classes, device)); // [chunk, classes]
-        let Some(elements) = density.log_likelihood_elements(x, y) else {
-            return Err(TrainError::Input(format!(
-                "a `{}` run has no per-step likelihood; only autoregressive runs factorise over time",
-                run.exp.model.kind()
-            )));
-        };
-        let v = host_f64(elements.into_data(), "scores")?; // [chunk · channels · time]
+        let elements = each(density, x, y).map_err(TrainError::Input)?;
+        let v = host_f64(elements.into_data(), what)?; // [chunk · channels · time]
         out.extend(v.chunks(len).map(<[f64]>::to_vec));
     }
     Ok(out)
