@@ -313,8 +313,9 @@ fn the_wavenet_localises_an_artefact_in_time_and_channel() {
 #[test]
 fn the_wavenet_s_residuals_put_a_held_stretch_s_peak_inside_it() {
     // A held stretch's own steps are no more surprising than real ones (the jump back at its
-    // end is), but the model mispredicts them alike: their residuals are correlated, so
-    // typicality's per-step score peaks inside the stretch, and the window is flagged.
+    // end is), but the model mispredicts them alike (their residuals are correlated) and they
+    // repeat exactly, so typicality's per-step score peaks inside the stretch, and the window
+    // scores highest.
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("wavenet");
     let window = ["data.window=256", "data.stride=128"];
@@ -331,13 +332,29 @@ fn the_wavenet_s_residuals_put_a_held_stretch_s_peak_inside_it() {
     let probe = tmp.path().join("held.npy");
     neurogen_data::npy::write_f32(&probe, &[9, c, t], &values).unwrap();
     let (csv, loc) = (tmp.path().join("s.csv"), tmp.path().join("loc.npy"));
+    let z = tmp.path().join("z.npy");
+    let (loc_s, z_s) = (loc.to_str().unwrap(), z.to_str().unwrap());
     let args = [
         "--method",
         "typicality",
         "--localise",
-        loc.to_str().unwrap(),
+        loc_s,
+        "--residuals",
+        z_s,
     ];
     score(tmp.path(), &run, &probe, &args, &csv);
+    // The residuals the score read: the held stretch's are one run of alike mispredictions.
+    let z = read_npy(&z);
+    assert_eq!(z.shape, vec![9, c, t]);
+    assert!(z.values.iter().all(|v| v.is_finite()));
+    let row = (8 * c + 1) * t;
+    let held_z: Vec<f64> = z.values[row + start..row + start + len]
+        .iter()
+        .map(|v| *v as f64)
+        .collect();
+    let lag: f64 = held_z.windows(2).map(|p| p[0] * p[1]).sum();
+    let energy: f64 = held_z.iter().map(|v| v * v).sum();
+    assert!(lag / energy > 0.5, "lag-1 autocorrelation {}", lag / energy);
     let el = read_npy(&loc);
     let per_step: Vec<f64> = (0..t)
         .map(|s| {
@@ -353,7 +370,7 @@ fn the_wavenet_s_residuals_put_a_held_stretch_s_peak_inside_it() {
         start + len
     );
     // Not only the peak: the held steps' typical score is high — their surprise alone is
-    // ordinary, their whiteness is not.
+    // ordinary, their whiteness and repeats are not.
     let mut clean_steps: Vec<f64> = (0..8 * t)
         .map(|i| {
             (0..c)
@@ -561,6 +578,10 @@ fn bad_anomaly_arguments_fail_with_their_messages() {
         (
             &["score", r, "rec.edf", "--annotate", "x.edf"],
             "needs --alpha",
+        ),
+        (
+            &["score", r, p, "--residuals", "z.npy"],
+            "gives no residuals; only autoregressive runs of continuous data do",
         ),
         (
             &["eval", r, "--anomalies", "--alpha", "2"],

@@ -9,8 +9,8 @@ use neurogen_data::Source;
 use neurogen_train::anomaly::{flagged_stretches, Method, Raw, Reference};
 use neurogen_train::evaluate::run_splits;
 use neurogen_train::{
-    classify_signals, score_elements, score_signals, score_steps, steps_of, Experiment, RunDir,
-    Scores,
+    classify_signals, score_elements, score_residuals, score_signals, score_steps, steps_of,
+    Experiment, RunDir, Scores,
 };
 
 use crate::common::{open_run, status, BackendArg, UsageError};
@@ -69,6 +69,11 @@ pub(crate) struct Args {
     /// summed over channels) to this .npy, `[windows, time]`: where in a window the anomaly is.
     #[arg(long, value_name = "NPY")]
     per_sample: Option<PathBuf>,
+    /// Autoregressive runs of continuous data: also write every element's residual given the
+    /// past, Φ⁻¹(F(x_ct | x_<t)), to this .npy, `[windows, channels, time]`: i.i.d. N(0, 1)
+    /// where the model fits the data (a model check), correlated where it mispredicts alike.
+    #[arg(long, value_name = "NPY")]
+    residuals: Option<PathBuf>,
     /// How the anomaly score (`score` column, higher = more anomalous) is made: `likelihood`
     /// (−log p), `typicality` (distance of −log p from the training windows' typical set, so
     /// too-likely windows such as flat lines are flagged too) or `ratio` (−log p beyond a
@@ -188,6 +193,14 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         ),
         None => None,
     };
+    let residuals = match &a.residuals {
+        Some(_) => Some(
+            score_residuals(&loaded, &windows, &device)
+                .map_err(in_context)
+                .context("--residuals")?,
+        ),
+        None => None,
+    };
     let splits = loaded.density().is_some_and(|d| d.splits_bound());
     if a.localise.is_some() && !factorises && !splits {
         bail!(UsageError(format!(
@@ -277,7 +290,10 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             } else {
                 scores.log_likelihood.clone()
             };
-            let residuals = Raw::residuals(&loaded, &windows, &device).map_err(in_context)?;
+            let residuals = match &residuals {
+                Some(z) => Some(z.clone()),
+                None => Raw::residuals(&loaded, &windows, &device).map_err(in_context)?,
+            };
             let raw = Raw::with(ll, elements, residuals, &loaded, &windows, &r.background);
             let score = r.score(method, &raw);
             let p = r.p_values(method, &score);
@@ -376,6 +392,14 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         let time = steps.first().map_or(0, Vec::len);
         let surprise: Vec<f32> = steps.iter().flatten().map(|v| -*v as f32).collect();
         neurogen_data::npy::write_f32(path, &[steps.len(), time], &surprise)?;
+    }
+    if let (Some(path), Some(z)) = (&a.residuals, &residuals) {
+        let v: Vec<f32> = z.iter().flatten().map(|v| *v as f32).collect();
+        neurogen_data::npy::write_f32(
+            path,
+            &[z.len(), windows.meta.channels, windows.meta.time],
+            &v,
+        )?;
     }
     if let Some(path) = &a.localise {
         let (Some((raw, _, _)), Some(r)) = (&anomaly, &reference) else {

@@ -69,6 +69,9 @@ pub struct Raw {
     /// given the past ([`Density::residual_elements`](neurogen_models::Density::residual_elements)),
     /// where it gives them (autoregressive models of continuous data).
     pub residuals: Option<Vec<Vec<f64>>>,
+    /// Per window, `[channels × time]`: 1 where the element repeats the one before it exactly
+    /// (x_ct = x_c,t−1), else 0; continuous data only.
+    pub repeats: Option<Vec<Vec<f64>>>,
     /// Per window, `[channels × time]`: the background's per-element log-density.
     pub background: Vec<Vec<f64>>,
     /// Channels and steps of a window.
@@ -159,20 +162,47 @@ impl Raw {
                     .collect()
             })
         });
+        // An exact repeat has probability zero under every density, yet no lower density than
+        // any other value: the likelihood cannot see it, so it is counted. (A recording's
+        // quantisation repeats values too; the training windows say how often.)
+        let repeats = (s.meta.kind == SignalKind::Continuous).then(|| {
+            (0..norm.n)
+                .map(|i| {
+                    let w = norm.window(i);
+                    (0..c * t)
+                        .map(|e| f64::from(u8::from(e % t > 0 && w[e] == w[e - 1])))
+                        .collect()
+                })
+                .collect()
+        });
         Raw {
             ll,
             elements,
             residuals,
+            repeats,
             background,
             shape: (c, t),
             spans: stretches(t, finest),
         }
     }
 
-    /// Statistics per channel that typicality compares: the surprise of each of the
-    /// [`stretches`], then, with residuals, each stretch's whiteness.
+    /// The kinds of statistic typicality compares, in order: the surprise of each of the
+    /// [`stretches`], then, with residuals, each stretch's whiteness, then, on continuous
+    /// data, each stretch's count of exact repeats.
+    fn kinds(&self) -> Vec<Kind> {
+        let mut kinds = vec![Kind::Surprise];
+        if self.residuals.is_some() {
+            kinds.push(Kind::Whiteness);
+        }
+        if self.repeats.is_some() {
+            kinds.push(Kind::Repeats);
+        }
+        kinds
+    }
+
+    /// Statistics per channel that typicality compares: every kind over every stretch.
     fn per_channel(&self) -> usize {
-        self.spans.len() * if self.residuals.is_some() { 2 } else { 1 }
+        self.spans.len() * self.kinds().len()
     }
 
     /// Per window, `[channel × statistic]` ([`per_channel`](Self::per_channel) of them, see
@@ -192,6 +222,7 @@ impl Raw {
                 .enumerate()
                 .map(|(i, w)| {
                     let z = self.residuals.as_ref().map(|r| &r[i]);
+                    let held = self.repeats.as_ref().map(|r| &r[i]);
                     let mut out = Vec::with_capacity(c * self.per_channel());
                     for ch in 0..c {
                         let row = &w[ch * t..(ch + 1) * t];
@@ -202,12 +233,32 @@ impl Raw {
                             let row = &z[ch * t..(ch + 1) * t];
                             out.extend(spans.iter().map(|&(s, len)| whiteness(&row[s..s + len])));
                         }
+                        if let Some(held) = held {
+                            let row = &held[ch * t..(ch + 1) * t];
+                            out.extend(
+                                spans
+                                    .iter()
+                                    .map(|&(s, len)| row[s..s + len].iter().sum::<f64>()),
+                            );
+                        }
                     }
                     out
                 })
                 .collect(),
         )
     }
+}
+
+/// A kind of statistic typicality compares over stretches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The summed surprise.
+    Surprise,
+    /// The residuals' [`whiteness`].
+    Whiteness,
+    /// The count of exact repeats, whose sd is floored at one repeat: a continuous signal
+    /// holds none, and one repeat must not weigh like millions of sds.
+    Repeats,
 }
 
 /// The lag-1 autocorrelation of residuals `z` scaled by √(len − 1): about N(0, 1) for white
@@ -260,6 +311,10 @@ pub struct Reference {
     /// model gives elements (a causal model's first steps, predicted from little or no past,
     /// are typically more surprising than its later ones).
     typical_elements: Option<Vec<f64>>,
+    /// Per element (`[channels × time]`): how often the training windows repeat the value
+    /// before it there, on continuous data; and the least rate a stretch is given (half a
+    /// repeat over all the training windows).
+    typical_repeats: Option<(Vec<f64>, f64)>,
     /// Per kind of statistic (surprise, then whiteness where there are residuals): mean and sd
     /// of the training windows' scan, the largest distance over their statistics of the kind.
     typical_scan: Vec<(f64, f64)>,
@@ -305,6 +360,11 @@ impl Reference {
             None => (None, Vec::new()),
         };
         let typical_elements = raw.elements.as_ref().map(|e| mean_elements(e));
+        // `mean_elements` negates: it averages surprises from log-likelihoods.
+        let typical_repeats = raw.repeats.as_ref().map(|r| {
+            let rate = mean_elements(r).iter().map(|v| -v).collect();
+            (rate, 0.5 / r.len().max(1) as f64)
+        });
         let calibration = if valid.n > 0 {
             let v = neurogen_eval::subsample(valid, CALIBRATION_WINDOWS, seed);
             Some(Raw::of(run, &v, &background, k, seed, device)?)
@@ -316,6 +376,7 @@ impl Reference {
             typical: mean_sd(&nll),
             typical_stretches,
             typical_elements,
+            typical_repeats,
             typical_scan,
             calibration,
             typical_windows: typ.n,
@@ -387,7 +448,9 @@ impl Reference {
                 per.iter()
                     .map(|w| {
                         (0..c)
-                            .map(|ch| scan(&w[ch * k..(ch + 1) * k], &typ[ch * k..(ch + 1) * k]))
+                            .map(|ch| {
+                                scan(&w[ch * k..(ch + 1) * k], &typ[ch * k..(ch + 1) * k], raw)
+                            })
                             .collect()
                     })
                     .collect()
@@ -427,15 +490,34 @@ impl Reference {
                     .map(|(n, w)| {
                         let mut out: Vec<f64> =
                             w.iter().zip(typ).map(|(v, m)| (-v - m).abs()).collect();
+                        let span = (t / 8).max(2).min(t);
+                        let around = |step: usize| {
+                            let start = step.saturating_sub(span / 2).min(t - span);
+                            start..start + span
+                        };
                         if let Some(z) = raw.residuals.as_ref().map(|r| &r[n]) {
-                            let span = (t / 8).max(2).min(t);
                             for ch in 0..c {
                                 let row = &z[ch * t..(ch + 1) * t];
                                 for step in 0..t {
-                                    let start = step.saturating_sub(span / 2).min(t - span);
-                                    let w = whiteness(&row[start..start + span]);
+                                    let w = whiteness(&row[around(step)]);
                                     let e = &mut out[ch * t + step];
                                     *e = e.max(0.5 * w * w);
+                                }
+                            }
+                        }
+                        // The repeats in the same eighth, by their tail surprise under the
+                        // training windows' rate there (nats): a held stretch's repeats fill its
+                        // own eighths, not its end's.
+                        let held = raw.repeats.as_ref().map(|r| &r[n]);
+                        if let (Some(held), Some((rate, least))) = (held, &self.typical_repeats) {
+                            for ch in 0..c {
+                                let row = ch * t..(ch + 1) * t;
+                                let (held, rate) = (&held[row.clone()], &rate[row]);
+                                for step in 0..t {
+                                    let r: f64 = held[around(step)].iter().sum();
+                                    let lambda: f64 = rate[around(step)].iter().sum();
+                                    let e = &mut out[ch * t + step];
+                                    *e = e.max(poisson_tail_surprise(r, lambda.max(*least)));
                                 }
                             }
                         }
@@ -461,13 +543,25 @@ type MeanSd = (f64, f64);
 /// windows, and per kind of statistic mean and sd of the windows' [`scans`] against them.
 fn typical_of(per: &[Vec<f64>], raw: &Raw) -> (Vec<MeanSd>, Vec<MeanSd>) {
     let n = per.first().map_or(0, Vec::len);
+    let kinds = raw.kinds();
+    let (per_channel, spans) = (raw.per_channel(), raw.spans.len().max(1));
+    // A count never seen in training still has a rate: at most half a repeat over them all.
+    let least = 0.5 / per.len().max(1) as f64;
+    let floor = |kind: Kind, (m, sd): MeanSd| match kind {
+        Kind::Repeats => (m.max(least), sd.max(1.0)),
+        _ => (m, sd),
+    };
     let typ: Vec<(f64, f64)> = (0..n)
-        .map(|i| mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
+        .map(|i| {
+            let kind = kinds[(i % per_channel) / spans];
+            floor(kind, mean_sd(&per.iter().map(|w| w[i]).collect::<Vec<_>>()))
+        })
         .collect();
     let all: Vec<Vec<f64>> = per.iter().map(|w| scans(w, &typ, raw).collect()).collect();
-    let kinds = all.first().map_or(0, Vec::len);
-    let scan = (0..kinds)
-        .map(|k| mean_sd(&all.iter().map(|s| s[k]).collect::<Vec<_>>()))
+    let scan = kinds
+        .iter()
+        .enumerate()
+        .map(|(k, &kind)| floor(kind, mean_sd(&all.iter().map(|s| s[k]).collect::<Vec<_>>())))
         .collect();
     (typ, scan)
 }
@@ -475,21 +569,53 @@ fn typical_of(per: &[Vec<f64>], raw: &Raw) -> (Vec<MeanSd>, Vec<MeanSd>) {
 /// Per kind of statistic (see [`Raw::stretch_stats`]): the largest distance of a window's
 /// statistics `w` of that kind from their typical values `typ`.
 fn scans<'a>(w: &'a [f64], typ: &'a [(f64, f64)], raw: &Raw) -> impl Iterator<Item = f64> + 'a {
-    let (per_channel, spans) = (raw.per_channel(), raw.spans.len());
-    (0..per_channel / spans.max(1)).map(move |kind| {
-        let mine = |i: &usize| (i % per_channel) / spans == kind;
-        let (w, typ): (Vec<f64>, Vec<(f64, f64)>) =
-            (0..w.len()).filter(mine).map(|i| (w[i], typ[i])).unzip();
-        scan(&w, &typ)
+    let kinds = raw.kinds();
+    let (per_channel, spans) = (raw.per_channel(), raw.spans.len().max(1));
+    (0..kinds.len()).map(move |k| {
+        (0..w.len())
+            .filter(|i| (i % per_channel) / spans == k)
+            .map(|i| distance(kinds[k], w[i], typ[i]))
+            .fold(0.0, f64::max)
     })
 }
 
-/// The largest distance of a window's stretch surprises `w` from their typical values `typ`.
-fn scan(w: &[f64], typ: &[(f64, f64)]) -> f64 {
-    w.iter()
-        .zip(typ)
-        .map(|(v, (m, s))| ((v - m) / s).abs())
+/// The largest distance of a channel's statistics `w` (laid out as [`Raw::stretch_stats`]
+/// gives a channel's) from their typical values `typ`.
+fn scan(w: &[f64], typ: &[(f64, f64)], raw: &Raw) -> f64 {
+    let kinds = raw.kinds();
+    let spans = raw.spans.len().max(1);
+    (0..w.len())
+        .map(|i| distance(kinds[i / spans], w[i], typ[i]))
         .fold(0.0, f64::max)
+}
+
+/// How far a statistic `v` of `kind` lies from its typical `(m, s)`, in standard deviations:
+/// |v − m| / s; for a count of repeats, the standard-normal deviate √(2S) of its tail
+/// surprise S = −ln P(N ≥ v) under a Poisson of the training windows' mean count `m` (a
+/// continuous signal's is zero, and one repeat is then as telling as several sds).
+fn distance(kind: Kind, v: f64, (m, s): (f64, f64)) -> f64 {
+    match kind {
+        Kind::Repeats => (2.0 * poisson_tail_surprise(v, m)).sqrt(),
+        _ => ((v - m) / s).abs(),
+    }
+}
+
+/// −ln P(N ≥ k) for N ~ Poisson(λ), 0 where k ≤ λ: how surprising k or more events are.
+pub fn poisson_tail_surprise(k: f64, lambda: f64) -> f64 {
+    if k <= lambda || k < 1.0 {
+        return 0.0;
+    }
+    let k = k.round();
+    // ln pmf(k) + ln Σ_{j ≥ k} pmf(j) / pmf(k), the sum's terms λ / (k + 1), … falling fast.
+    let ln_fact: f64 = (2..=k as u64).map(|j| (j as f64).ln()).sum();
+    let ln_pmf = k * lambda.ln() - lambda - ln_fact;
+    let (mut term, mut sum, mut j) = (1.0f64, 1.0f64, k);
+    while term > 1e-12 * sum && j < k + 10_000.0 {
+        j += 1.0;
+        term *= lambda / j;
+        sum += term;
+    }
+    (-(ln_pmf + sum.ln())).max(0.0)
 }
 
 /// The mean surprise of each element over windows `e` (log-likelihoods per element).
@@ -735,6 +861,7 @@ mod tests {
                 ll: elements.iter().map(|w| w.iter().sum()).collect(),
                 elements: Some(elements),
                 residuals: None,
+                repeats: None,
                 background: vec![vec![-1.0; c * t]; n],
                 shape: (c, t),
                 spans: stretches(t, 16),
@@ -753,6 +880,7 @@ mod tests {
             typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
             typical_stretches: Some(typ),
             typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
+            typical_repeats: None,
             typical_scan,
             calibration: None,
             typical_windows: 50,
@@ -818,6 +946,7 @@ mod tests {
                 ll: elements.iter().map(|w| w.iter().sum()).collect(),
                 elements: Some(elements),
                 residuals: Some(residuals),
+                repeats: None,
                 background: vec![vec![-1.0; c * t]; n],
                 shape: (c, t),
                 spans: stretches(t, 4),
@@ -837,6 +966,7 @@ mod tests {
             typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
             typical_stretches: Some(typ),
             typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
+            typical_repeats: None,
             typical_scan,
             calibration: None,
             typical_windows: 200,
@@ -864,6 +994,88 @@ mod tests {
                 .max_by(|&a, &b| per_step[a].total_cmp(&per_step[b]))
                 .unwrap();
             assert!((96..160).contains(&peak), "peak at {peak}");
+        }
+    }
+
+    #[test]
+    fn the_poisson_tail_surprise_is_minus_the_log_of_the_tail() {
+        // P(N ≥ 2 | λ = 0.5) = 1 − e^−0.5 (1 + 0.5).
+        let tail = 1.0 - (-0.5f64).exp() * 1.5;
+        assert!((poisson_tail_surprise(2.0, 0.5) + tail.ln()).abs() < 1e-9);
+        // P(N ≥ 1 | λ) = 1 − e^−λ.
+        let l: f64 = 1e-3;
+        assert!((poisson_tail_surprise(1.0, l) + (1.0 - (-l).exp()).ln()).abs() < 1e-6);
+        assert_eq!(poisson_tail_surprise(0.0, 0.5), 0.0);
+        assert_eq!(
+            poisson_tail_surprise(3.0, 4.0),
+            0.0,
+            "no more than expected"
+        );
+        let s: Vec<f64> = (1..20)
+            .map(|k| poisson_tail_surprise(k as f64, 0.01))
+            .collect();
+        assert!(s.windows(2).all(|p| p[1] > p[0]), "{s:?}");
+    }
+
+    #[test]
+    fn exact_repeats_raise_typicality_and_localise_though_no_density_sees_them() {
+        use rand::Rng;
+        let (c, t) = (3, 256);
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut raw_of = |n: usize| {
+            let elements: Vec<Vec<f64>> = (0..n)
+                .map(|_| (0..c * t).map(|_| rng.random_range(-2.0..0.0)).collect())
+                .collect();
+            Raw {
+                ll: elements.iter().map(|w| w.iter().sum()).collect(),
+                elements: Some(elements),
+                residuals: None,
+                repeats: Some(vec![vec![0.0; c * t]; n]),
+                background: vec![vec![-1.0; c * t]; n],
+                shape: (c, t),
+                spans: stretches(t, 4),
+            }
+        };
+        let train = raw_of(100);
+        let per = train.stretch_stats().unwrap();
+        let (typ, typical_scan) = typical_of(&per, &train);
+        assert_eq!(typical_scan.len(), 2, "surprise and repeats");
+        let reference = Reference {
+            background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
+            typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
+            typical_stretches: Some(typ),
+            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
+            typical_repeats: Some((vec![0.0; c * t], 0.5 / 100.0)),
+            typical_scan,
+            calibration: None,
+            typical_windows: 100,
+        };
+        let clean = raw_of(30);
+        // Channel 2 clipped over steps 100..164: five of its values repeat the one before.
+        let mut clipped = clean.clone();
+        for w in clipped.repeats.as_mut().unwrap() {
+            for step in [110, 111, 130, 150, 151] {
+                w[2 * t + step] = 1.0;
+            }
+        }
+        let clean_scores = reference.score(Method::Typicality, &clean);
+        let worst_clean = clean_scores.iter().copied().fold(f64::MIN, f64::max);
+        let scores = reference.score(Method::Typicality, &clipped);
+        assert!(
+            scores.iter().all(|s| *s > worst_clean),
+            "{scores:?} vs clean up to {worst_clean}"
+        );
+        for w in reference
+            .element_scores(Method::Typicality, &clipped)
+            .unwrap()
+        {
+            let per_step: Vec<f64> = (0..t)
+                .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
+                .collect();
+            let peak = (0..t)
+                .max_by(|&a, &b| per_step[a].total_cmp(&per_step[b]))
+                .unwrap();
+            assert!((100..164).contains(&peak), "peak at {peak}");
         }
     }
 
