@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 bin=${1:-target/release/neurogen}
 shift || true
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(wavenet-edf vae-edf diffusion-edf wavenet-kuramoto vae-kuramoto
-  realnvp-kuramoto latent-ode-kuramoto diffusion-kuramoto wavenet-neural-mass vae-neural-mass
-  diffusion-neural-mass)
+[ ${#configs[@]} -gt 0 ] || configs=(wavenet-edf vae-edf diffusion-edf cvae-edf-epochs wavenet-kuramoto
+  vae-kuramoto realnvp-kuramoto latent-ode-kuramoto diffusion-kuramoto cvae-kuramoto
+  crealnvp-kuramoto wavenet-neural-mass vae-neural-mass diffusion-neural-mass)
 out=runs/anomalies
 mkdir -p "$out"
 for c in "${configs[@]}"; do

@@ -402,7 +402,7 @@ pub trait Density {
     /// held value is no less likely than a moving one, but the model mispredicts every held
     /// step alike). `None` otherwise: counts, whose CDF has steps, and the families that score
     /// whole windows (a VAE's reconstruction residuals, tried, are far from white on clean
-    /// windows, and their whiteness found no flat line the scan did not; see the README).
+    /// windows — the decoder smooths — and their whiteness mislocalised line noise).
     ///
     /// # Shapes
     /// - `x`: `[batch, channels (+ inputs), time]`; `y`: `[batch, classes]` → `[batch,
