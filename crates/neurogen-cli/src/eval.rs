@@ -574,6 +574,7 @@ fn anomalies(a: &Args, quiet: bool) -> Result<()> {
             "false_positive_windows": b.clean_windows,
             "calibration_windows": b.calibration_windows,
             "typical_windows": b.typical_windows,
+            "typical_split": b.typical_split,
             "background": format!("per-channel AR({}) Gaussian fitted on the training split", BACKGROUND_ORDER),
             "k": a.k,
             "seed": a.seed,

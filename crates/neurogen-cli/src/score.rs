@@ -75,7 +75,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "NPY")]
     residuals: Option<PathBuf>,
     /// How the anomaly score (`score` column, higher = more anomalous) is made: `likelihood`
-    /// (−log p), `typicality` (distance of −log p from the training windows' typical set, so
+    /// (−log p), `typicality` (distance of −log p from the typical set of held-out windows, so
     /// too-likely windows such as flat lines are flagged too) or `ratio` (−log p beyond a
     /// per-channel AR(8) background fitted on the training split); default typicality.
     #[arg(long, value_enum)]
