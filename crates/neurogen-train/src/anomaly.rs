@@ -301,7 +301,8 @@ pub fn stretches(t: usize, finest: usize) -> Vec<(usize, usize)> {
 }
 
 /// What a method's scores are measured against: the background fitted on training windows,
-/// the typical set of held-out (else training) windows' −log p, and the validation windows' raw scores.
+/// the typical set of held-out (else training) windows' −log p, and the validation windows'
+/// raw scores.
 #[derive(Debug, Clone)]
 pub struct Reference {
     /// The background autoregression (normalised units).
