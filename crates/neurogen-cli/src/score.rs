@@ -393,13 +393,13 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         let surprise: Vec<f32> = steps.iter().flatten().map(|v| -*v as f32).collect();
         neurogen_data::npy::write_f32(path, &[steps.len(), time], &surprise)?;
     }
+    let per_element = |path: &Path, v: &[Vec<f64>]| {
+        let flat: Vec<f32> = v.iter().flatten().map(|x| *x as f32).collect();
+        let shape = [v.len(), windows.meta.channels, windows.meta.time];
+        neurogen_data::npy::write_f32(path, &shape, &flat)
+    };
     if let (Some(path), Some(z)) = (&a.residuals, &residuals) {
-        let v: Vec<f32> = z.iter().flatten().map(|v| *v as f32).collect();
-        neurogen_data::npy::write_f32(
-            path,
-            &[z.len(), windows.meta.channels, windows.meta.time],
-            &v,
-        )?;
+        per_element(path, z)?;
     }
     if let Some(path) = &a.localise {
         let (Some((raw, _, _)), Some(r)) = (&anomaly, &reference) else {
@@ -408,12 +408,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         let Some(el) = r.element_scores(method, raw) else {
             bail!("--localise: the model gave no per-element scores");
         };
-        let v: Vec<f32> = el.iter().flatten().map(|v| *v as f32).collect();
-        neurogen_data::npy::write_f32(
-            path,
-            &[el.len(), windows.meta.channels, windows.meta.time],
-            &v,
-        )?;
+        per_element(path, &el)?;
     }
     neurogen_data::io::write_atomic(&out, csv.as_bytes())?;
     let mut annotated = None;

@@ -843,6 +843,58 @@ pub fn benchmark(
 mod tests {
     use super::*;
 
+    /// `n` windows of `(channels, time)` elements drawn uniformly from (−2, 0), without
+    /// residuals, with `repeats`.
+    fn uniform_raw(
+        rng: &mut StdRng,
+        n: usize,
+        (c, t): (usize, usize),
+        finest: usize,
+        repeats: Option<Vec<Vec<f64>>>,
+    ) -> Raw {
+        use rand::Rng;
+        let elements: Vec<Vec<f64>> = (0..n)
+            .map(|_| (0..c * t).map(|_| rng.random_range(-2.0..0.0)).collect())
+            .collect();
+        Raw {
+            ll: elements.iter().map(|w| w.iter().sum()).collect(),
+            elements: Some(elements),
+            residuals: None,
+            repeats,
+            background: vec![vec![-1.0; c * t]; n],
+            shape: (c, t),
+            spans: stretches(t, finest),
+        }
+    }
+
+    /// The step whose element scores `w` (`[channels × time]`), summed over channels, peak —
+    /// how the benchmark localises.
+    fn peak_step(w: &[f64], (c, t): (usize, usize)) -> usize {
+        let per_step: Vec<f64> = (0..t)
+            .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
+            .collect();
+        (0..t)
+            .max_by(|&a, &b| per_step[a].total_cmp(&per_step[b]))
+            .unwrap_or(0)
+    }
+
+    /// The reference of typical windows `train` (a stand-in background, no calibration).
+    fn reference_of(train: &Raw, typical_repeats: Option<(Vec<f64>, f64)>) -> Reference {
+        let (c, t) = train.shape;
+        let (typ, typical_scan) = typical_of(&train.stretch_stats().unwrap(), train);
+        Reference {
+            background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
+            typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
+            typical_stretches: Some(typ),
+            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
+            typical_repeats,
+            typical_scan,
+            calibration: None,
+            typical_windows: train.ll.len(),
+            typical_split: "training",
+        }
+    }
+
     #[test]
     fn overlapping_flagged_windows_merge_into_one_stretch() {
         let starts = [0, 128, 256, 384, 512, 640];
@@ -873,42 +925,16 @@ mod tests {
 
     #[test]
     fn a_window_s_typicality_is_the_largest_of_its_whole_and_channel_scores() {
-        use rand::Rng;
         let (c, t) = (3, 32);
         let mut rng = StdRng::seed_from_u64(3);
-        let mut raw_of = |n: usize| {
-            let elements: Vec<Vec<f64>> = (0..n)
-                .map(|_| (0..c * t).map(|_| rng.random_range(-2.0..0.0)).collect())
-                .collect();
-            Raw {
-                ll: elements.iter().map(|w| w.iter().sum()).collect(),
-                elements: Some(elements),
-                residuals: None,
-                repeats: None,
-                background: vec![vec![-1.0; c * t]; n],
-                shape: (c, t),
-                spans: stretches(t, 16),
-            }
-        };
+        let mut raw_of = |n: usize| uniform_raw(&mut rng, n, (c, t), 16, None);
         let train = raw_of(50);
-        let per = train.stretch_stats().unwrap();
-        let (typ, typical_scan) = typical_of(&per, &train);
+        let reference = reference_of(&train, None);
         assert_eq!(
-            typical_scan.len(),
+            reference.typical_scan.len(),
             1,
             "one kind of statistic without residuals"
         );
-        let reference = Reference {
-            background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
-            typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
-            typical_stretches: Some(typ),
-            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
-            typical_repeats: None,
-            typical_scan,
-            calibration: None,
-            typical_windows: 50,
-            typical_split: "training",
-        };
         let test = raw_of(5);
         let scores = reference.score(Method::Typicality, &test);
         let channels = reference.channel_scores(Method::Typicality, &test).unwrap();
@@ -977,25 +1003,16 @@ mod tests {
             }
         };
         let train = raw_of(200);
-        let per = train.stretch_stats().unwrap();
-        assert_eq!(per[0].len(), c * 2 * stretches(t, 4).len());
-        let (typ, typical_scan) = typical_of(&per, &train);
         assert_eq!(
-            typical_scan.len(),
+            train.stretch_stats().unwrap()[0].len(),
+            c * 2 * stretches(t, 4).len()
+        );
+        let reference = reference_of(&train, None);
+        assert_eq!(
+            reference.typical_scan.len(),
             2,
             "surprise and whiteness, each standardised"
         );
-        let reference = Reference {
-            background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
-            typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
-            typical_stretches: Some(typ),
-            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
-            typical_repeats: None,
-            typical_scan,
-            calibration: None,
-            typical_windows: 200,
-            typical_split: "training",
-        };
         let clean = raw_of(40);
         // Channel 1 held over steps 96..160: its residuals one small value, and its surprise
         // left as it was, so only the residuals tell.
@@ -1012,12 +1029,7 @@ mod tests {
         );
         // The peak element, summed over channels, is inside the held stretch.
         for w in reference.element_scores(Method::Typicality, &held).unwrap() {
-            let per_step: Vec<f64> = (0..t)
-                .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
-                .collect();
-            let peak = (0..t)
-                .max_by(|&a, &b| per_step[a].total_cmp(&per_step[b]))
-                .unwrap();
+            let peak = peak_step(&w, (c, t));
             assert!((96..160).contains(&peak), "peak at {peak}");
         }
     }
@@ -1044,38 +1056,13 @@ mod tests {
 
     #[test]
     fn exact_repeats_raise_typicality_and_localise_though_no_density_sees_them() {
-        use rand::Rng;
         let (c, t) = (3, 256);
         let mut rng = StdRng::seed_from_u64(9);
-        let mut raw_of = |n: usize| {
-            let elements: Vec<Vec<f64>> = (0..n)
-                .map(|_| (0..c * t).map(|_| rng.random_range(-2.0..0.0)).collect())
-                .collect();
-            Raw {
-                ll: elements.iter().map(|w| w.iter().sum()).collect(),
-                elements: Some(elements),
-                residuals: None,
-                repeats: Some(vec![vec![0.0; c * t]; n]),
-                background: vec![vec![-1.0; c * t]; n],
-                shape: (c, t),
-                spans: stretches(t, 4),
-            }
-        };
+        let mut raw_of =
+            |n: usize| uniform_raw(&mut rng, n, (c, t), 4, Some(vec![vec![0.0; c * t]; n]));
         let train = raw_of(100);
-        let per = train.stretch_stats().unwrap();
-        let (typ, typical_scan) = typical_of(&per, &train);
-        assert_eq!(typical_scan.len(), 2, "surprise and repeats");
-        let reference = Reference {
-            background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
-            typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
-            typical_stretches: Some(typ),
-            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
-            typical_repeats: Some((vec![0.0; c * t], 0.5 / 100.0)),
-            typical_scan,
-            calibration: None,
-            typical_windows: 100,
-            typical_split: "training",
-        };
+        let reference = reference_of(&train, Some((vec![0.0; c * t], 0.5 / 100.0)));
+        assert_eq!(reference.typical_scan.len(), 2, "surprise and repeats");
         let clean = raw_of(30);
         // Channel 2 clipped over steps 100..164: five of its values repeat the one before.
         let mut clipped = clean.clone();
@@ -1095,12 +1082,7 @@ mod tests {
             .element_scores(Method::Typicality, &clipped)
             .unwrap()
         {
-            let per_step: Vec<f64> = (0..t)
-                .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
-                .collect();
-            let peak = (0..t)
-                .max_by(|&a, &b| per_step[a].total_cmp(&per_step[b]))
-                .unwrap();
+            let peak = peak_step(&w, (c, t));
             assert!((100..164).contains(&peak), "peak at {peak}");
         }
     }
