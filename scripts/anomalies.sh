@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Reproduces the README's "Anomaly detection" table: every shipped continuous config with a
-# likelihood trained as shipped, then `neurogen eval --anomalies` (256 held-out windows per
-# artefact type). Runs go to runs/anomalies/<config>; finished ones are reused.
+# likelihood (all but the GANs') trained as shipped, then `neurogen eval --anomalies` (256
+# held-out windows per artefact type). Runs go to runs/anomalies/<config>; finished ones are
+# reused.
 #   bash scripts/anomalies.sh [path/to/neurogen] [config …]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/neurogen}
 shift || true
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(wavenet-edf vae-edf diffusion-edf cvae-edf-epochs wavenet-kuramoto
-  vae-kuramoto realnvp-kuramoto latent-ode-kuramoto diffusion-kuramoto cvae-kuramoto
-  crealnvp-kuramoto wavenet-neural-mass vae-neural-mass diffusion-neural-mass)
+[ ${#configs[@]} -gt 0 ] || configs=(wavenet-edf vae-edf vae-gan-edf realnvp-edf latent-ode-edf
+  diffusion-edf cvae-edf-epochs wavenet-kuramoto vae-kuramoto vae-gan-kuramoto realnvp-kuramoto
+  latent-ode-kuramoto diffusion-kuramoto cvae-kuramoto crealnvp-kuramoto wavenet-neural-mass
+  vae-neural-mass realnvp-neural-mass latent-ode-neural-mass diffusion-neural-mass)
 out=runs/anomalies
 mkdir -p "$out"
 for c in "${configs[@]}"; do
