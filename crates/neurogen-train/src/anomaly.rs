@@ -164,7 +164,7 @@ impl Raw {
         // A model that scores whole windows has no residuals of its own; the background's
         // (exact, and white under it) still show a held stretch, as the model's split cannot.
         let residuals = residuals.or_else(|| {
-            (finest == 4 && s.meta.kind == SignalKind::Continuous).then(|| {
+            (!exact && s.meta.kind == SignalKind::Continuous).then(|| {
                 (0..norm.n)
                     .map(|i| ar.residuals(norm.window(i), c, t))
                     .collect()
@@ -389,12 +389,11 @@ impl Reference {
             }
             None => (None, Vec::new()),
         };
-        let typical_elements = raw.elements.as_ref().map(|e| mean_elements(e));
-        // `mean_elements` negates: it averages surprises from log-likelihoods.
-        let typical_repeats = raw.repeats.as_ref().map(|r| {
-            let rate = mean_elements(r).iter().map(|v| -v).collect();
-            (rate, 0.5 / r.len().max(1) as f64)
-        });
+        let typical_elements = raw.elements.as_ref().map(|e| typical_surprise(e));
+        let typical_repeats = raw
+            .repeats
+            .as_ref()
+            .map(|r| (mean_per_element(r), 0.5 / r.len().max(1) as f64));
         let calibration = if valid.n > 0 {
             let v = neurogen_eval::subsample(valid, CALIBRATION_WINDOWS, seed);
             Some(Raw::of(run, &v, &background, k, seed, device)?)
@@ -645,12 +644,28 @@ pub fn poisson_tail_surprise(k: f64, lambda: f64) -> f64 {
     (-(ln_pmf + sum.ln())).max(0.0)
 }
 
+/// The step at which element scores `w` (`[channels × time]`), summed over channels, peak:
+/// where the benchmark says a window's anomaly is.
+fn peak_step(w: &[f64], (c, t): (usize, usize)) -> usize {
+    let per_step: Vec<f64> = (0..t)
+        .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
+        .collect();
+    (0..t)
+        .max_by(|&x, &y| per_step[x].total_cmp(&per_step[y]))
+        .unwrap_or(0)
+}
+
 /// The mean surprise of each element over windows `e` (log-likelihoods per element).
-fn mean_elements(e: &[Vec<f64>]) -> Vec<f64> {
+fn typical_surprise(e: &[Vec<f64>]) -> Vec<f64> {
+    mean_per_element(e).iter().map(|m| -m).collect()
+}
+
+/// The mean of each element over windows `e`.
+fn mean_per_element(e: &[Vec<f64>]) -> Vec<f64> {
     let n = e.len().max(1) as f64;
     let mut sum = vec![0.0; e.first().map_or(0, Vec::len)];
     for w in e {
-        sum.iter_mut().zip(w).for_each(|(s, v)| *s -= v);
+        sum.iter_mut().zip(w).for_each(|(s, v)| *s += v);
     }
     sum.iter().map(|s| s / n).collect()
 }
@@ -759,6 +774,11 @@ pub fn benchmark(
         .elements
         .as_ref()
         .map(|_| vec![Vec::new(); methods.len()]);
+    // The clean windows' scores, once: every artefact is told from the same ones.
+    let clean_scores: Vec<Vec<f64>> = methods
+        .iter()
+        .map(|&m| reference.score(m, &clean_raw))
+        .collect();
     for (a_i, artefact) in artefacts.iter().enumerate() {
         progress(&format!(
             "injecting {} into {} test windows",
@@ -776,7 +796,7 @@ pub fn benchmark(
         run.info.norm.invert(&mut inj);
         let raw = Raw::of(run, &inj, &reference.background, k, seed, device)?;
         for (m_i, &m) in methods.iter().enumerate() {
-            let mut scores = reference.score(m, &clean_raw);
+            let mut scores = clean_scores[m_i].clone();
             scores.extend(reference.score(m, &raw));
             let labels: Vec<bool> = (0..2 * clean.n).map(|i| i >= clean.n).collect();
             auroc[m_i].push(neurogen_eval::auc(&scores, &labels));
@@ -785,15 +805,7 @@ pub fn benchmark(
                 let inside = el
                     .iter()
                     .zip(&at)
-                    .filter(|(w, injected)| {
-                        let per_step: Vec<f64> = (0..t)
-                            .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
-                            .collect();
-                        let peak = (0..t)
-                            .max_by(|&x, &y| per_step[x].total_cmp(&per_step[y]))
-                            .unwrap_or(0);
-                        injected.contains(peak)
-                    })
+                    .filter(|(w, injected)| injected.contains(peak_step(w, (c, t))))
                     .count();
                 loc[m_i].push(inside as f64 / clean.n as f64);
             }
@@ -874,17 +886,6 @@ mod tests {
         }
     }
 
-    /// The step whose element scores `w` (`[channels × time]`), summed over channels, peak —
-    /// how the benchmark localises.
-    fn peak_step(w: &[f64], (c, t): (usize, usize)) -> usize {
-        let per_step: Vec<f64> = (0..t)
-            .map(|s| (0..c).map(|ch| w[ch * t + s]).sum())
-            .collect();
-        (0..t)
-            .max_by(|&a, &b| per_step[a].total_cmp(&per_step[b]))
-            .unwrap_or(0)
-    }
-
     /// The reference of typical windows `train` (a stand-in background, no calibration).
     fn reference_of(train: &Raw, typical_repeats: Option<(Vec<f64>, f64)>) -> Reference {
         let (c, t) = train.shape;
@@ -893,7 +894,7 @@ mod tests {
             background: ArBackground::fit(&vec![0.5f32; c * t], c, t, 1),
             typical: mean_sd(&train.ll.iter().map(|v| -v).collect::<Vec<_>>()),
             typical_stretches: Some(typ),
-            typical_elements: Some(mean_elements(train.elements.as_ref().unwrap())),
+            typical_elements: Some(typical_surprise(train.elements.as_ref().unwrap())),
             typical_repeats,
             typical_scan,
             calibration: None,
