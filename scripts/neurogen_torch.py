@@ -851,7 +851,9 @@ class WaveNet(nn.Module):
         self.head1, self.head2 = nn.Linear(s, s), nn.Linear(s, c * per_channel)
         _label_modules(self, desc, r)
         self.k = 2 if self.components > 1 else 1
-        self.noise_dim = c * self.time * self.k
+        # Steps drawn before each window and dropped.
+        self.burn_in = m.get("burn_in", 0)
+        self.noise_dim = c * (self.burn_in + self.time) * self.k
 
     def draw(self, p, z):
         """One step's values `[n, c]` from its parameters `[n, c·params]` and normals `[n, c, k]`."""
@@ -872,7 +874,7 @@ class WaveNet(nn.Module):
 
     def generate(self, z, y=None):
         z = z.float()
-        n, c, length = z.shape[0], self.channels, self.time
+        n, c, length = z.shape[0], self.channels, self.burn_in + self.time
         z = z.reshape(n, length, c, self.k)
         label = _label_term(self, y, n)
         r = self.input.weight.shape[0]
@@ -902,7 +904,7 @@ class WaveNet(nn.Module):
             if self.counts and self.components > 0:  # Gaussian counts fed back as counts
                 prev = prev.clamp_min(0.0).round()
             out.append(prev)
-        return torch.stack(out, 2)
+        return torch.stack(out[self.burn_in:], 2)
 
 
 def _poisson_quantile(rate, u, max_count=64):

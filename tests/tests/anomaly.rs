@@ -589,7 +589,11 @@ fn bad_anomaly_arguments_fail_with_their_messages() {
         ),
         (
             &["eval", r, "--anomalies", "--against", "x.npy"],
-            "takes no --samples or --against",
+            "takes no --samples, --against or --burn-in",
+        ),
+        (
+            &["eval", r, "--anomalies", "--burn-in", "64"],
+            "takes no --samples, --against or --burn-in",
         ),
     ];
     for (args, message) in cases {

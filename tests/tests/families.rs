@@ -168,7 +168,12 @@ fn resumed_two_player_diffusion_and_dropout_runs_equal_the_uninterrupted_ones() 
     for (config, extra) in [
         ("gan-kuramoto", gan),
         ("diffusion-kuramoto", diffusion),
-        ("wavenet-kuramoto", &[] as &[&str]),
+        // Stopping by a smaller train.steps would move a cosine schedule (its exact resume is
+        // tested in reliability.rs, stopped by `reproduce --steps`).
+        (
+            "wavenet-kuramoto",
+            &["train.lr_schedule=\"constant\""] as &[&str],
+        ),
         ("vae-gan-kuramoto", &[]),
         // Dropout masks are training noise: they too must come back on resume.
         ("realnvp-kuramoto", &["model.dropout=0.2"]),
@@ -403,6 +408,63 @@ fn wavenet_continues_past_its_window_and_localises_surprise_in_time() {
         out.stderr.contains("no per-step likelihood"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn burn_in_samples_from_the_same_weights_and_the_flag_overrides_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let (plain, burnt) = (cwd.join("plain"), cwd.join("burnt"));
+    train_tiny(cwd, "wavenet-kuramoto", &plain, 20, &["model.burn_in=0"]);
+    train_tiny(cwd, "wavenet-kuramoto", &burnt, 20, &["model.burn_in=40"]);
+    // Burn-in is how a run samples, not what it learns: the two runs train alike.
+    assert_eq!(
+        metrics_without_timing(&plain),
+        metrics_without_timing(&burnt)
+    );
+    let draw = |run: &Path, name: &str, extra: &[&str]| {
+        let out = cwd.join(name);
+        let mut args = vec!["sample", run.to_str().unwrap(), "-n", "3", "-q", "-o"];
+        args.push(out.to_str().unwrap());
+        args.extend(extra);
+        ok(cwd, &args);
+        read_npy(&out)
+    };
+    let key = draw(&burnt, "key.npy", &[]);
+    let flag = draw(&plain, "flag.npy", &["--burn-in", "40"]);
+    let none = draw(&burnt, "none.npy", &["--burn-in", "0"]);
+    let unburnt = draw(&plain, "unburnt.npy", &[]);
+    assert_eq!(key.shape, vec![3, 3, 32]);
+    assert_eq!(
+        key.values, flag.values,
+        "--burn-in 40 is model.burn_in = 40"
+    );
+    assert_eq!(none.values, unburnt.values, "--burn-in 0 switches it off");
+    assert_ne!(key.values, unburnt.values);
+    // Families that draw whole windows, and eval without a run to draw from, refuse it.
+    let vae = cwd.join("vae");
+    train_tiny(cwd, "vae-kuramoto", &vae, 5, &[]);
+    let v = vae.to_str().unwrap();
+    common::fails(
+        cwd,
+        &["sample", v, "--burn-in", "8"],
+        2,
+        "--burn-in: a `vae` run draws whole windows at once; only autoregressive runs burn in",
+    );
+    let k = cwd.join("key.npy");
+    common::fails(
+        cwd,
+        &[
+            "eval",
+            burnt.to_str().unwrap(),
+            "--samples",
+            k.to_str().unwrap(),
+            "--burn-in",
+            "8",
+        ],
+        2,
+        "--burn-in sets how the run draws its samples: it needs a RUN_DIR and no --samples",
     );
 }
 

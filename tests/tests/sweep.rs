@@ -735,6 +735,7 @@ fn the_pytorch_port_reproduces_generate_of_every_family() {
         ("diffusion-lorenz", &[][..]),
         ("wavenet-kuramoto", &[][..]),
         ("wavenet-lorenz", &[][..]),
+        ("wavenet-lorenz", &["model.burn_in=7"][..]),
     ] {
         let name = format!("{config}-{}", files.len());
         let run = cwd.join(&name);

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use burn::tensor::Device;
 use neurogen_data::{DataError, SignalKind};
-use neurogen_train::{load_checkpoint, Backend, ConfigError, LoadedRun, RunDir, TrainError};
+use neurogen_train::{load_checkpoint_with, Backend, ConfigError, LoadedRun, RunDir, TrainError};
 
 use crate::{device_for, EXIT_USAGE};
 
@@ -73,16 +73,17 @@ pub(crate) fn backends(names: &[String], flag: &str) -> Result<Vec<Backend>> {
 }
 
 /// Loads a run's newest checkpoint (with `best`, its best validated one) onto `backend`, or
-/// the backend it was trained on.
+/// the backend it was trained on; `burn_in` overrides an autoregressive model's.
 pub(crate) fn open_run(
     run_dir: &Path,
     backend: Option<BackendArg>,
     best: bool,
+    burn_in: Option<usize>,
 ) -> Result<(Device, LoadedRun)> {
     let run = RunDir::new(run_dir);
     let exp = run.read_experiment()?;
     let device = device_for(backend.map(Backend::from).unwrap_or(exp.backend))?;
-    let loaded = load_checkpoint(&run, &device, best)?;
+    let loaded = load_checkpoint_with(&run, &device, best, burn_in)?;
     Ok((device, loaded))
 }
 

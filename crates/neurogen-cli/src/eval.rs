@@ -59,6 +59,10 @@ pub(crate) struct Args {
     /// Load the run's best validated checkpoint (`train.keep_best`) instead of its newest.
     #[arg(long)]
     best: bool,
+    /// Steps an autoregressive run draws before each window and drops, instead of its
+    /// `model.burn_in` (sampling only; other families refuse it).
+    #[arg(long, value_name = "STEPS")]
+    burn_in: Option<usize>,
     /// Instead of judging samples: the artefact benchmark. Injects each EEG artefact type into
     /// (at most -n) held-out test windows and reports, per type and scoring method, AUROC and
     /// AUPRC against the clean windows, the localisation accuracy and
@@ -93,7 +97,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         _ => {}
     }
     let ctx = match &a.run_dir {
-        Some(dir) => Some(RunCtx::open(dir, a.backend, a.best)?),
+        Some(dir) => Some(RunCtx::open(dir, a.backend, a.best, a.burn_in)?),
         None => None,
     };
     let out_dir = match (&a.out, &a.run_dir) {
@@ -103,6 +107,12 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     };
     if a.best && ctx.is_none() {
         bail!(UsageError("--best needs a RUN_DIR".into()));
+    }
+    if a.burn_in.is_some() && (ctx.is_none() || a.samples.is_some()) {
+        bail!(UsageError(
+            "--burn-in sets how the run draws its samples: it needs a RUN_DIR and no --samples"
+                .into()
+        ));
     }
     let run_meta = ctx.as_ref().map(|c| &c.loaded.info.meta);
     // Samples: a file, or drawn from the run.
@@ -510,9 +520,10 @@ fn anomalies(a: &Args, quiet: bool) -> Result<()> {
     let Some(dir) = &a.run_dir else {
         bail!(UsageError("--anomalies needs a RUN_DIR".into()));
     };
-    if a.samples.is_some() || a.against.is_some() {
+    if a.samples.is_some() || a.against.is_some() || a.burn_in.is_some() {
         bail!(UsageError(
-            "--anomalies scores the run's own test windows; it takes no --samples or --against"
+            "--anomalies scores the run's own test windows; it takes no --samples, --against \
+             or --burn-in"
                 .into()
         ));
     }
@@ -522,7 +533,7 @@ fn anomalies(a: &Args, quiet: bool) -> Result<()> {
             a.alpha
         )));
     }
-    let c = RunCtx::open(dir, a.backend, a.best)?;
+    let c = RunCtx::open(dir, a.backend, a.best, None)?;
     if c.loaded.density().is_none() {
         bail!(UsageError(format!(
             "{}: a {} run has no likelihood to score anomalies with",

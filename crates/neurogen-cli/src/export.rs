@@ -31,7 +31,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
             a.out.display()
         )));
     }
-    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best)?;
+    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best, None)?;
     let exp = &loaded.exp;
     let export = export_run(&loaded, &device)?;
     let (tensors, desc) = (&export.tensors, &export.desc);

@@ -67,8 +67,13 @@ pub(crate) struct RunCtx {
 
 impl RunCtx {
     /// Opens a run on `backend` (default: its own) and rebuilds its splits.
-    pub(crate) fn open(run_dir: &Path, backend: Option<BackendArg>, best: bool) -> Result<RunCtx> {
-        let (device, loaded) = open_run(run_dir, backend, best)?;
+    pub(crate) fn open(
+        run_dir: &Path,
+        backend: Option<BackendArg>,
+        best: bool,
+        burn_in: Option<usize>,
+    ) -> Result<RunCtx> {
+        let (device, loaded) = open_run(run_dir, backend, best, burn_in)?;
         let run = RunDir::new(run_dir);
         let splits = run_splits(&run, &loaded)?;
         Ok(RunCtx {
@@ -103,7 +108,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         )));
     }
     let written = if a.target.is_dir() {
-        let ctx = RunCtx::open(&a.target, a.backend, a.best)?;
+        let ctx = RunCtx::open(&a.target, a.backend, a.best, None)?;
         let dir = a.out.clone().unwrap_or_else(|| a.target.join("figures"));
         let needs_samples = matches!(
             a.figure,

@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// Load the run's best validated checkpoint (`train.keep_best`) instead of its newest.
     #[arg(long)]
     best: bool,
+    /// Steps an autoregressive run draws before each window and drops, instead of its
+    /// `model.burn_in` (sampling only; other families refuse it).
+    #[arg(long, value_name = "STEPS")]
+    burn_in: Option<usize>,
     /// Condition to generate, by name (one of a conditional run's labels); repeat it to split
     /// the windows equally over several (`--label a --label b`), or `--label all` for every
     /// label. Default for a conditional run: the training split's proportions.
@@ -69,7 +73,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         .clone()
         .unwrap_or_else(|| a.run_dir.join("samples.npy"));
     OutputFormat::of(&out)?;
-    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best)?;
+    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best, a.burn_in)?;
     let stimulus = stimulus(a, &loaded)?;
     let n = match &stimulus {
         Some(s) => s.n,

@@ -135,7 +135,7 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| a.run_dir.join("scores.csv"));
-    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best)?;
+    let (device, loaded) = open_run(&a.run_dir, a.backend, a.best, None)?;
     if loaded.density().is_none() {
         bail!(UsageError(format!(
             "{}: a {} run has no likelihood to score with; score works for runs of families that have one",

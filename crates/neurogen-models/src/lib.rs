@@ -345,10 +345,16 @@ pub trait Sequence {
     /// Steps of the past one step sees.
     fn receptive_field(&self) -> usize;
 
-    /// `length` steps from noise `z`.
+    /// Steps generated before the `length` kept, whose noise `z` also holds.
+    fn burn_in(&self) -> usize {
+        0
+    }
+
+    /// `length` steps from noise `z`, after [`burn_in`](Self::burn_in) steps dropped.
     ///
     /// # Shapes
-    /// - `z`: `[n, length · noise_per_step]`; `y`: `[n, classes]` → `[n, channels, length]`
+    /// - `z`: `[n, (burn_in + length) · noise_per_step]`; `y`: `[n, classes]` → `[n, channels,
+    ///   length]`
     fn generate_length(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3>;
 }
 

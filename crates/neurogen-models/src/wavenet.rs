@@ -76,6 +76,13 @@ pub struct WaveNetConfig {
     pub conditional: bool,
     /// Size of the learned label embedding.
     pub embed_dim: usize,
+    /// Steps generated before each sample and dropped (0 = none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub burn_in: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for WaveNetConfig {
@@ -88,6 +95,7 @@ impl Default for WaveNetConfig {
             mixture: 1,
             conditional: false,
             embed_dim: condition::default_embed_dim(),
+            burn_in: 0,
         }
     }
 }
@@ -210,6 +218,7 @@ impl WaveNetConfig {
             channels: c,
             inputs: u,
             time: shape.time,
+            burn_in: self.burn_in,
             components: k,
             counts: kind == SignalKind::Counts,
         }
@@ -244,6 +253,13 @@ pub struct WaveNet {
     /// Exogenous input channels, after the data channels of a batch.
     inputs: usize,
     time: usize,
+    /// Steps generated before a sample and dropped. The network learnt every window's start
+    /// from an empty past, but its channels are independent given the past: from nothing, the
+    /// first steps carry none of the data's cross-channel structure (on spikes, none of the
+    /// shared latent), and the model's reply to its own incoherent start rings through the
+    /// window. Windows cut from a stationary recording begin in the middle of things, so
+    /// a sampler that starts there matches them better.
+    burn_in: usize,
     /// Gaussians per step and channel; 0 for Poisson.
     components: usize,
     counts: bool,
@@ -697,7 +713,7 @@ impl GenerativeModel for WaveNet {
 
 impl Sampler for WaveNet {
     fn noise_dim(&self) -> usize {
-        self.channels * self.time * self.noise_per_value()
+        self.channels * (self.burn_in + self.time) * self.noise_per_value()
     }
 
     fn classes(&self) -> usize {
@@ -706,7 +722,7 @@ impl Sampler for WaveNet {
 
     fn generate(&self, z: Tensor<2>, y: Option<Tensor<2>>) -> Observation {
         Observation::Point {
-            values: self.sample_cached(z, y, None, self.time),
+            values: crate::Sequence::generate_length(self, z, y, self.time),
         }
     }
 
@@ -775,8 +791,17 @@ impl crate::Sequence for WaveNet {
         WaveNet::receptive_field(self)
     }
 
+    fn burn_in(&self) -> usize {
+        self.burn_in
+    }
+
     fn generate_length(&self, z: Tensor<2>, y: Option<Tensor<2>>, length: usize) -> Tensor<3> {
-        self.sample_cached(z, y, None, length)
+        let x = self.sample_cached(z, y, None, self.burn_in + length); // [n, channels, burn_in + length]
+        if self.burn_in == 0 {
+            x
+        } else {
+            x.narrow(2, self.burn_in, length)
+        }
     }
 }
 
@@ -966,6 +991,53 @@ mod tests {
             if kind == SignalKind::Counts {
                 assert!(fast.iter().all(|v| *v >= 0.0 && v.fract() == 0.0));
             }
+        }
+    }
+
+    #[test]
+    fn burn_in_keeps_the_tail_of_a_longer_draw_and_the_windows_start_from_a_past() {
+        let d = Device::flex();
+        let _rng_lock = crate::test_util::seed(&d, 5);
+        let (c, t, b) = (3, 16, 24);
+        for (mixture, kind) in [(1, SignalKind::Continuous), (1, SignalKind::Counts)] {
+            let plain = small(mixture).init(shape(c, t), kind, &d);
+            let burnt = WaveNetConfig {
+                burn_in: b,
+                ..small(mixture)
+            }
+            .init(shape(c, t), kind, &d)
+            .load_record(plain.clone().into_record());
+            let k = plain.noise_per_value();
+            assert_eq!(burnt.noise_dim(), c * (b + t) * k);
+            let z = Tensor::<2>::random([4, burnt.noise_dim()], Distribution::Normal(0.0, 1.0), &d);
+            let Observation::Point { values } = burnt.generate(z.clone(), None) else {
+                panic!("a WaveNet draws points")
+            };
+            let kept = host(values);
+            let whole = host(
+                plain
+                    .sample_cached(z.clone(), None, None, b + t)
+                    .narrow(2, b, t),
+            );
+            assert_eq!(kept, whole, "{kind:?}: the last {t} of {} steps", b + t);
+            // The same noise for the kept steps, but from an empty past: another window (an
+            // untrained Poisson head's rates barely move with the past, so its integer
+            // quantiles can coincide).
+            if kind == SignalKind::Continuous {
+                let tail = z
+                    .reshape([4, b + t, c * k])
+                    .narrow(1, b, t)
+                    .reshape([4, t * c * k]);
+                let fresh = host(plain.sample_cached(tail, None, None, t));
+                assert_ne!(kept, fresh);
+            }
+            let longer = host(crate::Sequence::generate_length(
+                &burnt,
+                Tensor::<2>::random([4, c * (b + 2 * t) * k], Distribution::Normal(0.0, 1.0), &d),
+                None,
+                2 * t,
+            ));
+            assert_eq!(longer.len(), 4 * c * 2 * t);
         }
     }
 

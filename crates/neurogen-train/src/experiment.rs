@@ -41,8 +41,11 @@ pub struct TrainConfig {
     pub steps: u64,
     /// Windows per batch.
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Adam learning rate (the peak, under a schedule).
     pub lr: f64,
+    /// How the learning rate changes over the run's steps.
+    #[serde(skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
     /// Adam β₁ and β₂.
     pub betas: [f64; 2],
     /// Adam ε.
@@ -111,12 +114,45 @@ impl KeepBest {
     }
 }
 
+/// The learning rate's course over a run (`train.lr_schedule`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `lr` at every step.
+    #[default]
+    Constant,
+    /// From `lr` at the first step down a half cosine towards 0 at the last (Loshchilov &
+    /// Hutter 2017, without restarts). Adam at a constant rate leaves every weight jittering by
+    /// about `lr` a step; an autoregressive sampler integrates a jittered output bias into a
+    /// drift, which the decay takes out.
+    Cosine,
+}
+
+impl LrSchedule {
+    fn is_constant(&self) -> bool {
+        *self == LrSchedule::Constant
+    }
+
+    /// The factor on `lr` at `step` (1-based) of `steps`: exactly 1 for `Constant`, so a
+    /// constant run computes what it computed before schedules existed.
+    pub fn factor(self, step: u64, steps: u64) -> f64 {
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => {
+                let done = step.saturating_sub(1) as f64 / steps.max(1) as f64;
+                0.5 * (1.0 + (std::f64::consts::PI * done.min(1.0)).cos())
+            }
+        }
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             steps: 2000,
             batch_size: 64,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
             betas: [0.9, 0.999],
             eps: 1e-8,
             weight_decay: 0.0,

@@ -162,9 +162,10 @@ pub fn fit(
     while step < last && !stop {
         step += 1;
         let batch = trainer.batch(&data.train, step);
+        let lr_scale = guard.lr_scale * t.lr_schedule.factor(step, t.steps);
         let args = StepArgs {
             step,
-            lr_scale: guard.lr_scale,
+            lr_scale,
             clip: t.grad_clip,
             grads: false,
         };
@@ -186,7 +187,7 @@ pub fn fit(
         // resumed from it averages the same steps as an uninterrupted one.
         let on_grid = step.is_multiple_of(t.log_every);
         if on_grid || step == t.steps {
-            log.train(step, &interval, out.fields, t.lr * guard.lr_scale, rate)?;
+            log.train(step, &interval, out.fields, t.lr * lr_scale, rate)?;
             report.train_loss = interval.mean("loss");
             if on_grid {
                 (interval, since) = (LossSums::default(), Instant::now());

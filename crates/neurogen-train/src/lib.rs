@@ -30,12 +30,13 @@ pub mod trainer;
 mod vae_gan;
 
 pub use error::{ConfigError, TrainError};
-pub use experiment::{Backend, Experiment, KeepBest, Provenance, TrainConfig};
+pub use experiment::{Backend, Experiment, KeepBest, LrSchedule, Provenance, TrainConfig};
 pub use fit::{fit, FitOptions, FitReport, FitSpec};
 pub use loaded::{
-    classify_signals, cycled_inputs, load_checkpoint, load_run, sample_driven, sample_held_out,
-    sample_recordings, sample_signals, score_bound_elements, score_elements, score_residuals,
-    score_signals, score_signals_common, score_steps, steps_of, Classified, LoadedRun, Scores,
+    classify_signals, cycled_inputs, load_checkpoint, load_checkpoint_with, load_run,
+    sample_driven, sample_held_out, sample_recordings, sample_signals, score_bound_elements,
+    score_elements, score_residuals, score_signals, score_signals_common, score_steps, steps_of,
+    Classified, LoadedRun, Scores,
 };
 pub use progress::Verbosity;
 pub use registry::ModelConfig;

@@ -165,7 +165,31 @@ pub fn load_run(run: &RunDir, device: &Device) -> Result<LoadedRun, TrainError> 
 /// Loads a run onto `device` from its newest checkpoint, or with `best` from the checkpoint of
 /// its best validation (`train.keep_best`).
 pub fn load_checkpoint(run: &RunDir, device: &Device, best: bool) -> Result<LoadedRun, TrainError> {
-    let exp = run.read_experiment()?;
+    load_checkpoint_with(run, device, best, None)
+}
+
+/// Loads as [`load_checkpoint`], with an autoregressive model's `burn_in` set to `burn_in`
+/// when given (`--burn-in`: how it samples, not what it learnt). Runs of families that draw
+/// whole windows at once are refused with the reason.
+pub fn load_checkpoint_with(
+    run: &RunDir,
+    device: &Device,
+    best: bool,
+    burn_in: Option<usize>,
+) -> Result<LoadedRun, TrainError> {
+    let mut exp = run.read_experiment()?;
+    if let Some(n) = burn_in {
+        match &mut exp.model {
+            crate::registry::ModelConfig::Autoregressive(c) => c.burn_in = n,
+            other => {
+                return Err(TrainError::Input(format!(
+                    "--burn-in: a `{}` run draws whole windows at once; only autoregressive \
+                     runs burn in",
+                    other.kind()
+                )))
+            }
+        }
+    }
     let info = run.read_data_info()?;
     let checkpoint = if best {
         run.best_checkpoint()?.ok_or_else(|| TrainError::RunDir {
@@ -240,7 +264,7 @@ pub fn sample_recordings(
             "--length: must be at least 1 sample".into(),
         ));
     }
-    let d = seq.noise_per_step() * length;
+    let d = seq.noise_per_step() * (seq.burn_in() + length);
     sample_with(run, n, seed, labels, device, d, length, &|z, y| {
         Observation::Point {
             values: seq.generate_length(z, y, length),
