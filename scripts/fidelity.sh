@@ -38,6 +38,8 @@ for v in standard learned; do
 done
 for c in wavenet-kuramoto wavenet-neural-mass wavenet-edf wavenet-lorenz wavenet-izhikevich; do
   run "$c" "$c"
+done
+for c in wavenet-kuramoto wavenet-neural-mass wavenet-edf wavenet-lorenz; do
   # The same weights sampled from an empty past.
   [ -f "$out/$c/eval-burn-in-0/report.json" ] ||
     "$bin" eval "$out/$c" --burn-in 0 -o "$out/$c/eval-burn-in-0" -q

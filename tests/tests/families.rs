@@ -441,7 +441,48 @@ fn burn_in_samples_from_the_same_weights_and_the_flag_overrides_the_key() {
         "--burn-in 40 is model.burn_in = 40"
     );
     assert_eq!(none.values, unburnt.values, "--burn-in 0 switches it off");
+    let sidecar = common::read_json(&cwd.join("flag.json"));
+    assert_eq!(sidecar["burn_in"], 40, "{sidecar}");
     assert_ne!(key.values, unburnt.values);
+    // eval draws with the override and says so in its report.
+    let report = cwd.join("eval-burnt");
+    ok(
+        cwd,
+        &[
+            "eval",
+            plain.to_str().unwrap(),
+            "--burn-in",
+            "40",
+            "-n",
+            "8",
+            "--discriminator-steps",
+            "0",
+            "-q",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+    );
+    let r = common::read_json(&report.join("report.json"));
+    assert_eq!(r["meta"]["burn_in"], 40, "{}", r["meta"]);
+    // Burn-in is not part of what must match on --resume.
+    let mut resume = common::tiny_train_args("wavenet-kuramoto", &burnt, 30, &["model.burn_in=7"]);
+    resume.push("--resume".into());
+    ok(cwd, &resume.iter().map(String::as_str).collect::<Vec<_>>());
+    // A driven run's samples start at the stimulus's first step.
+    let stim = root().join("configs/wavenet-lorenz-stim.toml");
+    common::fails(
+        cwd,
+        &[
+            "train",
+            stim.to_str().unwrap(),
+            "--out",
+            cwd.join("stim").to_str().unwrap(),
+            "--set",
+            "model.burn_in=8",
+        ],
+        2,
+        "model.burn_in: a run driven by exogenous inputs starts its samples at the stimulus's first step",
+    );
     // Families that draw whole windows, and eval without a run to draw from, refuse it.
     let vae = cwd.join("vae");
     train_tiny(cwd, "vae-kuramoto", &vae, 5, &[]);

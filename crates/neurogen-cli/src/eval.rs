@@ -96,6 +96,12 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
         (None, _, "test") => return Err(no_test_split()),
         _ => {}
     }
+    if a.burn_in.is_some() && (a.run_dir.is_none() || a.samples.is_some()) {
+        bail!(UsageError(
+            "--burn-in sets how the run draws its samples: it needs a RUN_DIR and no --samples"
+                .into()
+        ));
+    }
     let ctx = match &a.run_dir {
         Some(dir) => Some(RunCtx::open(dir, a.backend, a.best, a.burn_in)?),
         None => None,
@@ -107,12 +113,6 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     };
     if a.best && ctx.is_none() {
         bail!(UsageError("--best needs a RUN_DIR".into()));
-    }
-    if a.burn_in.is_some() && (ctx.is_none() || a.samples.is_some()) {
-        bail!(UsageError(
-            "--burn-in sets how the run draws its samples: it needs a RUN_DIR and no --samples"
-                .into()
-        ));
     }
     let run_meta = ctx.as_ref().map(|c| &c.loaded.info.meta);
     // Samples: a file, or drawn from the run.
@@ -172,6 +172,15 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
                 .to_string())),
     );
     report.meta.insert("reference".into(), json!(against));
+    // The burn-in the samples were drawn with (the run's, or --burn-in's): part of what they are.
+    if let Some(seq) = ctx
+        .as_ref()
+        .filter(|_| a.samples.is_none())
+        .filter(|c| c.loaded.model.driven().is_none())
+        .and_then(|c| c.loaded.model.sequence())
+    {
+        report.meta.insert("burn_in".into(), json!(seq.burn_in()));
+    }
     if let Some(c) = ctx
         .as_ref()
         .filter(|c| against == "test" && c.splits.train.n >= 2)

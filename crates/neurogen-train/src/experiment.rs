@@ -320,6 +320,16 @@ impl Experiment {
                 ),
             ));
         }
+        if let ModelConfig::Autoregressive(c) = &self.model {
+            if c.burn_in > 0 && !self.data.inputs.is_empty() {
+                return Err(invalid(
+                    "model.burn_in".into(),
+                    "a run driven by exogenous inputs starts its samples at the stimulus's \
+                     first step; drop burn_in"
+                        .into(),
+                ));
+            }
+        }
         let t = &self.train;
         let positive = [
             ("steps", t.steps as f64),
@@ -432,9 +442,20 @@ impl Experiment {
 
     /// The parts that must not change when a run is resumed: everything but `train.steps`, the
     /// NaN guard's settings (`train.grad_clip`, `train.lr_cut`, `train.max_rollbacks`), early
-    /// stopping (`train.keep_best`, `train.patience`), `backend`, `name` and the provenance.
+    /// stopping (`train.keep_best`, `train.patience`), an autoregressive model's `burn_in` (how
+    /// it samples, not what it learns), `backend`, `name` and the provenance.
     pub fn resume_key(&self) -> Experiment {
+        let model = match &self.model {
+            ModelConfig::Autoregressive(c) => {
+                ModelConfig::Autoregressive(neurogen_models::WaveNetConfig {
+                    burn_in: 0,
+                    ..c.clone()
+                })
+            }
+            other => other.clone(),
+        };
         Experiment {
+            model,
             name: String::new(),
             backend: Backend::Ndarray,
             train: TrainConfig {

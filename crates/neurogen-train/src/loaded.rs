@@ -179,6 +179,13 @@ pub fn load_checkpoint_with(
 ) -> Result<LoadedRun, TrainError> {
     let mut exp = run.read_experiment()?;
     if let Some(n) = burn_in {
+        if !exp.data.inputs.is_empty() {
+            return Err(TrainError::Input(
+                "--burn-in: a run driven by exogenous inputs starts its samples at the stimulus's \
+                 first step; drop --burn-in"
+                    .into(),
+            ));
+        }
         match &mut exp.model {
             crate::registry::ModelConfig::Autoregressive(c) => c.burn_in = n,
             other => {
