@@ -173,13 +173,12 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     );
     report.meta.insert("reference".into(), json!(against));
     // The burn-in the samples were drawn with (the run's, or --burn-in's): part of what they are.
-    if let Some(seq) = ctx
+    if let Some(n) = ctx
         .as_ref()
         .filter(|_| a.samples.is_none())
-        .filter(|c| c.loaded.model.driven().is_none())
-        .and_then(|c| c.loaded.model.sequence())
+        .and_then(|c| c.loaded.burn_in())
     {
-        report.meta.insert("burn_in".into(), json!(seq.burn_in()));
+        report.meta.insert("burn_in".into(), json!(n));
     }
     if let Some(c) = ctx
         .as_ref()

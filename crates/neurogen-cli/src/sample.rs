@@ -118,8 +118,8 @@ pub(crate) fn run(a: &Args, quiet: bool) -> Result<()> {
     ]);
     if let Some(u) = &stimulus {
         meta.insert("inputs_from".into(), json!(u.source));
-    } else if let Some(seq) = loaded.model.sequence() {
-        meta.insert("burn_in".into(), json!(seq.burn_in()));
+    } else if let Some(n) = loaded.burn_in() {
+        meta.insert("burn_in".into(), json!(n));
     }
     let meta_path = write_sidecar(&out, &meta)?;
     if quiet {

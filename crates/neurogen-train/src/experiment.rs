@@ -114,6 +114,10 @@ impl KeepBest {
     }
 }
 
+/// Why a run driven by exogenous inputs takes no burn-in (`model.burn_in`, `--burn-in`).
+pub(crate) const DRIVEN_NO_BURN_IN: &str =
+    "a run driven by exogenous inputs starts its samples at the stimulus's first step";
+
 /// The learning rate's course over a run (`train.lr_schedule`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -324,9 +328,7 @@ impl Experiment {
             if c.burn_in > 0 && !self.data.inputs.is_empty() {
                 return Err(invalid(
                     "model.burn_in".into(),
-                    "a run driven by exogenous inputs starts its samples at the stimulus's \
-                     first step; drop burn_in"
-                        .into(),
+                    format!("{DRIVEN_NO_BURN_IN}; drop burn_in"),
                 ));
             }
         }

@@ -42,6 +42,15 @@ impl LoadedRun {
         self.model.encoder()
     }
 
+    /// The steps each sample is drawn before its first, for a run whose samples burn in (an
+    /// autoregressive one not driven by inputs); `None` for the others.
+    pub fn burn_in(&self) -> Option<usize> {
+        if self.model.driven().is_some() {
+            return None;
+        }
+        self.model.sequence().map(|s| s.burn_in())
+    }
+
     /// The names of the labels a conditional run generates and scores (empty when the model is
     /// unconditional).
     pub fn label_names(&self) -> &[String] {
@@ -180,11 +189,10 @@ pub fn load_checkpoint_with(
     let mut exp = run.read_experiment()?;
     if let Some(n) = burn_in {
         if !exp.data.inputs.is_empty() {
-            return Err(TrainError::Input(
-                "--burn-in: a run driven by exogenous inputs starts its samples at the stimulus's \
-                 first step; drop --burn-in"
-                    .into(),
-            ));
+            return Err(TrainError::Input(format!(
+                "--burn-in: {}; drop --burn-in",
+                crate::experiment::DRIVEN_NO_BURN_IN
+            )));
         }
         match &mut exp.model {
             crate::registry::ModelConfig::Autoregressive(c) => c.burn_in = n,
